@@ -1,0 +1,61 @@
+# aikit's task runner: the README's two commands are `make demo` and `make test`.
+# Each creates .venv when it is missing and installs everything it needs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.aikit-installed
+
+# llama.cpp is compiled by pip; a native build can use CPU features a VM refuses (SIGILL),
+# so build for a portable instruction set.
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+endif
+
+.PHONY: setup demo test lint format typecheck pytest record clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aikit needs Python >= 3.11; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	@touch $@
+
+# The main job: the quickstart notebook, executed by papermill on the embedded model.
+demo: setup
+	@mkdir -p runs
+	@running=$$($(BIN)/aikit serve --status >/dev/null 2>&1 && echo yes || echo no); \
+	$(BIN)/papermill --log-level WARNING notebooks/00_quickstart.ipynb runs/00_quickstart.ipynb; \
+	status=$$?; \
+	if [ $$running = no ]; then $(BIN)/aikit serve --stop >/dev/null; fi; \
+	if [ $$status -ne 0 ]; then exit $$status; fi
+	@echo "executed notebook: runs/00_quickstart.ipynb"
+
+# The whole test suite: lint, format check, type check, then pytest (live model tests included).
+test: setup lint typecheck pytest
+
+lint: setup
+	$(BIN)/ruff check aikit tests
+	$(BIN)/ruff format --check aikit tests
+
+format: setup
+	$(BIN)/ruff format aikit tests
+	$(BIN)/ruff check --fix aikit tests
+
+typecheck: setup
+	$(BIN)/mypy aikit
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+# Re-execute the notebooks on the embedded model and rewrite their outputs and cassettes.
+record: setup
+	$(BIN)/aikit record notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,169 @@
+"""The embedded model's server process: llama-cpp-python's OpenAI-compatible server, plus the
+two things a base model and the OpenAI protocol need from it. Started by `aikit.local`.
+
+- Chat messages are rendered as a few-shot transcript ("User: ...\\nAssistant: ...") with stop
+  sequences, because Gemma 3 270M is a base model: in its own chat template it repeats itself.
+  Default examples are added only when the conversation has no assistant turn of its own.
+- OpenAI's `response_format={"type": "json_schema", ...}` is rewritten to llama.cpp's
+  `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+CHAT_FORMAT = "aikit-transcript"
+INTRO = (
+    "The following is a conversation between a curious User and a helpful, knowledgeable"
+    " Assistant. The Assistant answers briefly and correctly."
+)
+EXAMPLES = [
+    ("What is the capital of Italy?", "The capital of Italy is Rome."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("Translate 'thank you' into French.", "Merci."),
+]
+STOP = ["\nUser:", "\n\n"]
+ROLE_NAMES = {"user": "User", "assistant": "Assistant", "tool": "Tool", "function": "Tool"}
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def render_transcript(messages: list[dict[str, Any]]) -> str:
+    """The prompt a base model continues: intro or system text, examples, the turns."""
+    system = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+    turns = [m for m in messages if m.get("role") not in ("system", "developer")]
+    parts = ["\n".join(system) if system else INTRO, ""]
+    if not any(m.get("role") == "assistant" for m in turns):
+        for question, answer in EXAMPLES:
+            parts += [f"User: {question}", f"Assistant: {answer}", ""]
+    for message in turns:
+        name = ROLE_NAMES.get(str(message.get("role")), "User")
+        parts.append(f"{name}: {_text(message.get('content')).strip()}")
+        if name == "Assistant":
+            parts.append("")
+    parts.append("Assistant:")
+    return "\n".join(parts)
+
+
+class JsonSchemaShim:
+    """ASGI middleware: OpenAI `json_schema` response formats -> llama.cpp `json_object`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or not str(scope.get("path", "")).endswith(
+            "/chat/completions"
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        body = rewrite_body(body)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, replay, send)
+
+
+def rewrite_body(body: bytes) -> bytes:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return body
+    fmt = request.get("response_format") if isinstance(request, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        request["response_format"] = {"type": "json_object", "schema": schema}
+        return json.dumps(request).encode()
+    return body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="aikit's embedded-model server (loopback only)")
+    parser.add_argument("--model", required=True, help="path to the GGUF file")
+    parser.add_argument("--alias", required=True, help="model name clients send")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=0, help="0: all cores")
+    args = parser.parse_args()
+
+    import os
+
+    import uvicorn
+    from llama_cpp.llama_chat_format import (
+        ChatFormatterResponse,
+        LlamaChatCompletionHandlerRegistry,
+        chat_formatter_to_chat_completion_handler,
+    )
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    def _format(messages: list[dict[str, Any]], **_: Any) -> Any:
+        return ChatFormatterResponse(prompt=render_transcript(messages), stop=list(STOP))
+
+    handler = chat_formatter_to_chat_completion_handler(cast(Any, _format))
+
+    def _handle(**kwargs: Any) -> Any:
+        # Evaluate every prompt from scratch: reusing a cached prefix changes the batch shape,
+        # and with it the float sums, enough to flip a greedy choice between near-tied tokens;
+        # temperature 0 with a seed must give the same answer twice.
+        kwargs["llama"].reset()
+        result = handler(**kwargs)
+        # The transcript ends in "Assistant:"; the model's first token is a space.
+        if isinstance(result, dict):
+            for choice in result.get("choices", []):
+                message: Any = choice.get("message") or {}
+                content = message.get("content")
+                if isinstance(content, str):
+                    message["content"] = content.strip()
+        return result
+
+    registry = LlamaChatCompletionHandlerRegistry()  # type: ignore[no-untyped-call]
+    registry.register_chat_completion_handler(CHAT_FORMAT, _handle, overwrite=True)
+
+    threads = args.threads or os.cpu_count() or 1
+    app = create_app(
+        server_settings=ServerSettings(host="127.0.0.1", port=args.port),
+        model_settings=[
+            ModelSettings(
+                model=args.model,
+                model_alias=args.alias,
+                chat_format=CHAT_FORMAT,
+                n_ctx=args.n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        ],
+    )
+    uvicorn.run(JsonSchemaShim(app), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

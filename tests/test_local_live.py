@@ -1,0 +1,137 @@
+"""Live tests on the embedded model (Gemma 3 270M through llama.cpp on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import aikit
+from aikit import local
+from aikit.settings import get_settings
+
+pytestmark = pytest.mark.live
+
+
+def _servers_under(home: Path) -> list[int]:
+    """PIDs of embedded-model servers started for `home` (their working directory)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (
+                b"aikit._llama_server" in (proc / "cmdline").read_bytes()
+                and Path(os.readlink(proc / "cwd")) == home
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_serve_answers_and_writes_discovery(live: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aikit.cli", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
+    assert done.returncode == 0, done.stderr
+    info = json.loads((live / "local-server.json").read_text())
+    assert info["base_url"].startswith("http://127.0.0.1:") and info["model"] == "gemma-3-270m"
+    assert f"at {info['base_url']} (pid {info['pid']})" in done.stdout
+    reply = aikit.chat("What is the capital of France?", temperature=0, seed=1)
+    assert "Paris" in reply.text
+    assert len(reply.text) < 80  # a short answer, not a repetition loop
+    assert reply.usage.completion_tokens > 0 and reply.cost == 0.0
+
+
+def test_temperature_zero_with_seed_repeats(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIKIT_CACHE", "off")
+    aikit.configure()
+    question = "Name a fruit that is yellow."
+    answers = {aikit.chat(question, temperature=0, seed=42).text for _ in range(2)}
+    assert len(answers) == 1 and answers != {""}
+
+
+def test_identical_calls_hit_the_cache(live: Path) -> None:
+    first = aikit.chat("How many days are in a week?", temperature=0, seed=3)
+    second = aikit.chat("How many days are in a week?", temperature=0, seed=3)
+    assert (first.cached, second.cached) == (False, True)
+    assert second.text == first.text and second.latency_s < first.latency_s
+
+
+def test_structured_output_is_grammar_constrained(live: Path) -> None:
+    from pydantic import BaseModel
+
+    class Capital(BaseModel):
+        country: str
+        capital: str
+
+    reply = aikit.chat(
+        "Give the country France and its capital as JSON.", response_format=Capital, temperature=0
+    )
+    assert isinstance(reply.parsed, Capital), reply.error
+    assert reply.calls == 1
+
+
+def test_two_kernels_share_one_server_started_once(live: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    local.stop_server(get_settings())
+    assert _servers_under(live) == []
+    env = {**os.environ, "AIKIT_HOME": str(live)}
+    kernels = [start_new_kernel(kernel_name="python3", env=env) for _ in range(2)]
+    urls: list[str] = []
+    try:
+        # Both kernels run ensure_server() at the same time (separate processes).
+        ids = [
+            kc.execute("from aikit import local; print(local.ensure_server())") for _, kc in kernels
+        ]
+        for (_, kc), msg_id in zip(kernels, ids, strict=True):
+            out = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=300)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    pytest.fail("\n".join(msg["content"]["traceback"]))
+                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            urls.append("".join(out).strip())
+    finally:
+        for km, kc in kernels:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    info = json.loads((live / "local-server.json").read_text())
+    assert urls == [info["base_url"]] * 2
+    assert _servers_under(live) == [info["pid"]]  # the lock let only one start
+
+
+def test_serve_stop_stops_it(live: Path) -> None:
+    local.ensure_server(get_settings())
+    pid = json.loads((live / "local-server.json").read_text())["pid"]
+    done = subprocess.run(
+        [sys.executable, "-m", "aikit.cli", "serve", "--stop"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == f"stopped the embedded model server (pid {pid})\n"
+    assert not (live / "local-server.json").exists()
+    assert _servers_under(live) == []
+    again = subprocess.run(
+        [sys.executable, "-m", "aikit.cli", "serve", "--status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (again.returncode, again.stdout) == (1, "no server running\n")

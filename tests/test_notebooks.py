@@ -1,0 +1,105 @@
+"""The notebooks are documentation that cannot rot: strict nbval from their cassettes, and a
+live papermill run of the quickstart on the embedded model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIKIT_", "OPENAI_"))}
+    env.update(extra)
+    return env
+
+
+def test_every_notebook_has_a_cassette_and_parameters() -> None:
+    assert NOTEBOOKS, "no notebooks found"
+    for path in NOTEBOOKS:
+        assert (path.parent / "cassettes" / f"{path.stem}.jsonl").is_file(), path
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one `parameters` cell"
+        executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
+        assert executed, f"{path.name}: commit it with outputs (`make record`)"
+
+
+def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
+    # No AIKIT_CASSETTES: each kernel must find notebooks/cassettes on its own.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--sanitize-with",
+            str(ROOT / "notebooks" / "sanitize.cfg"),
+            *map(str, NOTEBOOKS),
+        ],
+        cwd=ROOT,
+        env=_clean_env(AIKIT_CACHE="replay", AIKIT_HOME=str(tmp_path / "home")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+    assert not (tmp_path / "home" / "local-server.json").exists()  # replay started no model
+
+
+def test_replay_papermill_from_the_repo_root(tmp_path: Path) -> None:
+    out = tmp_path / "out.ipynb"
+    subprocess.run(
+        [sys.executable, "-m", "papermill", "--log-level", "WARNING", str(NOTEBOOKS[0]), str(out)],
+        cwd=ROOT,
+        env=_clean_env(AIKIT_CACHE="replay", AIKIT_HOME=str(tmp_path / "home")),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert "Paris" in out.read_text()
+
+
+@pytest.mark.live
+def test_quickstart_runs_live_on_the_embedded_model(live: Path, tmp_path: Path) -> None:
+    out = tmp_path / "quickstart.ipynb"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--log-level",
+            "WARNING",
+            str(ROOT / "notebooks" / "00_quickstart.ipynb"),
+            str(out),
+            "-p",
+            "question",
+            "What is the capital of Italy?",
+        ],
+        cwd=tmp_path,
+        env=_clean_env(AIKIT_HOME=str(live), AIKIT_CACHE="off"),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    cells = {
+        c.source.splitlines()[0]: c for c in nbformat.read(out, as_version=4).cells if c.source
+    }
+    answer = "".join(
+        o.get("text", "")
+        for o in cells["reply = aikit.chat(question, temperature=temperature, seed=seed)"].outputs
+    )
+    assert "Rome" in answer
+    parsed = cells["class Capital(BaseModel):"].outputs[0]["data"]["text/plain"]
+    assert parsed.startswith("Capital(country=")

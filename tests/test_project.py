@@ -1,0 +1,90 @@
+"""The project keeps its promises: README commands, CI, Makefile, conda mirror, public API."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+from conftest import ROOT
+
+import aikit
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "README's Set-up section needs a ```sh block"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_gives_two_commands_that_ci_and_make_use() -> None:
+    main, test = _readme_commands()
+    assert (main, test) == ("make demo", "make test")
+    ci = [
+        ln.strip()
+        for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    assert ci[-1] == test, ".ci/run must end by running the README's test command"
+    makefile = (ROOT / "Makefile").read_text()
+    targets = dict(re.findall(r"^([a-z]+):(.*)$", makefile, re.M))
+    assert {"demo", "test", "setup"} <= set(targets)
+    assert "setup" in targets["demo"] and "setup" in targets["test"]
+    assert "papermill" in makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "notebooks/00_quickstart.ipynb" in makefile
+    for part in ("lint", "typecheck", "pytest"):
+        assert part in targets["test"]
+    assert (
+        "ruff check" in makefile and "ruff format --check" in makefile and "mypy aikit" in makefile
+    )
+    assert "-DGGML_NATIVE=OFF" in makefile
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_mirrors_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        wanted |= {_name(r) for r in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    have: set[str] = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            have |= {_name(r) for r in dep["pip"] if not r.startswith("-")}
+            assert any(r.startswith("-e .") for r in dep["pip"]), "pip section must install aikit"
+        else:
+            have.add(_name(dep))
+    assert sorted(wanted - have) == []
+
+
+def test_public_api_is_short_and_sorted() -> None:
+    assert aikit.__all__ == sorted(aikit.__all__)
+    assert aikit.__all__ == [
+        "AikitError",
+        "Reply",
+        "Settings",
+        "Template",
+        "achat",
+        "chat",
+        "configure",
+        "few_shot",
+        "get_settings",
+        "usage",
+    ]
+    for name in aikit.__all__:
+        assert getattr(aikit, name) is not None
+
+
+def test_price_table_is_versioned_and_local_is_free() -> None:
+    from aikit.usage import Usage, cost_of, price_table
+
+    table = price_table()
+    assert table["schema_version"] == 1 and re.fullmatch(r"\d{4}-\d{2}-\d{2}", table["version"])
+    assert cost_of("gemma-3-270m", Usage(1000, 1000)) == 0.0
+    assert cost_of("gpt-4o", Usage(1_000_000, 0)) == 2.5
+    assert cost_of("no-such-model", Usage(1, 1)) is None
