@@ -15,7 +15,7 @@ else
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 endif
 
-.PHONY: setup demo test lint format typecheck pytest record clean
+.PHONY: setup demo test lint format typecheck pytest record bench clean
 
 setup: $(STAMP)
 
@@ -23,18 +23,16 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aikit needs Python >= 3.11; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[local,dask,dev]'
 	@touch $@
 
-# The main job: the quickstart notebook, executed by papermill on the embedded model.
+# The main job: the onboarding playbook (every notebook, in order) on the embedded model.
 demo: setup
-	@mkdir -p runs
 	@running=$$($(BIN)/aikit serve --status >/dev/null 2>&1 && echo yes || echo no); \
-	$(BIN)/papermill --log-level WARNING notebooks/00_quickstart.ipynb runs/00_quickstart.ipynb; \
+	$(BIN)/aikit run playbooks/onboarding.yaml; \
 	status=$$?; \
 	if [ $$running = no ]; then $(BIN)/aikit serve --stop >/dev/null; fi; \
-	if [ $$status -ne 0 ]; then exit $$status; fi
-	@echo "executed notebook: runs/00_quickstart.ipynb"
+	exit $$status
 
 # The whole test suite: lint, format check, type check, then pytest (live model tests included).
 test: setup lint typecheck pytest
@@ -56,6 +54,10 @@ pytest: setup
 # Re-execute the notebooks on the embedded model and rewrite their outputs and cassettes.
 record: setup
 	$(BIN)/aikit record notebooks/*.ipynb
+
+# Every performance script in benchmarks/; each prints its measured ratios.
+bench: setup
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

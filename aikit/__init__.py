@@ -1,18 +1,52 @@
 """aikit: a Jupyter-based team playbook and notebook kit for AI engineers.
 
 The verbs most people need are here; the modules (`aikit.cache`, `aikit.local`, `aikit.prompts`,
-`aikit.settings`, `aikit.usage`) hold the rest.
+`aikit.registry`, `aikit.runner`, `aikit.settings`, `aikit.usage`) hold the rest.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from aikit.errors import AikitError
-from aikit.llm import Reply, achat, chat
-from aikit.prompts import Template, few_shot
-from aikit.settings import Settings, configure, get_settings
+from aikit.record import record
 from aikit.usage import usage
+
+if TYPE_CHECKING:
+    from aikit.llm import Reply, achat, chat
+    from aikit.prompts import Template, few_shot
+    from aikit.registry import runs
+    from aikit.runner import Run, run_notebook
+    from aikit.settings import Settings, configure, get_settings
+
+# The rest load on first use, so `import aikit` stays cheap in every kernel and worker.
+_LAZY = {
+    "Reply": "aikit.llm",
+    "achat": "aikit.llm",
+    "chat": "aikit.llm",
+    "Template": "aikit.prompts",
+    "few_shot": "aikit.prompts",
+    "runs": "aikit.registry",
+    "Run": "aikit.runner",
+    "run_notebook": "aikit.runner",
+    "Settings": "aikit.settings",
+    "configure": "aikit.settings",
+    "get_settings": "aikit.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'aikit' has no attribute {name!r}")
+
 
 __all__ = [
     "AikitError",
     "Reply",
+    "Run",
     "Settings",
     "Template",
     "achat",
@@ -20,5 +54,8 @@ __all__ = [
     "configure",
     "few_shot",
     "get_settings",
+    "record",
+    "run_notebook",
+    "runs",
     "usage",
 ]

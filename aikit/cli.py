@@ -134,6 +134,110 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(args: argparse.Namespace) -> int:
+    from aikit.runner import describe
+
+    print(describe(args.notebook))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from aikit.runner import convert, describe_plan, run_notebook, run_playbook, summary
+
+    target = Path(args.target)
+    cli_values = dict(args.param or [])
+    file_values: dict[str, Any] = {}
+    if args.file:
+        try:
+            loaded = yaml.safe_load(Path(args.file).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise AikitError(f"cannot read parameters file {args.file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise AikitError(f"{args.file} must be a mapping of parameter names to values")
+        file_values = loaded
+    if target.suffix in (".yaml", ".yml"):
+        overrides = file_values | cli_values
+        if args.dry_run:
+            print(
+                describe_plan(
+                    target,
+                    out=args.out,
+                    overrides=overrides,
+                    force=args.force,
+                    workers=args.workers,
+                )
+            )
+            return 0
+        runs = run_playbook(
+            target,
+            out=args.out,
+            workers=args.workers,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            force=args.force,
+            overrides=overrides,
+        )
+        table = summary(runs)
+        folder = Path(args.out) / runs[0].name if runs else Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / "summary.csv", index=False)
+        with _wide_pandas():
+            print(table.drop(columns=["error"]).to_string(index=False))
+        failed = [r for r in runs if not r.ok]
+        for run in failed:
+            print(run.error, file=sys.stderr)
+        print(f"runs: {folder}/  summary: {folder / 'summary.csv'}")
+        return 1 if failed else 0
+    if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:
+        raise AikitError("--workers/--executor/--scheduler/--dry-run/--force are for playbooks")
+    if not target.is_file():
+        raise AikitError(f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)")
+    params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
+    run = run_notebook(target, params, out=args.out)
+    print(f"executed notebook: {run.output}")
+    for key, value in run.records.items():
+        print(f"  {key} = {value!r:.200}")
+    if not run.ok:
+        print(run.error, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _wide_pandas() -> Any:
+    import pandas as pd
+
+    return pd.option_context(
+        "display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60
+    )
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from aikit.registry import runs
+
+    table = runs(args.out, args.name)
+    if table.empty:
+        print(f"no runs under {args.out}/")
+        return 0
+    with _wide_pandas():
+        print(table.drop(columns=["error"]).to_string(index=False))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from aikit.registry import compare
+
+    table = compare(args.run_a, args.run_b, args.out)
+    a, b = table.attrs["runs"]
+    print(f"a = {a}\nb = {b}")
+    with _wide_pandas():
+        print(table.to_string(index=False))
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     from aikit.runner import record_notebook
 
@@ -157,6 +261,36 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear", "export", "import"])
     cache.add_argument("file", nargs="?", help="JSONL cassette for export/import")
     cache.set_defaults(func=_cache)
+    params = commands.add_parser("params", help="list a notebook's parameters")
+    params.add_argument("notebook")
+    params.set_defaults(func=_params)
+    run = commands.add_parser("run", help="run a notebook or a playbook (.yaml), recorded")
+    run.add_argument("target", metavar="NOTEBOOK_OR_PLAYBOOK")
+    run.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a parameter value (YAML rules for lists, dicts, bools)",
+    )
+    run.add_argument("-f", "--file", help="a YAML file of parameter values")
+    run.add_argument("--out", default="runs", help="where runs are written (default: runs)")
+    run.add_argument("--workers", type=int, help="parallel runs (playbooks)")
+    run.add_argument("--executor", choices=["local", "dask"], default="local")
+    run.add_argument("--scheduler", help="address of a Dask scheduler, tcp://HOST:PORT")
+    run.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
+    run.add_argument("--force", action="store_true", help="re-run runs that already succeeded")
+    run.set_defaults(func=_run)
+    runs = commands.add_parser("runs", help="list recorded runs")
+    runs.add_argument("name", nargs="?", help="only runs of this notebook or playbook")
+    runs.add_argument("--out", default="runs")
+    runs.set_defaults(func=_runs)
+    compare = commands.add_parser("compare", help="two runs' values side by side")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.add_argument("--out", default="runs")
+    compare.set_defaults(func=_compare)
     record = commands.add_parser(
         "record", help="re-run notebooks on the model, rewrite their cassettes and outputs"
     )

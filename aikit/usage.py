@@ -7,14 +7,16 @@ embedded model costs 0 and a model missing from the table has cost `None`, never
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class CallRecord:
     calls: int
 
 
+RUN_USAGE_ENV = "AIKIT_RUN_USAGE"
 _lock = threading.Lock()
 _records: list[CallRecord] = []
 
@@ -106,16 +109,35 @@ def log_call(
     )
     with _lock:
         _records.append(record)
+        run_log = os.environ.get(RUN_USAGE_ENV)
+        if run_log:  # set by the runner: the run record sums the kernel's calls
+            with open(run_log, "a", encoding="utf-8") as out:
+                out.write(json.dumps(asdict(record)) + "\n")
 
 
 def usage() -> pd.DataFrame:
     """This process's calls, one row each: tokens, `cost_usd`, `latency_s`, `cached`."""
+    import pandas as pd
+
     with _lock:
         rows = [asdict(r) for r in _records]
     columns = list(CallRecord.__dataclass_fields__)
     frame = pd.DataFrame(rows, columns=columns)
     frame["time"] = pd.to_datetime(frame["time"], unit="s")
     return frame
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over call records: calls, tokens, cost (None if any call was unpriced)."""
+    costs = [r.get("cost_usd") for r in records]
+    return {
+        "calls": len(records),
+        "cached_calls": sum(1 for r in records if r.get("cached")),
+        "prompt_tokens": sum(int(r.get("prompt_tokens", 0)) for r in records),
+        "completion_tokens": sum(int(r.get("completion_tokens", 0)) for r in records),
+        "cost_usd": None if any(c is None for c in costs) else float(sum(c or 0.0 for c in costs)),
+        "models": sorted({str(r.get("model")) for r in records}),
+    }
 
 
 def reset_usage() -> None:

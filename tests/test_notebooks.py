@@ -3,6 +3,7 @@ live papermill run of the quickstart on the embedded model."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,34 +73,46 @@ def test_replay_papermill_from_the_repo_root(tmp_path: Path) -> None:
 
 
 @pytest.mark.live
-def test_quickstart_runs_live_on_the_embedded_model(live: Path, tmp_path: Path) -> None:
-    out = tmp_path / "quickstart.ipynb"
-    subprocess.run(
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_runs_live_through_aikit_run(
+    live: Path, tmp_path: Path, notebook: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aikit.cli", "run", str(notebook), "--out", str(tmp_path / "runs")],
+        cwd=tmp_path,
+        env=_clean_env(AIKIT_HOME=str(live), AIKIT_CACHE="off"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
+    assert record["status"] == "succeeded" and record["usage"]["calls"] > 0
+    assert record["usage"]["cached_calls"] == 0  # live: every answer came from the model
+
+
+@pytest.mark.live
+def test_quickstart_answers_another_question_live(live: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "papermill",
-            "--log-level",
-            "WARNING",
+            "aikit.cli",
+            "run",
             str(ROOT / "notebooks" / "00_quickstart.ipynb"),
-            str(out),
             "-p",
             "question",
             "What is the capital of Italy?",
+            "--out",
+            str(tmp_path / "runs"),
         ],
         cwd=tmp_path,
         env=_clean_env(AIKIT_HOME=str(live), AIKIT_CACHE="off"),
-        check=True,
         capture_output=True,
-        timeout=300,
+        text=True,
+        timeout=600,
     )
-    cells = {
-        c.source.splitlines()[0]: c for c in nbformat.read(out, as_version=4).cells if c.source
-    }
-    answer = "".join(
-        o.get("text", "")
-        for o in cells["reply = aikit.chat(question, temperature=temperature, seed=seed)"].outputs
-    )
-    assert "Rome" in answer
-    parsed = cells["class Capital(BaseModel):"].outputs[0]["data"]["text/plain"]
-    assert parsed.startswith("Capital(country=")
+    assert done.returncode == 0, done.stderr
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
+    assert "Rome" in record["records"]["answer"]
+    assert record["records"]["parsed_ok"] is True

@@ -32,8 +32,12 @@ def test_readme_gives_two_commands_that_ci_and_make_use() -> None:
     targets = dict(re.findall(r"^([a-z]+):(.*)$", makefile, re.M))
     assert {"demo", "test", "setup"} <= set(targets)
     assert "setup" in targets["demo"] and "setup" in targets["test"]
-    assert "papermill" in makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
-    assert "notebooks/00_quickstart.ipynb" in makefile
+    assert "aikit run playbooks/onboarding.yaml" in makefile.split("\ndemo:", 1)[1].split("\n\n")[0]
+    onboarding = yaml.safe_load((ROOT / "playbooks" / "onboarding.yaml").read_text())
+    notebooks = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")
+    )
+    assert [step["notebook"] for step in onboarding["steps"]] == notebooks
     for part in ("lint", "typecheck", "pytest"):
         assert part in targets["test"]
     assert (
@@ -67,6 +71,7 @@ def test_public_api_is_short_and_sorted() -> None:
     assert aikit.__all__ == [
         "AikitError",
         "Reply",
+        "Run",
         "Settings",
         "Template",
         "achat",
@@ -74,6 +79,9 @@ def test_public_api_is_short_and_sorted() -> None:
         "configure",
         "few_shot",
         "get_settings",
+        "record",
+        "run_notebook",
+        "runs",
         "usage",
     ]
     for name in aikit.__all__:

@@ -1,0 +1,162 @@
+"""Runs are data: every notebook run leaves `runs/<name>/<run_id>/` with the executed notebook
+and `run.json`; this module reads them back as a pandas DataFrame and compares two runs.
+
+run.json (schema version 1): run_id, name, playbook, notebook, notebook_sha256, key (notebook
+content + parameters, used to skip runs that already succeeded), parameters (secrets as
+`secret:NAME`), status (`running` | `succeeded` | `failed`), error, started, ended,
+duration_s, records (from `aikit.record`), usage (calls, tokens, cost of the kernel's model
+calls), output (the executed notebook), git_commit, aikit_version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from aikit.errors import AikitError
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+# MIGRATIONS[v] turns a version-v record into version v + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def write_run(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Write `run.json` atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RUN_FILE
+    tmp = path.with_name(RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **record}, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """A run record, migrated to the current schema; `path` is run.json or its folder."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / RUN_FILE
+    try:
+        record: dict[str, Any] = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise AikitError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+    version = int(record.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise AikitError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
+    while version < SCHEMA_VERSION:
+        record = MIGRATIONS[version](record)
+        version += 1
+    record["schema_version"] = version
+    record["dir"] = str(file.parent)
+    return record
+
+
+def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[dict[str, Any]]:
+    """Every run record under `root` (optionally only `root/name`), oldest first."""
+    base = Path(root) / name if name else Path(root)
+    if not base.exists():
+        return []
+    records = [load_run(p) for p in sorted(base.rglob(RUN_FILE))]
+    return sorted(records, key=lambda r: (str(r.get("started")), str(r.get("run_id"))))
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
+    """One row per run: id, name, notebook, status, times, cost, then parameters and
+    scalar recorded values as columns (a recorded value wins a name clash)."""
+    import pandas as pd
+
+    rows = []
+    for r in iter_runs(root, name):
+        usage = r.get("usage") or {}
+        row: dict[str, Any] = {
+            "run_id": r.get("run_id"),
+            "name": r.get("name"),
+            "notebook": Path(str(r.get("notebook"))).name,
+            "status": r.get("status"),
+            "started": pd.Timestamp(r["started"]) if r.get("started") else pd.NaT,
+            "duration_s": r.get("duration_s"),
+            "calls": usage.get("calls", 0),
+            "cost_usd": usage.get("cost_usd"),
+            "error": r.get("error"),
+        }
+        row.update({k: v for k, v in (r.get("parameters") or {}).items() if _scalar(v)})
+        row.update({k: v for k, v in (r.get("records") or {}).items() if _scalar(v)})
+        rows.append(row)
+    columns = [
+        "run_id",
+        "name",
+        "notebook",
+        "status",
+        "started",
+        "duration_s",
+        "calls",
+        "cost_usd",
+        "error",
+    ]
+    return pd.DataFrame(rows, columns=None if rows else columns)
+
+
+def find_run(ref: str, root: str | Path = "runs") -> dict[str, Any]:
+    """The run whose id (or a unique prefix of it) or folder is `ref`."""
+    if Path(ref, RUN_FILE).exists():
+        return load_run(ref)
+    matches = [r for r in iter_runs(root) if str(r.get("run_id", "")).startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AikitError(f"no run {ref!r} under {root}/; list them with `aikit runs`")
+    raise AikitError(f"run id {ref!r} is ambiguous ({len(matches)} runs); give more of it")
+
+
+def compare(a: str, b: str, root: str | Path = "runs") -> pd.DataFrame:
+    """Recorded values and parameters of two runs side by side, with numeric deltas."""
+    import pandas as pd
+
+    run_a, run_b = find_run(a, root), find_run(b, root)
+    rows = []
+    for section in ("parameters", "records"):
+        left, right = run_a.get(section) or {}, run_b.get(section) or {}
+        for key in dict.fromkeys([*left, *right]):
+            va, vb = left.get(key), right.get(key)
+            if not (_scalar(va) and _scalar(vb)):
+                va, vb = (
+                    ("(table)" if va is not None else None),
+                    ("(table)" if vb is not None else None),
+                )
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
+            delta = vb - va if numeric else None  # type: ignore[operator]
+            rows.append(
+                {
+                    "kind": section[:-1] if section == "records" else "parameter",
+                    "name": key,
+                    "a": va,
+                    "b": vb,
+                    "delta": delta,
+                }
+            )
+    usage_a, usage_b = run_a.get("usage") or {}, run_b.get("usage") or {}
+    for key in ("cost_usd", "calls"):
+        va, vb = usage_a.get(key), usage_b.get(key)
+        delta = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+        rows.append({"kind": "usage", "name": key, "a": va, "b": vb, "delta": delta})
+    rows.append(
+        {
+            "kind": "run",
+            "name": "duration_s",
+            "a": run_a.get("duration_s"),
+            "b": run_b.get("duration_s"),
+            "delta": (run_b.get("duration_s") or 0) - (run_a.get("duration_s") or 0),
+        }
+    )
+    frame = pd.DataFrame(rows, columns=["kind", "name", "a", "b", "delta"])
+    frame.attrs["runs"] = (run_a["run_id"], run_b["run_id"])
+    return frame

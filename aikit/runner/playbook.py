@@ -1,0 +1,118 @@
+"""Playbooks: YAML pipelines of notebook steps with parameter grids.
+
+```yaml
+name: prompt-sweep              # runs go to runs/<name>/
+description: what it is for
+workers: 2                      # grid items run in parallel
+steps:
+  - notebook: notebooks/01_prompting.ipynb   # relative to the playbook's folder or its parent
+    parameters: {dataset: data/x.jsonl}
+grid:                           # cartesian product, applied to every step declaring the name
+  temperature: [0.0, 0.7]
+```
+The whole file is checked before anything runs; an error names the file, the field and why.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aikit.errors import AikitError
+from aikit.runner.params import ParameterError, convert, read_parameters
+
+
+class PlaybookError(AikitError):
+    """A playbook file is malformed or refers to something that does not exist."""
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notebook: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Playbook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    steps: list[Step] = Field(min_length=1)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    workers: int = Field(default=1, ge=1)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dict[str, Any]]]]]:
+    """Read and check a playbook; returns it and, per step, the notebook and its parameter sets."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlaybookError(f"cannot read playbook {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise PlaybookError(
+            f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise PlaybookError(f"{file}: a playbook is a mapping with name, steps (and grid, workers)")
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        # A misspelt field also makes the right one "missing": report the misspelling.
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            owner = Step if "steps" in err["loc"] else Playbook
+            reason = f"unknown field; known fields: {', '.join(owner.model_fields)}"
+        raise PlaybookError(f"{file}: {_field(err['loc'])}: {reason}") from exc
+    plan = []
+    used_grid: set[str] = set()
+    for index, step in enumerate(playbook.steps):
+        notebook = _resolve(file, step.notebook)
+        if notebook is None:
+            raise PlaybookError(
+                f"{file}: steps[{index}].notebook: {step.notebook} does not exist"
+                f" (looked beside the playbook and in {file.resolve().parent.parent})"
+            )
+        declared = read_parameters(notebook)
+        grid = {k: v for k, v in playbook.grid.items() if k in declared}
+        used_grid |= set(grid)
+        combos = [
+            dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())
+        ]
+        sets = []
+        for combo in combos or [{}]:
+            try:
+                sets.append(convert(notebook, {**step.parameters, **combo}))
+            except ParameterError as exc:
+                raise PlaybookError(f"{file}: steps[{index}].parameters: {exc}") from exc
+        plan.append((notebook, sets))
+    unused = sorted(set(playbook.grid) - used_grid)
+    if unused:
+        raise PlaybookError(
+            f"{file}: grid.{unused[0]}: no step's notebook declares this parameter;"
+            " check `aikit params NOTEBOOK`"
+        )
+    return playbook, plan
+
+
+def _resolve(playbook_file: Path, notebook: str) -> Path | None:
+    for base in (playbook_file.resolve().parent, playbook_file.resolve().parent.parent):
+        candidate = (base / notebook).resolve()
+        if candidate.is_file():
+            return candidate
+    return None

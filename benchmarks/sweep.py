@@ -1,0 +1,97 @@
+"""An 8-run grid of a small notebook: `aikit run --workers 2` versus the same 8 runs through the
+plain papermill CLI one after another, and `aikit run --workers 1` for aikit's own overhead.
+
+Run: `.venv/bin/python benchmarks/sweep.py` (or `make bench`). Prints the figures and ratios.
+The notebook waits 1.5 s per run, standing in for model calls (I/O, not CPU), plus a little
+compute; kernel start-up (~1-3 s of CPU) is the rest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+RUNS = 8
+BIN = Path(sys.executable).parent
+
+
+def make_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("x: int = 0  # grid value", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import time\nimport aikit\n"
+            "time.sleep(1.5)  # stands in for waiting on a model\n"
+            "aikit.record('total', sum(i * x for i in range(200_000)))"
+        ),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "small.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="aikit-bench-") as tmp:
+        folder = Path(tmp)
+        notebook = make_notebook(folder)
+        book = folder / "sweep.yaml"
+        grid = ", ".join(str(i) for i in range(RUNS))
+        book.write_text(f"name: sweep\nsteps:\n  - notebook: small.ipynb\ngrid:\n  x: [{grid}]\n")
+        subprocess.run(
+            [str(BIN / "aikit"), "params", str(notebook)], check=True, capture_output=True
+        )
+
+        papermill = 0.0
+        for i in range(RUNS):
+            papermill += timed(
+                [
+                    str(BIN / "papermill"),
+                    "--log-level",
+                    "WARNING",
+                    str(notebook),
+                    str(folder / f"out-{i}.ipynb"),
+                    "-p",
+                    "x",
+                    str(i),
+                ],
+                folder,
+            )
+        serial = timed([str(BIN / "aikit"), "run", str(book), "--workers", "1", "--force"], folder)
+        parallel = timed(
+            [str(BIN / "aikit"), "run", str(book), "--workers", "2", "--force"], folder
+        )
+
+    print(f"{RUNS} runs of a small notebook (1.5 s wait + a little compute each), 2 cores")
+    print(
+        f"  papermill CLI, one after another : {papermill:6.1f} s  ({papermill / RUNS:.2f} s/run)"
+    )
+    print(f"  aikit run --workers 1            : {serial:6.1f} s  ({serial / RUNS:.2f} s/run)")
+    print(f"  aikit run --workers 2            : {parallel:6.1f} s  ({parallel / RUNS:.2f} s/run)")
+    print(
+        f"speedup, aikit --workers 2 over sequential papermill: {papermill / parallel:.2f}x"
+        " (target >= 1.6)"
+    )
+    print(
+        f"aikit per-run overhead over bare papermill (--workers 1): "
+        f"{(serial - papermill) / papermill:+.1%} (target <= 10%)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""`aikit run`, playbooks, secrets, records and the run registry, on real kernels."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+import aikit
+from aikit.runner import ParameterError, describe, read_parameters
+
+PARAMS_CELL = """\
+# Parameters
+question: str = "hi"  # what to ask
+temperature: float = 0.5  # sampling temperature
+n: int = 2  # how many
+labels: list[str] = ["a", "b"]  # label set
+# whether to shout
+loud: bool = False
+mode = "fast"  # no annotation: the default's type
+api_key: str = ""  # a secret: pass secret:NAME
+"""
+
+BODY = """\
+import os
+import aikit
+import pandas as pd
+if n < 0:
+    raise ValueError(f"n must be >= 0, got {n}")
+aikit.record("answer", question.upper() if loud else question)
+aikit.record("score", temperature * n)
+aikit.record("labels", labels)
+aikit.record("key_length", len(api_key))
+aikit.record("table", pd.DataFrame({"label": labels, "n": [n] * len(labels)}))
+print("key is", api_key)
+open("written.txt", "w").write(os.getcwd())
+"""
+
+
+def make_notebook(folder: Path, name: str = "demo.ipynb", body: str = BODY) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Demo"),
+        nbformat.v4.new_code_cell(PARAMS_CELL, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / name
+    nbformat.write(nb, path)
+    return path
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aikit.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_params_reads_types_defaults_and_help(tmp_path: Path) -> None:
+    params = read_parameters(make_notebook(tmp_path))
+    assert list(params) == ["question", "temperature", "n", "labels", "loud", "mode", "api_key"]
+    assert (params["labels"].type, params["labels"].default, params["labels"].help) == (
+        "list[str]",
+        ["a", "b"],
+        "label set",
+    )
+    assert params["loud"].help == "whether to shout"  # a comment on the line above
+    assert params["mode"].type == "" and params["mode"].default == "fast"
+    table = describe(tmp_path / "demo.ipynb")
+    assert table.splitlines()[0].split() == ["name", "type", "default", "help"]
+    rows = {line.split()[0]: line.split()[1:3] for line in table.splitlines()[1:]}
+    assert rows["temperature"] == ["float", "0.5"] and rows["mode"] == ["str", "'fast'"]
+
+
+def test_cli_values_convert_to_declared_types(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path)
+    got = aikit.runner.convert(
+        nb,
+        {
+            "question": "1.0",
+            "temperature": "1",
+            "n": "3",
+            "labels": "[x, y]",
+            "loud": "yes",
+            "mode": "slow",
+        },
+        from_cli=True,
+    )
+    assert got == {
+        "question": "1.0",
+        "temperature": 1.0,
+        "n": 3,
+        "labels": ["x", "y"],
+        "loud": True,
+        "mode": "slow",
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"tempreature": "1"},
+            "unknown parameter 'tempreature'; known parameters:"
+            " question, temperature, n, labels, loud, mode, api_key",
+        ),
+        ({"n": "many"}, "parameter 'n' expects int, got 'many' (str)"),
+        ({"labels": "{a: 1}"}, "parameter 'labels' expects list[str], got {'a': 1} (dict)"),
+        ({"mode": [1]}, "parameter 'mode' expects str, got [1] (list)"),
+        (
+            {"api_key": "sk-live-123"},
+            "parameter 'api_key' looks like a secret and got a plain value; pass secret:NAME",
+        ),
+        ({"api_key": "secret:not a name"}, "is not a valid secret reference"),
+    ],
+)
+def test_bad_values_are_refused_before_a_kernel_starts(
+    tmp_path: Path, values: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ParameterError) as info:
+        aikit.runner.convert(make_notebook(tmp_path), values, from_cli=True)
+    assert message in str(info.value)
+
+
+def test_run_records_values_usage_and_secrets_stay_out(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path)
+    secret = "s3cr3t-Value-that-must-not-leak"
+    done = cli(
+        "run",
+        str(nb),
+        "-p",
+        "n",
+        "3",
+        "-p",
+        "labels",
+        "[x, y, z]",
+        "-p",
+        "api_key",
+        "secret:MY_TOKEN",
+        "--out",
+        str(tmp_path / "runs"),
+        env={"MY_TOKEN": secret},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    [run_dir] = (tmp_path / "runs" / "demo").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["error"] is None
+    assert record["parameters"] == {"n": 3, "labels": ["x", "y", "z"], "api_key": "secret:MY_TOKEN"}
+    assert record["records"]["score"] == 1.5 and record["records"]["labels"] == ["x", "y", "z"]
+    assert record["records"]["key_length"] == len(secret)  # resolved inside the kernel
+    assert record["records"]["table"]["dataframe"]["columns"] == ["label", "n"]
+    assert record["schema_version"] == 1 and record["aikit_version"] == version("aikit")
+    assert record["duration_s"] > 0 and record["git_commit"] is None  # tmp_path is no git repo
+    # The kernel worked in the run's own folder.
+    assert (run_dir / "written.txt").read_text() == str(run_dir)
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    executed = (run_dir / "demo.ipynb").read_text()
+    assert "secret:MY_TOKEN" in executed and "key is secret:MY_TOKEN" in executed
+    assert secret not in done.stdout + done.stderr
+    assert done.stdout.startswith("executed notebook: runs/demo/") and "score = 1.5" in done.stdout
+
+
+def test_failing_cell_is_one_line_exit_1_and_keeps_the_notebook(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path)
+    done = cli("run", str(nb), "-p", "n", "-1", "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert done.returncode == 1
+    # "cell N" is the execution count shown in the executed notebook (after the injected cell).
+    assert done.stderr == "demo.ipynb: cell 3: ValueError: n must be >= 0, got -1\n"
+    [run_dir] = (tmp_path / "runs" / "demo").iterdir()
+    executed = nbformat.read(run_dir / "demo.ipynb", as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0].ename == "ValueError"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+
+
+def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path)
+    for args, start in [
+        (["run", str(nb), "-p", "nn", "1"], "aikit: error: "),
+        (["run", str(tmp_path / "missing.ipynb")], "aikit: error: "),
+        (["run", str(nb), "-p", "api_key", "plain"], "aikit: error: "),
+    ]:
+        done = cli(*args, cwd=tmp_path)
+        assert (
+            done.returncode == 2 and done.stderr.startswith(start) and done.stderr.count("\n") == 1
+        )
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def _playbook(
+    tmp_path: Path, grid: str = "n: [1, 2]\n  temperature: [0.0, 1.0]", extra: str = ""
+) -> Path:
+    (tmp_path / "notebooks").mkdir()
+    make_notebook(tmp_path / "notebooks")
+    book = tmp_path / "playbooks" / "sweep.yaml"
+    book.parent.mkdir(exist_ok=True)
+    book.write_text(
+        f"name: sweep\ndescription: test\nworkers: 2\nsteps:\n  - notebook: notebooks/demo.ipynb\n"
+        f"    parameters: {{question: grid}}\ngrid:\n  {grid}\n{extra}"
+    )
+    return book
+
+
+def test_playbook_grid_runs_in_parallel_and_skips_done(tmp_path: Path) -> None:
+    book = _playbook(tmp_path, grid="n: [1, -1]\n  temperature: [0.0, 1.0]")
+    done = cli("run", str(book), cwd=tmp_path)
+    assert done.returncode == 1  # the two n=-1 runs fail; the others still ran
+    frame = aikit.runs(tmp_path / "runs")
+    assert sorted(frame["status"]) == ["failed", "failed", "succeeded", "succeeded"]
+    ok = frame[frame["status"] == "succeeded"].sort_values("temperature")
+    assert list(ok["score"]) == [0.0, 1.0] and set(ok["question"]) == {"grid"}
+    assert "runs: runs/sweep/  summary: runs/sweep/summary.csv" in done.stdout
+    summary = pd.read_csv(tmp_path / "runs" / "sweep" / "summary.csv")
+    assert len(summary) == 4
+    # The two runs overlapped in time: grid items ran in parallel.
+    spans = sorted(
+        (pd.Timestamp(r["started"]), pd.Timestamp(r["ended"]))
+        for r in map(lambda p: json.loads(p.read_text()), (tmp_path / "runs").rglob("run.json"))
+    )
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+    dry = cli("run", str(book), "--dry-run", cwd=tmp_path)
+    assert dry.stdout.count("skip (succeeded in") == 2 and dry.stdout.count("  run\n") == 2
+    again = cli("run", str(book), cwd=tmp_path)
+    assert again.stdout.count("skipped (done)") == 2
+    assert len(aikit.runs(tmp_path / "runs")) == 6  # only the 2 failures ran again
+    forced = cli("run", str(book), "--force", "--workers", "1", cwd=tmp_path)
+    assert forced.returncode == 1 and len(aikit.runs(tmp_path / "runs")) == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "name: x\nsteps:\n  - notebok: notebooks/demo.ipynb\n",
+            "steps[0].notebok: unknown field; known fields: notebook, parameters",
+        ),
+        (
+            "name: x\nsteps:\n  - notebook: notebooks/nope.ipynb\n",
+            "steps[0].notebook: notebooks/nope.ipynb does not exist",
+        ),
+        (
+            "name: x\nsteps:\n  - notebook: notebooks/demo.ipynb\ngrid:\n  colour: [1]\n",
+            "grid.colour: no step's notebook declares this parameter",
+        ),
+        (
+            "name: x\nsteps:\n  - notebook: notebooks/demo.ipynb\n    parameters: {n: lots}\n",
+            "steps[0].parameters: ",
+        ),
+        ("name: x\nsteps: [\n", "is not valid YAML"),
+        ("name: x\nsteps: []\n", "steps: List should have at least 1 item"),
+        (
+            "name: x\nworkers: 0\nsteps:\n  - notebook: notebooks/demo.ipynb\n",
+            "workers: Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_playbook_is_validated_whole_first(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "notebooks").mkdir()
+    make_notebook(tmp_path / "notebooks")
+    book = tmp_path / "playbooks" / "bad.yaml"
+    book.parent.mkdir()
+    book.write_text(text)
+    done = cli("run", str(book), cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and done.stderr.startswith(f"aikit: error: {book}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_compare_two_runs(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path)
+    a = aikit.run_notebook(nb, {"n": 1}, out=tmp_path / "runs")
+    b = aikit.run_notebook(nb, {"n": 4, "temperature": 0.25}, out=tmp_path / "runs")
+    assert a.ok and b.ok and a.records["score"] == 0.5 and b.records["score"] == 1.0
+    table = aikit.registry.compare(a.run_id, b.run_id, tmp_path / "runs")
+    score = table[(table["kind"] == "record") & (table["name"] == "score")].iloc[0]
+    assert (score["a"], score["b"], score["delta"]) == (0.5, 1.0, 0.5)
+    n = table[(table["kind"] == "parameter") & (table["name"] == "n")].iloc[0]
+    assert (n["a"], n["b"], n["delta"]) == (1, 4, 3)
+    shown = cli("compare", a.run_id, b.run_id, "--out", str(tmp_path / "runs"))
+    assert shown.returncode == 0 and "score" in shown.stdout
+    listed = cli("runs", "--out", str(tmp_path / "runs"))
+    assert a.run_id in listed.stdout and b.run_id in listed.stdout
+
+
+def test_dask_executor_with_a_local_cluster_and_a_scheduler_address(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    book = _playbook(tmp_path, grid="n: [1, 2]")
+    done = cli("run", str(book), "--executor", "dask", "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(aikit.runs(tmp_path / "runs")["score"]) == [0.5, 1.0]  # temperature 0.5 x n
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        done = cli(
+            "run",
+            str(book),
+            "--force",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 0, done.stderr
+    assert len(aikit.runs(tmp_path / "runs")) == 4
+    bad = cli(
+        "run", str(book), "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", cwd=tmp_path
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith(
+        "aikit: error: cannot reach the Dask scheduler"
+    )
