@@ -1,4 +1,17 @@
-"""One frozen `Settings`, resolved once: argument > environment > `.env` > default.
+"""One frozen `Settings`, resolved once: argument > profile > environment > `.env` > default.
+
+A profile is a named table in `aikit.toml` (working directory), chosen with `AIKIT_PROFILE` or
+`configure(profile=...)`; `api_key_env` names the variable holding its key:
+
+    [profiles.openai]
+    provider = "openai"
+    model = "gpt-4o-mini"
+    api_key_env = "OPENAI_API_KEY"
+
+    [profiles.ollama]
+    provider = "openai"
+    base_url = "http://127.0.0.1:11434/v1"
+    model = "llama3.2"
 
 Environment variables (the same names may stand in a `.env` file in the working directory):
 
@@ -15,11 +28,13 @@ Environment variables (the same names may stand in a `.env` file in the working 
 - `AIKIT_MAX_RETRIES`: retries of the openai SDK's own retry loop; 2.
 - `OPENAI_BASE_URL`: endpoint for provider `openai`; `https://api.openai.com/v1`.
 - `OPENAI_API_KEY`: key for provider `openai`; never written anywhere by aikit.
+- `AIKIT_PROFILE`: a profile of `aikit.toml` to use.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +52,8 @@ CACHE_MODES: tuple[str, ...] = ("on", "off", "replay", "record")
 LOCAL_MODEL = "gemma-3-270m"
 DEFAULT_MODELS: dict[str, str] = {"local": LOCAL_MODEL, "openai": "gpt-4o-mini"}
 OPENAI_URL = "https://api.openai.com/v1"
+PROFILES_FILE = "aikit.toml"
+PROFILE_KEYS = ("provider", "model", "base_url", "api_key_env", "cache", "timeout", "max_retries")
 
 # Settings field -> environment variable.
 ENV_NAMES: dict[str, str] = {
@@ -74,9 +91,11 @@ class Settings:
         *,
         environ: Mapping[str, str] | None = None,
         dotenv: str | Path | None = ".env",
+        profile: str | None = None,
+        config: str | Path = PROFILES_FILE,
         **overrides: Any,
     ) -> Settings:
-        """Resolve settings: `overrides` > `environ` (default `os.environ`) > `.env` > default."""
+        """Resolve: `overrides` > profile > `environ` (default `os.environ`) > `.env` > default."""
         unknown = sorted(set(overrides) - set(ENV_NAMES))
         if unknown:
             raise ConfigError(
@@ -86,6 +105,9 @@ class Settings:
         file_values: dict[str, str] = {}
         if dotenv is not None and Path(dotenv).is_file():
             file_values = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+
+        chosen = profile or env.get("AIKIT_PROFILE") or file_values.get("AIKIT_PROFILE")
+        overrides = {**(_profile(config, chosen, env) if chosen else {}), **overrides}
 
         def pick(name: str) -> Any:
             if overrides.get(name) is not None:
@@ -135,6 +157,50 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (the object itself is frozen)."""
         return replace(self, **changes)
+
+
+def read_profiles(config: str | Path = PROFILES_FILE) -> dict[str, dict[str, Any]]:
+    """The `[profiles.NAME]` tables of `aikit.toml` (empty when there is no file)."""
+    path = Path(config)
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
+    tables = data.get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: `profiles` must be tables like [profiles.NAME]")
+    for name, table in tables.items():
+        bad = (
+            sorted(set(table) - set(PROFILE_KEYS)) if isinstance(table, dict) else ["(not a table)"]
+        )
+        if bad:
+            raise ConfigError(
+                f"{path}: profiles.{name}.{bad[0]} is not a profile key;"
+                f" use: {', '.join(PROFILE_KEYS)}"
+            )
+    return tables
+
+
+def _profile(config: str | Path, name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    tables = read_profiles(config)
+    if name not in tables:
+        known = ", ".join(sorted(tables)) or f"none (no [profiles.*] in {config})"
+        raise ConfigError(f"profile {name!r} is not in {config}; known profiles: {known}")
+    values = dict(tables[name])
+    key_env = values.pop("api_key_env", None)
+    if key_env:
+        values["api_key"] = env.get(str(key_env))
+    return values
+
+
+def profiles(config: str | Path = PROFILES_FILE) -> dict[str, Settings]:
+    """Every profile of `aikit.toml`, resolved, after `default` (the settings without one)."""
+    found = {"default": Settings.resolve(config=config, profile=None)}
+    for name in read_profiles(config):
+        found[name] = Settings.resolve(config=config, profile=name)
+    return found
 
 
 def _cassettes(value: Any) -> tuple[Path, ...]:

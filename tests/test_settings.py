@@ -83,3 +83,36 @@ def test_resolved_once_until_configured(monkeypatch: pytest.MonkeyPatch) -> None
     assert get_settings() is first
     assert configure().model == "changed"
     assert get_settings().model == "changed"
+
+
+def test_profiles_from_aikit_toml(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aikit.settings import profiles
+
+    Path("aikit.toml").write_text(
+        '[profiles.ollama]\nprovider = "openai"\nbase_url = "http://127.0.0.1:11434/v1"\n'
+        'model = "llama3.2"\napi_key_env = "OLLAMA_KEY"\n'
+    )
+    monkeypatch.setenv("OLLAMA_KEY", "k-123")
+    monkeypatch.setenv("AIKIT_MODEL", "from-env")
+    found = profiles()
+    assert list(found) == ["default", "ollama"]
+    assert found["default"].model == "from-env"
+    ollama = found["ollama"]
+    assert (ollama.provider, ollama.model, ollama.base_url, ollama.api_key) == (
+        "openai",
+        "llama3.2",
+        "http://127.0.0.1:11434/v1",
+        "k-123",
+    )
+    monkeypatch.setenv("AIKIT_PROFILE", "ollama")
+    assert Settings.resolve().model == "llama3.2"  # a chosen profile beats the environment
+    assert Settings.resolve(model="arg").model == "arg"  # an argument beats the profile
+
+
+def test_unknown_profile_and_bad_keys_are_named() -> None:
+    Path("aikit.toml").write_text('[profiles.a]\nmodle = "x"\n')
+    with pytest.raises(ConfigError, match=r"profiles.a.modle is not a profile key"):
+        Settings.resolve(profile="a")
+    Path("aikit.toml").write_text('[profiles.a]\nmodel = "x"\n')
+    with pytest.raises(ConfigError, match=r"profile 'b' is not in aikit\.toml; known profiles: a"):
+        Settings.resolve(profile="b")

@@ -1,0 +1,145 @@
+"""ipywidgets for trying prompts: `playground()`.
+
+In JupyterLab it is a live form; under papermill or nbval (no front end) the executed notebook
+shows a one-line static summary instead, so notebooks that show it stay byte-stable.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aikit.errors import AikitError
+
+if TYPE_CHECKING:
+    from aikit.llm import Reply
+    from aikit.settings import Settings
+
+
+def _ipywidgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise AikitError(
+            "the playground needs ipywidgets; install it with pip install ipywidgets"
+        ) from exc
+    return ipywidgets
+
+
+@dataclass
+class Playground:
+    """A prompt playground: system and user text, a model (profile), temperature, max tokens,
+    a Run button and a compare mode with a second prompt side by side.
+
+    Set the fields (`.system.value`, `.user.value`, `.compare.value`, ...) and call `.run()`
+    from code, or click Run; `.replies` holds the last answers.
+    """
+
+    choices: dict[str, Settings]
+    replies: list[Reply] = field(default_factory=list)
+    widget: Any = None
+
+    def __post_init__(self) -> None:
+        w = _ipywidgets()
+        wide = w.Layout(width="100%")
+        self.model = w.Dropdown(options=list(self.choices), description="model", layout=wide)
+        self.system = w.Textarea(
+            placeholder="system prompt (optional)", description="system", layout=wide
+        )
+        self.user = w.Textarea(placeholder="your prompt", description="prompt A", layout=wide)
+        self.user_b = w.Textarea(
+            placeholder="a second prompt to compare", description="prompt B", layout=wide
+        )
+        self.temperature = w.FloatSlider(
+            value=0.0, min=0.0, max=2.0, step=0.1, description="temperature"
+        )
+        self.max_tokens = w.IntSlider(value=64, min=1, max=1024, description="max tokens")
+        self.compare = w.Checkbox(value=False, description="compare A and B")
+        self.run_button = w.Button(description="Run", button_style="primary")
+        self.output = w.HTML()
+        self.user_b.layout.display = "none"
+        self.compare.observe(self._toggle, names="value")
+        self.run_button.on_click(lambda _: self.run())
+        self.widget = w.VBox(
+            [
+                self.model,
+                self.system,
+                self.user,
+                self.user_b,
+                w.HBox([self.temperature, self.max_tokens, self.compare, self.run_button]),
+                self.output,
+            ]
+        )
+
+    def _toggle(self, change: dict[str, Any]) -> None:
+        self.user_b.layout.display = "" if change["new"] else "none"
+
+    def run(self) -> list[Reply]:
+        """Send the prompt (and prompt B in compare mode); show and return the replies."""
+        from aikit.llm import chat
+
+        prompts = [self.user.value] + ([self.user_b.value] if self.compare.value else [])
+        if not any(p.strip() for p in prompts):
+            self.output.value = "<i>Type a prompt first.</i>"
+            return []
+        settings = self.choices[self.model.value]
+        self.output.value = "<i>running…</i>"
+        try:
+            self.replies = [
+                chat(
+                    prompt,
+                    system=self.system.value or None,
+                    temperature=self.temperature.value,
+                    max_tokens=self.max_tokens.value,
+                    settings=settings,
+                )
+                for prompt in prompts
+            ]
+        except AikitError as exc:
+            self.output.value = f"<b>error:</b> {html.escape(str(exc))}"
+            return []
+        self.output.value = render_replies(self.replies, ["A", "B"][: len(self.replies)])
+        return self.replies
+
+    def summary(self) -> str:
+        """The static one-line description shown where no front end runs the widget."""
+        settings = self.choices[self.model.value]
+        return (
+            f"Prompt playground: model {self.model.value} ({settings.provider} · {settings.model}),"
+            " open the notebook in JupyterLab to use it"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs) or {}
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = self.summary()
+        return data
+
+
+def render_replies(replies: list[Reply], labels: list[str]) -> str:
+    """An HTML table of replies side by side: answer, tokens, cost, latency, cached."""
+
+    def cost(reply: Reply) -> str:
+        return "unknown" if reply.cost is None else f"${reply.cost:.6f}"
+
+    rows = [
+        ("answer", lambda r: f"<pre style='white-space:pre-wrap'>{html.escape(r.text)}</pre>"),
+        ("tokens", lambda r: f"{r.usage.prompt_tokens} in / {r.usage.completion_tokens} out"),
+        ("cost", cost),
+        ("latency", lambda r: f"{r.latency_s:.2f} s"),
+        ("from cache", lambda r: "yes" if r.cached else "no"),
+    ]
+    head = "".join(f"<th>{label}</th>" for label in labels)
+    body = "".join(
+        f"<tr><th>{name}</th>{''.join(f'<td>{cell(r)}</td>' for r in replies)}</tr>"
+        for name, cell in rows
+    )
+    return f"<table><tr><th></th>{head}</tr>{body}</table>"
+
+
+def playground(*, config: str = "aikit.toml") -> Playground:
+    """A prompt playground over the default settings and every profile in `config`."""
+    from aikit.settings import profiles
+
+    return Playground(choices=profiles(config))
