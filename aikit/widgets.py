@@ -7,6 +7,7 @@ shows a one-line static summary instead, so notebooks that show it stay byte-sta
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +124,7 @@ def render_replies(replies: list[Reply], labels: list[str]) -> str:
     def cost(reply: Reply) -> str:
         return "unknown" if reply.cost is None else f"${reply.cost:.6f}"
 
-    rows = [
+    rows: list[tuple[str, Callable[[Reply], str]]] = [
         ("answer", lambda r: f"<pre style='white-space:pre-wrap'>{html.escape(r.text)}</pre>"),
         ("tokens", lambda r: f"{r.usage.prompt_tokens} in / {r.usage.completion_tokens} out"),
         ("cost", cost),
