@@ -15,15 +15,16 @@ else
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 endif
 
-.PHONY: setup demo test lint format typecheck pytest record bench clean
+.PHONY: setup demo test lint format typecheck pytest record bench lab clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aikit needs Python >= 3.11; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[local,dask,dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name aikit --display-name 'Python (aikit)' >/dev/null
 	@touch $@
 
 # The main job: the onboarding playbook (every notebook, in order) on the embedded model.
@@ -54,6 +55,10 @@ pytest: setup
 # Re-execute the notebooks on the embedded model and rewrite their outputs and cassettes.
 record: setup
 	$(BIN)/aikit record notebooks/*.ipynb
+
+# JupyterLab on 127.0.0.1 with the kit's notebooks (the `aikit` kernel, widgets working).
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
 
 # Every performance script in benchmarks/; each prints its measured ratios.
 bench: setup

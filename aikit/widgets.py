@@ -43,14 +43,17 @@ class Playground:
 
     def __post_init__(self) -> None:
         w = _ipywidgets()
-        wide = w.Layout(width="100%")
-        self.model = w.Dropdown(options=list(self.choices), description="model", layout=wide)
+
+        def wide() -> Any:  # one Layout per widget: hiding one must not hide the others
+            return w.Layout(width="100%")
+
+        self.model = w.Dropdown(options=list(self.choices), description="model", layout=wide())
         self.system = w.Textarea(
-            placeholder="system prompt (optional)", description="system", layout=wide
+            placeholder="system prompt (optional)", description="system", layout=wide()
         )
-        self.user = w.Textarea(placeholder="your prompt", description="prompt A", layout=wide)
+        self.user = w.Textarea(placeholder="your prompt", description="prompt A", layout=wide())
         self.user_b = w.Textarea(
-            placeholder="a second prompt to compare", description="prompt B", layout=wide
+            placeholder="a second prompt to compare", description="prompt B", layout=wide()
         )
         self.temperature = w.FloatSlider(
             value=0.0, min=0.0, max=2.0, step=0.1, description="temperature"

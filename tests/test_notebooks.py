@@ -29,6 +29,7 @@ def test_every_notebook_has_a_cassette_and_parameters() -> None:
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path.name}: needs exactly one `parameters` cell"
+        assert nb.metadata.kernelspec.name == "aikit", f"{path.name}: use the project's kernel"
         executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
         assert executed, f"{path.name}: commit it with outputs (`make record`)"
 

@@ -209,6 +209,19 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
+def test_missing_kernel_says_how_to_install_it(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path)
+    data = json.loads(nb.read_text())
+    data["metadata"]["kernelspec"]["name"] = "no-such-kernel"
+    nb.write_text(json.dumps(data))
+    done = cli("run", str(nb), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "needs the Jupyter kernel 'no-such-kernel', which is not installed" in done.stderr
+    data["metadata"]["kernelspec"]["name"] = "aikit"
+    nb.write_text(json.dumps(data))
+    assert aikit.runner.check_kernel(nb) == "aikit"  # installed by `make setup`
+
+
 def _playbook(
     tmp_path: Path, grid: str = "n: [1, 2]\n  temperature: [0.0, 1.0]", extra: str = ""
 ) -> Path:

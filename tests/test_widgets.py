@@ -36,6 +36,7 @@ def test_compare_mode_shows_two_prompts_side_by_side(remote: OpenAIServer) -> No
     pg.user.value = "first"
     pg.user_b.value = "second"
     assert pg.user_b.layout.display == "none"
+    assert {pg.model.layout.display, pg.system.layout.display, pg.user.layout.display} == {None}
     pg.compare.value = True
     assert pg.user_b.layout.display == ""
     replies = pg.run()

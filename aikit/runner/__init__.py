@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 from aikit.errors import AikitError
 from aikit.registry import iter_runs
 from aikit.runner.execute import execute_run, make_spec
+from aikit.runner.kernel import KERNEL_NAME, KernelMissingError, check_kernel
 from aikit.runner.params import ParameterError, convert, describe, read_parameters
 from aikit.runner.playbook import PlaybookError, load_playbook
 from aikit.runner.record import record_notebook
@@ -80,6 +81,7 @@ def run_notebook(
     if not notebook.is_file():
         raise AikitError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
+    check_kernel(notebook)
     spec = make_spec(notebook, checked, out=Path(out), name=name or notebook.stem)
     return Run.from_record(execute_run(spec))
 
@@ -100,6 +102,7 @@ def plan_playbook(
     done = {} if force else _succeeded(Path(out), playbook.name)
     plan = []
     for notebook, parameter_sets in steps:
+        check_kernel(notebook)
         extra = {k: v for k, v in (overrides or {}).items() if k in read_parameters(notebook)}
         specs = []
         for params in parameter_sets:
@@ -237,9 +240,12 @@ def summary(runs: list[Run]) -> pd.DataFrame:
 
 
 __all__ = [
+    "KERNEL_NAME",
+    "KernelMissingError",
     "ParameterError",
     "PlaybookError",
     "Run",
+    "check_kernel",
     "convert",
     "describe",
     "describe_plan",

@@ -60,6 +60,9 @@ def record_notebook(notebook: str | Path) -> Path:
         raise AikitError(
             f"{notebook} is not a notebook file; pass a path like notebooks/00_quickstart.ipynb"
         )
+    from aikit.runner.kernel import check_kernel
+
+    check_kernel(path)
     cassette = path.parent / "cassettes" / f"{path.stem}.jsonl"
     cassette.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aikit-record-") as tmp:
