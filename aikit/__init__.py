@@ -6,6 +6,7 @@ The verbs most people need are here; the modules (`aikit.cache`, `aikit.local`, 
 
 from typing import TYPE_CHECKING, Any
 
+from aikit.batch import abatch, batch, estimate
 from aikit.errors import AikitError
 from aikit.record import record
 from aikit.usage import usage
@@ -33,6 +34,10 @@ _LAZY = {
 }
 
 
+# Subpackages reachable as attributes (`aikit.rag.load`) without importing them up front.
+_SUBPACKAGES = frozenset({"evals", "rag"})
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
@@ -40,6 +45,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"aikit.{name}")
     raise AttributeError(f"module 'aikit' has no attribute {name!r}")
 
 
@@ -49,9 +58,12 @@ __all__ = [
     "Run",
     "Settings",
     "Template",
+    "abatch",
     "achat",
+    "batch",
     "chat",
     "configure",
+    "estimate",
     "few_shot",
     "get_settings",
     "record",

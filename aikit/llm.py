@@ -258,6 +258,51 @@ async def achat(
 ) -> Reply:
     """Ask a model; the async core of `chat` (same arguments)."""
     settings = settings or get_settings()
+    resolved: list[openai.AsyncOpenAI] = []
+
+    async def get_client() -> openai.AsyncOpenAI:
+        if not resolved:
+            resolved.append(await _resolve_client(settings, client))
+        return resolved[0]
+
+    return await _achat(
+        prompt_or_messages,
+        endpoint=_endpoint_of(settings, client),
+        get_client=get_client,
+        provider=settings.provider if client is None else "client",
+        settings=settings,
+        model=model,
+        system=system,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        response_format=response_format,
+        repeat=repeat,
+        raise_on_invalid=raise_on_invalid,
+        **params,
+    )
+
+
+async def _achat(
+    prompt_or_messages: str | Sequence[Mapping[str, Any]],
+    *,
+    endpoint: str,
+    get_client: Callable[[], Awaitable[openai.AsyncOpenAI]],
+    provider: str,
+    settings: Settings,
+    model: str | None,
+    system: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    response_format: Any,
+    repeat: int,
+    raise_on_invalid: bool,
+    **params: Any,
+) -> Reply:
+    """`achat` with an explicit endpoint identity (the cache key's) and client getter.
+
+    `aikit.batch` uses it with its own client, whose base URL (the embedded server's port)
+    must not change the key of the embedded model (`aikit-local`).
+    """
     _check_params(params)
     messages = to_messages(prompt_or_messages, system)
     model = model or settings.model
@@ -268,14 +313,6 @@ async def achat(
         "response_format": wire_format,
         **params,
     }
-    endpoint = _endpoint_of(settings, client)
-    resolved: list[openai.AsyncOpenAI] = []
-
-    async def get_client() -> openai.AsyncOpenAI:
-        if not resolved:
-            resolved.append(await _resolve_client(settings, client))
-        return resolved[0]
-
     started = time.perf_counter()
 
     async def ask(messages: Messages) -> tuple[ChatCompletion, bool]:
@@ -320,7 +357,7 @@ async def achat(
         calls=len(completions),
     )
     log_call(
-        provider=settings.provider if client is None else "client",
+        provider=provider,
         model=model,
         usage=usage,
         cost=cost,

@@ -1,0 +1,470 @@
+"""The machinery of `aikit.batch`: inputs to messages, the run (client, hooks, pacing,
+progress bar) and the result frame. The public functions and their docs are in `aikit.batch`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import openai
+import pandas as pd
+
+from aikit import llm
+from aikit._pacing import Budget, Concurrency
+from aikit._tokens import completion_bound, counter_for, upper_cost
+from aikit.errors import (
+    AikitError,
+    CacheMissError,
+    ConfigError,
+    EndpointError,
+    StructuredOutputError,
+    TemplateError,
+)
+from aikit.prompts import Template
+from aikit.settings import Settings
+from aikit.usage import Usage, cost_of
+
+AUTO_START, AUTO_CEILING = 8, 64
+LOCAL_CEILING = 2  # the embedded server answers one request at a time; one more waits in line
+SKIPPED = "skipped: budget"
+COLUMNS: dict[str, str] = {
+    "output": "object",
+    "parsed": "object",
+    "prompt_tokens": "int64",
+    "completion_tokens": "int64",
+    "cost_usd": "float64",
+    "latency_s": "float64",
+    "cached": "bool",
+    "attempts": "int64",
+    "error": "object",
+}
+Inputs = pd.DataFrame | Iterable[Any]  # a DataFrame, a Series or a list
+
+
+# -- inputs ----------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    frame: pd.DataFrame  # the input columns of the result
+    messages: list[llm.Messages | str]  # each row's messages, or why it has none
+
+
+def prepare(inputs: Inputs, template: Template | str | None, system: str | None) -> Prepared:
+    tpl = Template(template) if isinstance(template, str) else template
+    if isinstance(inputs, pd.DataFrame):
+        if tpl is None:
+            first = str(inputs.columns[0]) if len(inputs.columns) else "text"
+            raise ConfigError(
+                "a DataFrame needs template= to turn each row into a prompt, e.g."
+                f" template='Summarize: {{{{ {first} }}}}' (its variables are column names)"
+            )
+        columns = [str(c) for c in inputs.columns]
+        missing = sorted(tpl.variables - set(columns))
+        if missing:
+            raise TemplateError(
+                f"template {tpl.name} uses {missing[0]!r}, which is not a column of the"
+                f" DataFrame (columns: {', '.join(columns)}); rename the column or the variable"
+            )
+        taken = [c for c in COLUMNS if c in columns]
+        if taken:
+            raise ConfigError(
+                f"the DataFrame already has a column {taken[0]!r}, which batch adds; rename it"
+            )
+        records = inputs.rename(columns=str).to_dict("records")
+        messages = [_render(tpl, {v: r[v] for v in tpl.variables}, system) for r in records]
+        return Prepared(inputs.copy(), messages)
+    if isinstance(inputs, str | bytes | Mapping) or not isinstance(inputs, Iterable):
+        raise ConfigError(
+            f"inputs={inputs!r:.60} is not a batch; pass a list of prompts, a list of message"
+            " lists, or a DataFrame with template="
+        )
+    index = inputs.index if isinstance(inputs, pd.Series) else None
+    items = list(inputs)
+    messages = []
+    for number, item in enumerate(items):
+        if tpl is not None:
+            if isinstance(item, Mapping):  # a record: its other keys are not the prompt's
+                values = {str(k): v for k, v in item.items() if str(k) in tpl.variables}
+            elif len(tpl.variables) == 1:
+                values = {next(iter(tpl.variables)): item}
+            else:
+                raise TemplateError(
+                    f"row {number} is a {type(item).__name__}, but template {tpl.name} has"
+                    f" {len(tpl.variables)} variables; pass a DataFrame or a list of dicts"
+                )
+            messages.append(_render(tpl, values, system))
+        elif isinstance(item, str) or (
+            isinstance(item, Sequence) and all(isinstance(m, Mapping) for m in item)
+        ):
+            messages.append(llm.to_messages(item, system))
+        else:
+            raise ConfigError(
+                f"row {number} is {type(item).__name__} {item!r:.40}; each input must be a prompt"
+                " string or a list of {'role': ..., 'content': ...} messages"
+            )
+    frame = pd.DataFrame({"input": pd.Series(items, index=index, dtype=object)})
+    return Prepared(frame, messages)
+
+
+def _render(tpl: Template, values: dict[str, Any], system: str | None) -> llm.Messages | str:
+    """A row's messages, or (a string) why it has none: a missing value is not rendered."""
+    empty = sorted(k for k, v in values.items() if _missing(v))
+    if empty:
+        return f"input: {empty[0]!r} is missing (None/NaN); fill or drop the row"
+    try:
+        return llm.to_messages(tpl.render(values), system)
+    except TemplateError as exc:
+        return f"input: {exc}"
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def count_prompts(
+    prepared: Prepared,
+    settings: Settings,
+    model: str,
+    wire: dict[str, Any] | None,
+    params: Mapping[str, Any],
+) -> tuple[str, tuple[int, ...]]:
+    """The tokenizer's name and each row's prompt tokens (0 for a row with no messages)."""
+    counter = counter_for(settings, model)
+    extra = [x for x in (wire, params.get("tools")) if x is not None] or None
+    per_row = tuple(
+        0 if isinstance(m, str) else counter.prompt_tokens(m, extra) for m in prepared.messages
+    )
+    return counter.name, per_row
+
+
+def reservations(
+    prepared: Prepared,
+    settings: Settings,
+    model: str,
+    max_tokens: int | None,
+    wire: dict[str, Any] | None,
+    budget_usd: float,
+    params: Mapping[str, Any],
+) -> list[float]:
+    """Each row's upper-bound cost, after checking that a budget can be kept at all."""
+    if isinstance(budget_usd, bool) or not isinstance(budget_usd, int | float) or budget_usd < 0:
+        raise ConfigError(f"budget_usd={budget_usd!r} is not valid; pass a number of USD >= 0")
+    price = cost_of(model, Usage(1_000_000, 1_000_000))
+    if price is None:
+        raise ConfigError(
+            f"model {model!r} has no price in aikit's price table, so budget_usd cannot be"
+            " kept; drop budget_usd or use a priced model"
+        )
+    if price == 0:
+        return [0.0] * len(prepared.messages)
+    bound = completion_bound(max_tokens, params)
+    if bound is None:
+        raise ConfigError(
+            "budget_usd needs max_tokens= to bound what each answer can cost; pass max_tokens=..."
+        )
+    _, per_row = count_prompts(prepared, settings, model, wire, params)
+    return [upper_cost(model, p, bound, wire is not None) for p in per_row]
+
+
+# -- the run ---------------------------------------------------------------------------------
+@dataclass
+class _Attempts:
+    count: int = 0
+    sent_at: float = 0.0
+
+
+_row: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar("aikit_row", default=None)
+
+
+def _fatal(exc: Exception) -> bool:
+    """Errors that every row would hit: they stop the batch instead of failing each row."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return True
+    if isinstance(exc, EndpointError):
+        return isinstance(exc.__cause__, openai.AuthenticationError)
+    return isinstance(exc, AikitError) and not isinstance(
+        exc, CacheMissError | StructuredOutputError
+    )
+
+
+def _failed(error: str, attempts: int = 0, latency: float = 0.0) -> dict[str, Any]:
+    return {
+        "output": None,
+        "parsed": None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost_usd": 0.0,
+        "latency_s": latency,
+        "cached": False,
+        "attempts": attempts,
+        "error": error,
+    }
+
+
+class Run:
+    """One `abatch` call: its client, limiter, budget, progress bar and results."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        *,
+        settings: Settings,
+        model: str,
+        concurrency: Concurrency,
+        budget: Budget,
+        reservations: list[float] | None,
+        client: openai.AsyncOpenAI | None,
+        max_retries: int,
+        call: dict[str, Any],
+        progress: bool,
+    ) -> None:
+        self.prepared, self.settings, self.model = prepared, settings, model
+        self.concurrency, self.budget, self.reservations = concurrency, budget, reservations
+        self.user_client, self.max_retries, self.call = client, max_retries, call
+        self.endpoint = llm._endpoint_of(settings, client)
+        self.results: list[dict[str, Any] | None] = [None] * len(prepared.messages)
+        self.failed = 0
+        self.unpriced = False  # some answer's cost is unknown: the spend shown is a floor
+        self.fatal: Exception | None = None
+        self._sdk: openai.AsyncOpenAI | None = None
+        self._sdk_lock = asyncio.Lock()
+        self._bar = _progress_bar(len(self.results), model) if progress else None
+
+    # -- the client and its hooks ----------------------------------------------------------
+    async def _on_request(self, request: Any) -> None:
+        row = _row.get()
+        if row is not None:
+            row.count += 1
+            row.sent_at = time.monotonic()
+
+    async def _on_response(self, response: Any) -> None:
+        if response.status_code == 429:
+            row = _row.get()
+            self.concurrency.rate_limited(row.sent_at if row else time.monotonic())
+
+    async def client(self) -> openai.AsyncOpenAI:
+        if self._sdk is not None:
+            return self._sdk
+        async with self._sdk_lock:
+            if self._sdk is None:
+                self._sdk = await self._open_client()
+            return self._sdk
+
+    async def _open_client(self) -> openai.AsyncOpenAI:
+        hooks: dict[str, list[Callable[..., Any]]] = {
+            "request": [self._on_request],
+            "response": [self._on_response],
+        }
+        http = openai.DefaultAsyncHttpxClient(event_hooks=hooks)
+        if self.user_client is not None:
+            return self.user_client.with_options(http_client=http, max_retries=self.max_retries)
+        settings = self.settings
+        if settings.provider == "local":
+            from aikit import local
+
+            base_url = await asyncio.to_thread(local.ensure_server, settings)
+            api_key: str | None = llm.LOCAL_API_KEY
+        else:
+            base_url, api_key = settings.base_url or "", settings.api_key
+            if not api_key:
+                raise ConfigError(
+                    f"no API key for {base_url}; set OPENAI_API_KEY (any non-empty value for a"
+                    " server that needs none) or use AIKIT_PROVIDER=local"
+                )
+        return openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=settings.timeout,
+            max_retries=self.max_retries,
+            http_client=http,
+        )
+
+    # -- rows ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        groups: dict[str, list[int]] = {}
+        order: list[list[int]] = []
+        for index, messages in enumerate(self.prepared.messages):
+            if isinstance(messages, str) or self.settings.cache == "off":
+                order.append([index])
+                continue
+            key = json.dumps(messages, sort_keys=True, default=str)
+            if key not in groups:
+                groups[key] = []
+                order.append(groups[key])
+            groups[key].append(index)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            for group in order:
+                if self.fatal is not None:
+                    break
+                await self._dispatch(group, tasks)
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            if self._sdk is not None:
+                await self._sdk.close()
+            if self._bar is not None:
+                self._refresh(0)
+                self._bar.refresh()
+                self._bar.close()
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _dispatch(self, group: list[int], tasks: set[asyncio.Task[None]]) -> None:
+        messages = self.prepared.messages[group[0]]
+        if isinstance(messages, str):
+            self._finish(group, _failed(messages))
+            return
+        await self.concurrency.acquire()
+        if self.fatal is not None:
+            self.concurrency.release()
+            return
+        reserved: float | None = None if self.reservations is None else self.reservations[group[0]]
+        settings = self.settings
+        if reserved is not None and not await self.budget.reserve(reserved):
+            if settings.cache != "on":
+                self.concurrency.release()
+                self._finish(group, _failed(SKIPPED))
+                return
+            reserved = None  # no room: only the store may answer, for free
+            settings = settings.replace(cache="replay", cassettes=())
+        task = asyncio.create_task(self._one(group, messages, reserved, settings))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _one(
+        self,
+        group: list[int],
+        messages: llm.Messages,
+        reserved: float | None,
+        settings: Settings,
+    ) -> None:
+        attempts = _Attempts()
+        _row.set(attempts)  # this task's own context: the hooks find the row here
+        started = time.perf_counter()
+        cost = 0.0
+        try:
+            reply = await llm._achat(
+                messages,
+                endpoint=self.endpoint,
+                get_client=self.client,
+                provider=settings.provider if self.user_client is None else "client",
+                settings=settings,
+                model=self.model,
+                system=None,
+                raise_on_invalid=False,
+                **self.call,
+            )
+        except Exception as exc:
+            if isinstance(exc, CacheMissError) and settings is not self.settings:
+                result = _failed(SKIPPED)  # over budget, and the store has no answer
+            else:
+                if _fatal(exc) and self.fatal is None:
+                    self.fatal = exc
+                text = " ".join(f"{type(exc).__name__}: {exc}".split())
+                result = _failed(text[:500], attempts.count, time.perf_counter() - started)
+        else:
+            cost = reply.cost or 0.0
+            self.unpriced = self.unpriced or reply.cost is None
+            if not reply.cached:
+                self.concurrency.succeeded(attempts.sent_at)
+            result = {
+                "output": reply.text,
+                "parsed": reply.parsed,
+                "prompt_tokens": reply.usage.prompt_tokens,
+                "completion_tokens": reply.usage.completion_tokens,
+                "cost_usd": reply.cost,
+                "latency_s": reply.latency_s,
+                "cached": reply.cached,
+                "attempts": attempts.count,
+                "error": reply.error,
+            }
+        finally:
+            self.concurrency.release()
+            self.budget.settle(reserved, cost)
+        self._finish(group, result)
+
+    def _finish(self, group: list[int], result: dict[str, Any]) -> None:
+        self.results[group[0]] = result
+        for index in group[1:]:  # the same request again: answered by the first, for free
+            same = dict(result, latency_s=0.0, attempts=0)
+            if result["error"] is None or result["output"] is not None:
+                same.update(cached=True, cost_usd=0.0)
+            self.results[index] = same
+        if result["output"] is None:
+            self.failed += len(group)
+        self._refresh(len(group))
+
+    def _refresh(self, done: int) -> None:
+        if self._bar is None:
+            return
+        spent = "unknown (unpriced model)" if self.unpriced else f"${self.budget.spent:.4f}"
+        self._bar.set_postfix_str(
+            f"failed={self.failed} concurrency={self.concurrency.limit} spent={spent}",
+            refresh=False,
+        )
+        self._bar.update(done)
+
+    def frame(self, structured: bool) -> pd.DataFrame:
+        frame = self.prepared.frame.copy()
+        results = [r if r is not None else _failed("not run") for r in self.results]
+        for name, dtype in COLUMNS.items():
+            if name != "parsed" or structured:
+                values = [r[name] for r in results]
+                frame[name] = pd.Series(values, index=frame.index, dtype=dtype)
+        costs = [r["cost_usd"] for r in results]
+        frame.attrs.update(
+            model=self.model,
+            cost_usd=None if any(c is None for c in costs) else float(sum(costs)),
+            budget_usd=self.budget.limit,
+            concurrency=list(self.concurrency.trace),
+        )
+        return frame
+
+
+def _progress_bar(total: int, model: str) -> Any:
+    """A widget in a Jupyter frontend (with ipywidgets), else text on stderr."""
+    with warnings.catch_warnings():
+        # tqdm.auto warns in a kernel without ipywidgets and then draws text, which is fine.
+        warnings.simplefilter("ignore")
+        module = importlib.import_module("tqdm.std" if _headless_kernel() else "tqdm.auto")
+    return module.tqdm(total=total, desc=f"aikit.batch {model}", unit="row")
+
+
+def _headless_kernel() -> bool:
+    """Whether a kernel runs without a frontend (papermill, nbclient): no widget shows there.
+
+    Such clients execute cells with `allow_stdin=False`; Jupyter and VS Code allow input.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    kernel = getattr(shell, "kernel", None)
+    return kernel is not None and not getattr(kernel, "_allow_stdin", True)
+
+
+def limits(
+    concurrency: int | Literal["auto"], settings: Settings, client: openai.AsyncOpenAI | None
+) -> tuple[int, int]:
+    if concurrency == "auto":
+        if client is None and settings.provider == "local":
+            return LOCAL_CEILING, LOCAL_CEILING
+        return AUTO_START, AUTO_CEILING
+    if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1:
+        return concurrency, concurrency
+    raise ConfigError(
+        f"concurrency={concurrency!r} is not valid; pass 'auto' or a positive int such as 16"
+    )

@@ -1,0 +1,90 @@
+"""Pacing a batch: an adaptive limit on calls in flight, and a spending budget.
+
+`Concurrency` is AIMD, as TCP paces a connection. A 429 halves the limit, at most once per
+round trip: a 429 to an attempt sent before the last cut was already answered by it. After a
+window of `limit` successful rows (sent since the last cut), the limit doubles back up to the
+level of the last cut, then grows by one per window, up to the ceiling. A row keeps its slot
+while the SDK waits out a Retry-After. `Budget` reserves an upper bound of a call's cost before
+it starts and settles the real cost when it ends, so the spend never passes the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+
+class Concurrency:
+    """An adaptive limit on the calls in flight (AIMD; see the module docstring)."""
+
+    def __init__(self, start: int, ceiling: int) -> None:
+        self.limit, self.ceiling, self.threshold = start, ceiling, ceiling
+        self.in_flight = 0
+        self._successes = 0
+        self._last_cut = -math.inf
+        self._started = time.monotonic()
+        self.trace: list[tuple[float, int]] = [(0.0, start)]
+        self._wake = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self.in_flight >= self.limit:
+            self._wake.clear()
+            await self._wake.wait()
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake.set()
+
+    def rate_limited(self, sent_at: float) -> None:
+        if sent_at < self._last_cut:
+            return  # sent before the last cut: that cut was the answer to this congestion
+        self._last_cut = time.monotonic()
+        self.threshold = max(1, self.limit // 2)
+        self._set(self.threshold)
+
+    def succeeded(self, sent_at: float) -> None:
+        if sent_at < self._last_cut:
+            return  # sent before the last cut: says nothing about the new limit
+        self._successes += 1
+        if self._successes >= self.limit and self.limit < self.ceiling:
+            grown = min(2 * self.limit, self.threshold)
+            self._set(min(self.ceiling, grown if grown > self.limit else self.limit + 1))
+
+    def _set(self, limit: int) -> None:
+        self._successes = 0
+        if limit != self.limit:
+            self.limit = limit
+            self.trace.append((round(time.monotonic() - self._started, 3), limit))
+        self._wake.set()
+
+
+class Budget:
+    """Reserve an upper bound before a call, settle the real cost after; never overspend."""
+
+    def __init__(self, limit_usd: float | None) -> None:
+        self.limit = limit_usd
+        self.spent = 0.0
+        self._reserved = 0.0
+        self._holders = 0
+        self._wake = asyncio.Event()
+
+    async def reserve(self, amount: float) -> bool:
+        if self.limit is None:
+            return True
+        while self.spent + self._reserved + amount > self.limit:
+            if self._holders == 0:
+                return False  # does not fit even with nothing in flight
+            self._wake.clear()
+            await self._wake.wait()
+        self._reserved += amount
+        self._holders += 1
+        return True
+
+    def settle(self, reserved: float | None, actual: float) -> None:
+        self.spent += actual
+        if reserved is not None and self.limit is not None:
+            self._holders -= 1
+            self._reserved = self._reserved - reserved if self._holders else 0.0
+        self._wake.set()

@@ -1,0 +1,219 @@
+"""Many calls at once: `batch` / `abatch` ask one question per input row and return a DataFrame.
+
+Every row is an `aikit.llm` call, so each answer is committed to the response store as it
+arrives: re-running a batch after a crash (even `kill -9`) sends only the rows that had no
+answer yet (with `AIKIT_CACHE=on`, the default). Identical requests in one batch are sent once.
+
+- Retries are the openai SDK's own loop (`max_retries`, Retry-After honoured). An httpx event
+  hook on the batch's client sees every HTTP attempt: `attempts` counts the SDK's retries, and
+  a 429 cuts the concurrency.
+- Concurrency adapts (AIMD, see `aikit._pacing`): halved on a 429, once per round trip; after
+  each window of `limit` successful rows doubled back up to the level of the last cut, then
+  one more per window, up to the ceiling. 5xx errors and timeouts leave it alone: they are not
+  a sign of load.
+- Budget: before a call starts it reserves an upper bound of its cost (prompt tokens counted
+  with the model's tokenizer, `max_tokens` of answer, a re-ask with `response_format`); the
+  real cost is settled when it ends. A call that cannot fit is not started; its row says
+  `skipped: budget` (unless the store already has its answer, which costs nothing). The
+  budget is per run: re-running a batch spends up to it again, on the rows still unanswered.
+- A row that still fails after the SDK's retries keeps its error text in `error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # the machinery (openai, pandas, jinja2) loads on first use: see aikit._batch
+    import openai
+    import pandas as pd
+
+    from aikit.prompts import Template
+    from aikit.settings import Settings
+
+Inputs = Iterable[Any]  # prompt strings, message lists, a Series, or a DataFrame with template=
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A batch's tokens and cost, predicted before it runs (`aikit.estimate`).
+
+    `prompt_tokens` is the tokenizer's count (see `tokenizer`); `max_completion_tokens` and
+    `max_cost_usd` are upper bounds (a re-ask included with `response_format`), None when
+    `max_tokens` is not set or the model has no price. `max_cost_usd` is what a budget reserves.
+    """
+
+    model: str
+    rows: int
+    prompt_tokens: int
+    max_completion_tokens: int | None
+    prompt_cost_usd: float | None
+    max_cost_usd: float | None
+    tokenizer: str
+    per_row: tuple[int, ...] = field(default=(), repr=False)
+
+
+def estimate(
+    inputs: Inputs,
+    *,
+    template: Template | str | None = None,
+    model: str | None = None,
+    system: str | None = None,
+    max_tokens: int | None = None,
+    response_format: Any = None,
+    settings: Settings | None = None,
+    **params: Any,
+) -> Estimate:
+    """Predict the tokens and cost of `batch(inputs, ...)` (same arguments) without a call.
+
+    Example:
+        >>> aikit.estimate(["Hi", "Hello"], model="gpt-4o-mini", max_tokens=50)  # doctest: +SKIP
+        Estimate(model='gpt-4o-mini', rows=2, prompt_tokens=16, max_completion_tokens=100,
+                 prompt_cost_usd=2.4e-06, max_cost_usd=6.5e-05, tokenizer='tiktoken o200k_base')
+    """
+    from aikit import _batch, llm
+    from aikit._tokens import completion_bound, upper_cost
+    from aikit.settings import get_settings
+    from aikit.usage import Usage, cost_of
+
+    settings = settings or get_settings()
+    model = model or settings.model
+    llm._check_params(params)
+    wire, _ = llm._schema_format(response_format)
+    prepared = _batch.prepare(inputs, template, system)
+    tokenizer, per_row = _batch.count_prompts(prepared, settings, model, wire, params)
+    bound = completion_bound(max_tokens, params)
+    rows = sum(1 for m in prepared.messages if not isinstance(m, str))
+    prompt_cost = cost_of(model, Usage(sum(per_row), 0))
+    max_cost = None
+    if prompt_cost is not None and bound is not None:
+        max_cost = sum(upper_cost(model, p, bound, wire is not None) for p in per_row if p)
+    calls = 2 if wire is not None else 1
+    return Estimate(
+        model=model,
+        rows=rows,
+        prompt_tokens=sum(per_row),
+        max_completion_tokens=None if bound is None else bound * rows * calls,
+        prompt_cost_usd=prompt_cost,
+        max_cost_usd=max_cost,
+        tokenizer=tokenizer,
+        per_row=per_row,
+    )
+
+
+async def abatch(
+    inputs: Inputs,
+    *,
+    template: Template | str | None = None,
+    model: str | None = None,
+    concurrency: int | Literal["auto"] = "auto",
+    budget_usd: float | None = None,
+    progress: bool = True,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    response_format: Any = None,
+    repeat: int = 0,
+    max_retries: int | None = None,
+    client: openai.AsyncOpenAI | None = None,
+    settings: Settings | None = None,
+    **params: Any,
+) -> pd.DataFrame:
+    """Ask a model once per input; the async core of `batch` (same arguments)."""
+    from aikit import _batch, llm
+    from aikit._pacing import Budget, Concurrency
+    from aikit.errors import ConfigError
+    from aikit.settings import get_settings
+
+    settings = settings or get_settings()
+    model = model or settings.model
+    llm._check_params(params)
+    wire, _ = llm._schema_format(response_format)
+    start, ceiling = _batch.limits(concurrency, settings, client)
+    if max_retries is None:
+        max_retries = settings.max_retries
+    elif isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"max_retries={max_retries!r} is not valid; pass an int >= 0 such as 5")
+    prepared = _batch.prepare(inputs, template, system)
+    reservations = None
+    if budget_usd is not None:
+        reservations = _batch.reservations(
+            prepared, settings, model, max_tokens, wire, budget_usd, params
+        )
+    run = _batch.Run(
+        prepared,
+        settings=settings,
+        model=model,
+        concurrency=Concurrency(start, ceiling),
+        budget=Budget(budget_usd),
+        reservations=reservations,
+        client=client,
+        max_retries=max_retries,
+        call=dict(
+            temperature=temperature,
+            max_tokens=max_tokens,
+            response_format=response_format,
+            repeat=repeat,
+            **params,
+        ),
+        progress=progress,
+    )
+    await run.run()
+    return run.frame(structured=wire is not None)
+
+
+def batch(
+    inputs: Inputs,
+    *,
+    template: Template | str | None = None,
+    model: str | None = None,
+    concurrency: int | Literal["auto"] = "auto",
+    budget_usd: float | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> pd.DataFrame:
+    """Ask a model once per input and get one DataFrame row per input, in input order.
+
+    Args:
+        inputs: prompt strings, message lists, or a DataFrame (with `template`).
+        template: a `Template` or template string; its variables are the DataFrame's columns
+            (or the keys of dict inputs, or the one variable a string fills).
+        model: model name; default `Settings.model` (`AIKIT_MODEL`).
+        concurrency: `"auto"` (adaptive, starts at 8, at most 64; 2 for the embedded model) or
+            the most calls in flight (still halved on a 429, grown back after successes).
+        budget_usd: the most this run may spend; needs `max_tokens` for a priced model. Rows
+            that cannot fit are not sent and say `skipped: budget` in `error`. See `estimate`.
+        progress: show a progress bar: rows done, failed, concurrency and spend (a widget in
+            Jupyter, text on stderr elsewhere and under papermill).
+        **params: `system`, `temperature`, `max_tokens`, `response_format`, `repeat`,
+            `max_retries` (the SDK's retries per call; default `AIKIT_MAX_RETRIES`), `client`,
+            `settings`, and any other `chat.completions.create` argument.
+
+    Returns:
+        The input (or its columns), then `output`, `parsed` (with `response_format`),
+        `prompt_tokens`, `completion_tokens`, `cost_usd`, `latency_s`, `cached`, `attempts`
+        (HTTP attempts, the SDK's retries included) and `error` (None when all went well).
+        `attrs` holds the model, the total `cost_usd`, `budget_usd` and the `concurrency`
+        trace as (seconds, limit) pairs.
+
+    Raises:
+        AikitError: for a mistake every row would hit (bad arguments, no API key, a rejected
+            key); rows answered before it stay in the response store for the re-run.
+
+    Example:
+        >>> aikit.batch(["What is 2 + 2?", "Name a colour."])["output"]  # doctest: +SKIP
+    """
+    from aikit.llm import run_sync
+
+    return run_sync(
+        abatch(
+            inputs,
+            template=template,
+            model=model,
+            concurrency=concurrency,
+            budget_usd=budget_usd,
+            progress=progress,
+            **params,
+        )
+    )
