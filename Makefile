@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aikit needs Python >= 3.11; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[local,dask,dev]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0  # first: a CPU build, not the CUDA one
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[local,dask,dev,rag]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name aikit --display-name 'Python (aikit)' >/dev/null
 	@touch $@
 
@@ -39,12 +40,12 @@ demo: setup
 test: setup lint typecheck pytest
 
 lint: setup
-	$(BIN)/ruff check aikit tests
-	$(BIN)/ruff format --check aikit tests
+	$(BIN)/ruff check aikit tests benchmarks
+	$(BIN)/ruff format --check aikit tests benchmarks
 
 format: setup
-	$(BIN)/ruff format aikit tests
-	$(BIN)/ruff check --fix aikit tests
+	$(BIN)/ruff format aikit tests benchmarks
+	$(BIN)/ruff check --fix aikit tests benchmarks
 
 typecheck: setup
 	$(BIN)/mypy aikit

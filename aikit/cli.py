@@ -150,6 +150,9 @@ def _run(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     cli_values = dict(args.param or [])
+    from aikit.evals.gate import parse_thresholds
+
+    thresholds = parse_thresholds(args.fail_under or [])
     file_values: dict[str, Any] = {}
     if args.file:
         try:
@@ -191,7 +194,10 @@ def _run(args: argparse.Namespace) -> int:
         for run in failed:
             print(run.error, file=sys.stderr)
         print(f"runs: {folder}/  summary: {folder / 'summary.csv'}")
-        return 1 if failed else 0
+        from aikit.runner.playbook import load_playbook
+
+        gate = load_playbook(target)[0].fail_under | thresholds
+        return 1 if failed else _gate([r.records for r in runs], gate)
     if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:
         raise AikitError("--workers/--executor/--scheduler/--dry-run/--force are for playbooks")
     if not target.is_file():
@@ -204,7 +210,17 @@ def _run(args: argparse.Namespace) -> int:
     if not run.ok:
         print(run.error, file=sys.stderr)
         return 1
-    return 0
+    return _gate([run.records], thresholds)
+
+
+def _gate(records: list[dict[str, Any]], thresholds: dict[str, float]) -> int:
+    """Exit code 1 and one line per broken `fail_under` threshold, else 0."""
+    from aikit.evals.gate import gate_failures
+
+    lines = gate_failures(records, thresholds)
+    for line in lines:
+        print(f"aikit: {line}", file=sys.stderr)
+    return 1 if lines else 0
 
 
 def _wide_pandas() -> Any:
@@ -281,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a Dask scheduler, tcp://HOST:PORT")
     run.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
     run.add_argument("--force", action="store_true", help="re-run runs that already succeeded")
+    run.add_argument(
+        "--fail-under",
+        action="append",
+        metavar="METRIC=VALUE",
+        help="exit 1 if a run records METRIC below VALUE (repeatable; adds to the playbook's)",
+    )
     run.set_defaults(func=_run)
     runs = commands.add_parser("runs", help="list recorded runs")
     runs.add_argument("name", nargs="?", help="only runs of this notebook or playbook")

@@ -30,6 +30,7 @@ DISCOVERY = "local-server.json"
 LOCK = "local-server.lock"
 LOG = "local-server.log"
 START_TIMEOUT_S = 180.0
+BUSY_WAIT_S = 120.0
 INSTALL_HINT = (
     "install it with `make setup` (or `pip install 'aikit[local]'` with the CMAKE_ARGS in the"
     " README), or use a hosted model with AIKIT_PROVIDER=openai"
@@ -87,6 +88,8 @@ def ensure_server(settings: Settings | None = None) -> str:
         with FileLock(str(lock_path), timeout=START_TIMEOUT_S + 30):
             info = server_info(settings)  # someone else may have started it meanwhile
             if info is None:
+                info = _wait_for_busy(settings)
+            if info is None:
                 info = _start(settings)
     except Timeout as exc:
         raise LocalModelError(
@@ -94,6 +97,30 @@ def ensure_server(settings: Settings | None = None) -> str:
             " or run `aikit serve --stop` and try again"
         ) from exc
     return str(info["base_url"])
+
+
+def _wait_for_busy(settings: Settings) -> dict[str, Any] | None:
+    """A recorded server whose process lives but did not answer at once is busy (a loaded
+    machine, a long generation): wait for it rather than start a second one beside it. One that
+    stays silent is stopped before a new one starts, so no server is left orphaned."""
+    discovery, _, _ = _paths(settings)
+    try:
+        info: dict[str, Any] = json.loads(discovery.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = int(info.get("pid", 0))
+    if pid <= 0 or not _alive(pid) or not _is_our_server(pid):
+        return None
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while time.monotonic() < deadline:
+        if answers(str(info.get("base_url", "")), timeout=10.0):
+            return info
+        if not _alive(pid):
+            return None
+        time.sleep(1.0)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return None
 
 
 def _free_port() -> int:

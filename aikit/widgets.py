@@ -1,4 +1,4 @@
-"""ipywidgets for trying prompts: `playground()`.
+"""ipywidgets for trying prompts (`playground()`) and exploring eval results (`explore()`).
 
 In JupyterLab it is a live form; under papermill or nbval (no front end) the executed notebook
 shows a one-line static summary instead, so notebooks that show it stay byte-stable.
@@ -147,3 +147,96 @@ def playground(*, config: str = "aikit.toml") -> Playground:
     from aikit.settings import profiles
 
     return Playground(choices=profiles(config))
+
+
+@dataclass
+class Explorer:
+    """An eval explorer over an `EvalResult` or a `Comparison`: pick a metric and a status
+    filter (all, passed, failed, unscored, error; for a comparison also regressed and
+    improved), page through the samples, and click a row to see its input, expected answer and
+    output(s) side by side. Set `.metric.value`, `.status.value`, `.page.value` from code too;
+    `.rows()` is the filtered table."""
+
+    source: Any
+    page_size: int = 10
+    widget: Any = None
+
+    def __post_init__(self) -> None:
+        w = _ipywidgets()
+        self._table = _explorer_table(self.source)
+        metrics = _explorer_metrics(self.source)
+        statuses = ["all", "passed", "failed", "unscored", "error"]
+        if hasattr(self.source, "regressions"):
+            statuses += ["regressed", "improved"]
+        self.metric = w.Dropdown(options=metrics, description="metric")
+        self.status = w.Dropdown(options=statuses, value="all", description="show")
+        self.page = w.BoundedIntText(value=1, min=1, max=1, description="page")
+        self.sample = w.Dropdown(options=[], description="sample")
+        self.table = w.HTML()
+        self.detail = w.HTML()
+        for control in (self.metric, self.status, self.page):
+            control.observe(lambda _: self.refresh(), names="value")
+        self.sample.observe(lambda _: self._show_detail(), names="value")
+        self.widget = w.VBox(
+            [w.HBox([self.metric, self.status, self.page]), self.table, self.sample, self.detail]
+        )
+        self.refresh()
+
+    def rows(self) -> Any:
+        """The samples that pass the current metric and status filter."""
+        from aikit.evals.explore import filter_rows
+
+        return filter_rows(self._table, self.metric.value, self.status.value, self._threshold())
+
+    def _threshold(self) -> float:
+        return float(getattr(self.source, "threshold", 0.5))
+
+    def refresh(self) -> None:
+        """Re-draw the table for the current filter and page."""
+        from aikit.evals.explore import render_page
+
+        rows = self.rows()
+        pages = max(1, -(-len(rows) // self.page_size))
+        self.page.max = pages
+        page = min(self.page.value, pages)
+        shown = rows.iloc[(page - 1) * self.page_size : page * self.page_size]
+        self.table.value = render_page(shown, self.metric.value, len(rows), page, pages)
+        self.sample.options = [str(i) for i in shown["id"]]
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        from aikit.evals.explore import render_detail
+
+        if not self.sample.value:
+            self.detail.value = ""
+            return
+        row = self._table[self._table["id"].astype(str) == self.sample.value].iloc[0]
+        self.detail.value = render_detail(row)
+
+    def summary(self) -> str:
+        """The static one-line description shown where no front end runs the widget."""
+        from aikit.evals.explore import describe
+
+        return describe(self.source, self._table)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs) or {}
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = self.summary()
+        return data
+
+
+def _explorer_table(source: Any) -> Any:
+    from aikit.evals.explore import table_of
+
+    return table_of(source)
+
+
+def _explorer_metrics(source: Any) -> list[str]:
+    metrics = source.metrics if hasattr(source, "metrics") else list(source.summary["metric"])
+    return [str(m) for m in metrics]
+
+
+def explore(result_or_comparison: Any, *, page_size: int = 10) -> Explorer:
+    """An explorer widget for an `aikit.evals.EvalResult` or `Comparison`."""
+    return Explorer(result_or_comparison, page_size=page_size)

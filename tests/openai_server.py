@@ -3,6 +3,7 @@
 It answers `GET /v1/models` and `POST /v1/chat/completions` like the real API, records every
 request (body and headers), and replies from a queue (`enqueue`) or, by default, with
 "echo: <last user message>". A queued `{"status": 500}` answers with that HTTP error.
+`POST /v1/embeddings` answers with deterministic `fake_embedding` vectors.
 Run it as a script (`python tests/openai_server.py`) to get a server in another process; it
 prints its base URL on the first line and serves until killed.
 """
@@ -10,6 +11,7 @@ prints its base URL on the first line and serves until killed.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import sys
 import threading
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODEL = "test-model"
+EMBEDDING_DIM = 16
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,6 +56,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/").endswith("/embeddings"):
+            self._embeddings(request)
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
@@ -92,6 +98,33 @@ class Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+    def _embeddings(self, request: dict[str, Any]) -> None:
+        self.server.record(request, {k.lower(): v for k, v in self.headers.items()})
+        texts = request.get("input", [])
+        texts = [texts] if isinstance(texts, str) else texts
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(str(t))}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(len(str(t).split()) for t in texts)
+        self._send(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": request.get("model", MODEL),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+
+def fake_embedding(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
+    """A deterministic bag-of-words vector: each word adds 1 at a position its hash picks."""
+    vector = [0.0] * dim
+    for word in text.lower().split():
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dim] += 1.0
+    return vector
 
 
 class OpenAIServer(ThreadingHTTPServer):

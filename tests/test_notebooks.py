@@ -74,6 +74,7 @@ def test_replay_papermill_from_the_repo_root(tmp_path: Path) -> None:
 
 
 @pytest.mark.live
+@pytest.mark.timeout(900)  # a live notebook runs a few minutes on 2 cores
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_notebook_runs_live_through_aikit_run(
     live: Path, tmp_path: Path, notebook: Path
@@ -93,6 +94,7 @@ def test_every_notebook_runs_live_through_aikit_run(
 
 
 @pytest.mark.live
+@pytest.mark.timeout(900)  # a live notebook runs a few minutes on 2 cores
 def test_quickstart_answers_another_question_live(live: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [

@@ -9,6 +9,7 @@ steps:
     parameters: {dataset: data/x.jsonl}
 grid:                           # cartesian product, applied to every step declaring the name
   temperature: [0.0, 0.7]
+fail_under: {accuracy: 0.8}     # exit non-zero if a run records accuracy below 0.8
 ```
 The whole file is checked before anything runs; an error names the file, the field and why.
 """
@@ -45,6 +46,7 @@ class Playbook(BaseModel):
     steps: list[Step] = Field(min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     workers: int = Field(default=1, ge=1)
+    fail_under: dict[str, float] = Field(default_factory=dict)  # metric -> lowest allowed
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

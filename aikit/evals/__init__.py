@@ -1,0 +1,54 @@
+"""Evaluation: metrics to measure what a model or a retriever does.
+
+`aikit.evals.retrieval` holds the ranking metrics (`hit_at_k`, `recall_at_k`,
+`precision_at_k`, `mrr`, `ndcg_at_k`), re-exported here. Evals of a model or pipeline:
+`Dataset`, the metrics (`exact_match`, `contains`, `token_f1`, ...; any function
+`(output, expected) -> float`), `judge` / `calibrate`, `evaluate` -> `EvalResult`, and
+`compare` -> `Comparison`.
+"""
+
+from aikit.evals.compare import Comparison, compare
+from aikit.evals.dataset import Dataset, DatasetError, Item
+from aikit.evals.evaluate import EvalResult, evaluate
+from aikit.evals.judge import Calibration, Judge, calibrate, judge
+from aikit.evals.metrics import (
+    contains,
+    edit_ratio,
+    embedding_similarity,
+    exact_match,
+    json_schema,
+    json_valid,
+    numeric_match,
+    regex_match,
+    token_f1,
+)
+from aikit.evals.retrieval import dcg, hit_at_k, mrr, ndcg_at_k, precision_at_k, recall_at_k
+
+__all__ = [
+    "Calibration",
+    "Comparison",
+    "Dataset",
+    "DatasetError",
+    "EvalResult",
+    "Item",
+    "Judge",
+    "calibrate",
+    "compare",
+    "contains",
+    "dcg",
+    "edit_ratio",
+    "embedding_similarity",
+    "evaluate",
+    "exact_match",
+    "hit_at_k",
+    "json_schema",
+    "json_valid",
+    "judge",
+    "mrr",
+    "ndcg_at_k",
+    "numeric_match",
+    "precision_at_k",
+    "recall_at_k",
+    "regex_match",
+    "token_f1",
+]

@@ -1,0 +1,174 @@
+"""`Dataset`: the items an eval runs over, each with an `id`, an `input`, an `expected` answer
+and any other fields as metadata. Read from JSONL, CSV or a DataFrame; a malformed row is a
+`DatasetError` naming the file and the row number."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aikit.errors import AikitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class DatasetError(AikitError):
+    """An eval dataset file or frame is malformed; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One eval item: what the task gets (`input`) and what a right answer looks like."""
+
+    id: str
+    input: Any
+    expected: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An ordered list of `Item`s with unique ids.
+
+    Example:
+        >>> ds = Dataset.from_records([{"id": "q1", "input": "2+2?", "expected": "4"}])
+        >>> len(ds), ds[0].expected
+        (1, '4')
+    """
+
+    items: tuple[Item, ...]
+    name: str = "dataset"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> Item:
+        return self.items[index]
+
+    @classmethod
+    def from_records(
+        cls, records: Sequence[Mapping[str, Any]], *, name: str = "dataset"
+    ) -> Dataset:
+        """Build from dicts with `input` (required), `id` and `expected` (optional); other
+        keys become metadata. A missing `id` becomes the row number (1-based)."""
+        return _build(list(enumerate(records, start=1)), name=name, where=name)
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path) -> Dataset:
+        """Read one JSON object per line (blank lines are skipped; row = line number)."""
+        file = Path(path)
+        numbered: list[tuple[int, Any]] = []
+        for number, line in enumerate(_read(file).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DatasetError(
+                    f"{file} row {number}: not valid JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
+        return _build(numbered, name=file.stem, where=str(file))
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> Dataset:
+        """Read a CSV file whose header row names `input` (and `id`, `expected`, ...); the
+        header is row 1."""
+        file = Path(path)
+        with file.open(encoding="utf-8", newline="") if file.is_file() else _nofile(file) as fh:
+            rows = list(csv.reader(fh))
+        if not rows:
+            raise DatasetError(f"{file}: empty; the first row must name the columns (input, ...)")
+        header, numbered = rows[0], []
+        for number, row in enumerate(rows[1:], start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DatasetError(
+                    f"{file} row {number}: {len(row)} fields, but the header has {len(header)}"
+                )
+            numbered.append((number, dict(zip(header, row, strict=True))))
+        return _build(numbered, name=file.stem, where=str(file))
+
+    @classmethod
+    def from_df(cls, df: pd.DataFrame, *, name: str = "dataframe") -> Dataset:
+        """From a DataFrame with an `input` column (and `id`, `expected`, metadata columns)."""
+        if "input" not in df.columns:
+            raise DatasetError(
+                f"{name}: no 'input' column (columns: {', '.join(map(str, df.columns))});"
+                " rename the prompt column to input"
+            )
+        records = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+        return cls.from_records(records, name=name)
+
+    def to_df(self) -> pd.DataFrame:
+        """One row per item: id, input, expected, then the metadata columns."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [{"id": i.id, "input": i.input, "expected": i.expected, **i.metadata} for i in self]
+        )
+
+
+def _build(numbered: list[tuple[int, Any]], *, name: str, where: str) -> Dataset:
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for number, record in numbered:
+        if not isinstance(record, Mapping):
+            raise DatasetError(
+                f"{where} row {number}: expected an object with 'input', got"
+                f" {type(record).__name__} {record!r:.40}"
+            )
+        if "input" not in record or _missing(record["input"]):
+            keys = ", ".join(map(str, record)) or "none"
+            raise DatasetError(
+                f"{where} row {number}: no 'input' (keys: {keys}); every row needs one"
+            )
+        raw_id = record.get("id")
+        item_id = str(number) if _missing(raw_id) else str(raw_id)
+        if item_id in seen:
+            raise DatasetError(
+                f"{where} row {number}: id {item_id!r} repeats row {seen[item_id]};"
+                " ids must be unique"
+            )
+        seen[item_id] = number
+        expected = record.get("expected")
+        metadata = {str(k): v for k, v in record.items() if k not in ("id", "input", "expected")}
+        items.append(
+            Item(item_id, record["input"], None if _missing(expected) else expected, metadata)
+        )
+    return Dataset(tuple(items), name=name)
+
+
+def _nofile(file: Path) -> Any:
+    raise DatasetError(f"cannot read dataset {file}: no such file")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value == ""
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset {file}: {exc.strerror}") from exc
+
+
+def as_dataset(data: Dataset | pd.DataFrame | Sequence[Any]) -> Dataset:
+    """A Dataset from a Dataset, a DataFrame, a list of dicts, or a list of bare inputs."""
+    if isinstance(data, Dataset):
+        return data
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return Dataset.from_df(data)
+    records = [r if isinstance(r, Mapping) else {"input": r} for r in data]
+    return Dataset.from_records(records)

@@ -1,0 +1,401 @@
+"""`evaluate(task, dataset, metrics)`: run a task over a dataset, score every sample, and
+summarise each metric with a bootstrap 95% interval.
+
+`task` is a prompt template (`{{ input }}`, plus `expected` or metadata fields if it wants
+them), sent through `aikit.abatch`; or any callable from input to output (a RAG pipeline, a
+non-LLM baseline). A sample whose task failed is an *error*; a metric that returns None or NaN
+leaves it *unscored*; neither is averaged in as 0, and each is counted apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from aikit.errors import AikitError
+from aikit.evals.dataset import Dataset, Item, as_dataset
+from aikit.evals.judge import Judge, Judgement
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from aikit.prompts import Template
+
+Metric = Callable[..., Any]
+Metrics = Sequence[Metric] | Mapping[str, Metric]
+SUMMARY_COLUMNS = ["metric", "mean", "stderr", "ci_low", "ci_high", "n_scored", "n_unscored",
+                   "n_errors"]  # fmt: skip
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` found.
+
+    `samples`: one row per sample and repeat (`id`, `repeat`, `input`, `expected`, `output`,
+    `error`, `latency_s`, `cost_usd`, tokens, a column per metric; judges add `NAME_passed`,
+    `NAME_reason`, `NAME_agreement`; `metric_errors` holds a metric's exception text).
+    `summary`: one row per metric (`mean`, `stderr`, `ci_low`, `ci_high`, `n_scored`,
+    `n_unscored`, `n_errors`). `usage`: cost and tokens of the task and of the judges, apart.
+    """
+
+    samples: pd.DataFrame
+    summary: pd.DataFrame
+    metrics: list[str]
+    usage: dict[str, Any] = field(default_factory=dict)
+    name: str = "eval"
+    threshold: float = 0.5
+
+    def means(self) -> dict[str, float | None]:
+        """metric -> mean (None when no sample was scored), ready for `aikit.record`."""
+        out: dict[str, float | None] = {}
+        for row in self.summary.itertuples():
+            value = float(row.mean)  # type: ignore[arg-type]
+            out[str(row.metric)] = None if math.isnan(value) else round(value, 6)
+        return out
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write a self-contained HTML report (summary table, plots); see `aikit.evals.report`."""
+        from aikit.evals.report import write_html
+
+        return write_html(self, Path(path))
+
+    def __repr__(self) -> str:
+        return f"EvalResult({self.name!r}, {len(self.samples)} samples, metrics={self.metrics})"
+
+
+def _metric_names(metrics: Metrics) -> list[tuple[str, Metric]]:
+    if isinstance(metrics, Mapping):
+        pairs = [(str(k), v) for k, v in metrics.items()]
+    else:
+        if callable(metrics):
+            metrics = [metrics]
+        pairs = []
+        for m in metrics:
+            func = getattr(m, "func", m)  # functools.partial
+            pairs.append((str(getattr(m, "name", None) or getattr(func, "__name__", "metric")), m))
+    names = [n for n, _ in pairs]
+    for name, metric in pairs:
+        if not callable(metric):
+            raise AikitError(f"metric {name!r} is a {type(metric).__name__}; pass a function")
+        if names.count(name) > 1:
+            raise AikitError(f"two metrics are named {name!r}; pass a dict of name -> metric")
+    if not pairs:
+        raise AikitError("evaluate needs at least one metric, e.g. metrics=[exact_match]")
+    return pairs
+
+
+def _as_score(value: Any) -> float:
+    """A metric's value as a float in [0, 1], NaN for unscored (None or NaN)."""
+    if value is None:
+        return math.nan
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    score = float(value)
+    if math.isnan(score):
+        return score
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"returned {value!r}, outside [0, 1]")
+    return score
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (NaN, NaN for no values)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def per_item(samples: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric's score per sample id: the mean over repeats of the scored ones (NaN if none)."""
+    return samples.groupby("id", sort=False)[metric].mean()
+
+
+def summarize(
+    samples: pd.DataFrame, metrics: list[str], *, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for name in metrics:
+        failed = samples["error"].notna() | samples["metric_errors"].map(
+            lambda e, n=name: bool(e) and n in e
+        )
+        scored = samples[name].notna() & ~failed
+        values = per_item(samples[scored], name).to_numpy(dtype=float)
+        n = values.size
+        low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                "metric": name,
+                "mean": float(values.mean()) if n else math.nan,
+                "stderr": float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else math.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "n_scored": int(scored.sum()),
+                "n_unscored": int((~scored & ~failed).sum()),
+                "n_errors": int(failed.sum()),
+            }
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def evaluate(
+    task: str | Template | Callable[[Any], Any],
+    dataset: Dataset | pd.DataFrame | Sequence[Any],
+    metrics: Metrics,
+    *,
+    repeats: int = 1,
+    concurrency: int | Literal["auto"] = "auto",
+    name: str = "eval",
+    threshold: float = 0.5,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: bool = False,
+    **params: Any,
+) -> EvalResult:
+    """Run `task` on every item of `dataset` (`repeats` times) and score it with `metrics`.
+
+    Args:
+        task: a template string or `aikit.prompts.Template` (variables: `input`, `expected`,
+            metadata fields), or a callable input -> output (an `aikit.Reply` counts its text).
+        dataset: a `Dataset`, a DataFrame with an `input` column, or a list of dicts.
+        metrics: functions `(output, expected) -> float | None` (bind options with
+            `functools.partial`), `judge(...)`s, or a dict name -> metric.
+        repeats: how many times each item runs (the model's answers are separate cache
+            entries); the summary averages repeats per item before the interval.
+        concurrency: calls in flight (`aikit.batch`'s), or worker threads for a callable task
+            (`auto`: 4).
+        threshold: the score at or above which a sample passes (explorer, `compare`).
+        n_boot, seed: bootstrap resamples and its random seed (results are reproducible).
+        **params: passed to `aikit.abatch` for a template task (`model`, `max_tokens`, ...).
+    """
+
+    from aikit.llm import run_sync
+
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise AikitError(f"repeats={repeats!r}; pass an int >= 1")
+    ds = as_dataset(dataset)
+    if not len(ds):
+        raise AikitError(f"dataset {ds.name} is empty; add items with an 'input'")
+    pairs = _metric_names(metrics)
+    names = [n for n, _ in pairs]
+    clash = [n for n in names if n in _BASE]
+    if clash:
+        raise AikitError(f"metric name {clash[0]!r} is a samples column; rename the metric")
+    from aikit.prompts import Template
+
+    if isinstance(task, str | Template):
+        frame = run_sync(_template_task(task, ds, repeats, concurrency, progress, params))
+    elif callable(task):
+        if params:
+            raise AikitError(
+                f"{sorted(params)[0]}= is for template tasks; bind it in your callable"
+            )
+        frame = _callable_task(task, ds, repeats, concurrency)
+    else:
+        raise AikitError(f"task is a {type(task).__name__}; pass a template string or a callable")
+    judge_usage = _score(frame, pairs, concurrency)
+    usage = {
+        "task_cost_usd": _total(frame["cost_usd"]),
+        "task_prompt_tokens": int(frame["prompt_tokens"].sum()),
+        "task_completion_tokens": int(frame["completion_tokens"].sum()),
+        **judge_usage,
+    }
+    summary = summarize(frame, names, n_boot=n_boot, seed=seed)
+    frame.attrs = {}
+    return EvalResult(frame, summary, names, usage, name=name, threshold=threshold)
+
+
+_BASE = ["id", "repeat", "input", "expected", "output", "error", "latency_s", "cost_usd",
+         "prompt_tokens", "completion_tokens", "metric_errors"]  # fmt: skip
+
+
+def _total(costs: pd.Series) -> float | None:
+    return None if costs.isna().any() else float(costs.sum())
+
+
+async def _template_task(
+    task: str | Template,
+    ds: Dataset,
+    repeats: int,
+    concurrency: int | Literal["auto"],
+    progress: bool,
+    params: dict[str, Any],
+) -> pd.DataFrame:
+    import pandas as pd
+
+    from aikit.batch import abatch
+    from aikit.prompts import Template
+
+    tpl = Template(task) if isinstance(task, str) else task
+    records = [{"input": i.input, "expected": i.expected, **i.metadata} for i in ds]
+    unknown = sorted(tpl.variables - set(records[0]))
+    if unknown:
+        raise AikitError(
+            f"template {tpl.name} uses {unknown[0]!r}, which is not a dataset field"
+            f" (fields: {', '.join(records[0])}); use {{{{ input }}}}"
+        )
+    parts = []
+    for repeat in range(repeats):
+        out = await abatch(
+            records, template=tpl, concurrency=concurrency, progress=progress, repeat=repeat,
+            **params,
+        )  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "id": [i.id for i in ds],
+                    "repeat": repeat,
+                    "input": [i.input for i in ds],
+                    "expected": [i.expected for i in ds],
+                    "output": out["output"].to_numpy(),
+                    "error": out["error"].to_numpy(),
+                    "latency_s": out["latency_s"].to_numpy(),
+                    "cost_usd": out["cost_usd"].to_numpy(),
+                    "prompt_tokens": out["prompt_tokens"].to_numpy(),
+                    "completion_tokens": out["completion_tokens"].to_numpy(),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, Any]:
+    from aikit.llm import run_sync
+
+    row: dict[str, Any] = {"id": item.id, "repeat": repeat, "input": item.input,
+                           "expected": item.expected, "output": None, "error": None,
+                           "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
+    started = time.perf_counter()
+    try:
+        out = task(item.input)
+        if inspect.isawaitable(out):
+            out = run_sync(_awaited(out))
+    except Exception as exc:  # a failed sample is data, not a crash of the whole eval
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        out = None
+    row["latency_s"] = time.perf_counter() - started
+    usage = getattr(out, "usage", None)
+    if hasattr(out, "text") and usage is not None:  # an aikit Reply
+        row.update(
+            output=out.text,
+            cost_usd=getattr(out, "cost", 0.0),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0)),
+        )
+    else:
+        row["output"] = out
+    return row
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def _callable_task(
+    task: Callable[[Any], Any], ds: Dataset, repeats: int, concurrency: int | Literal["auto"]
+) -> pd.DataFrame:
+    import pandas as pd
+
+    workers = 4 if concurrency == "auto" else max(1, int(concurrency))
+    jobs = [(item, repeat) for repeat in range(repeats) for item in ds]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(lambda job: _run_one(task, *job), jobs))
+    frame = pd.DataFrame(rows, columns=[c for c in _BASE if c != "metric_errors"])
+    return frame.astype({"cost_usd": "float64", "latency_s": "float64"})
+
+
+def _score(
+    frame: pd.DataFrame,
+    pairs: list[tuple[str, Metric]],
+    concurrency: int | Literal["auto"],
+) -> dict[str, Any]:
+    """Fill a column per metric (and the judges' extra columns); return the judges' usage.
+
+    Plain metrics run here, in the caller's thread (a metric may itself call `aikit.chat`);
+    judges run concurrently on aikit's loop.
+    """
+    import pandas as pd
+
+    from aikit.llm import run_sync
+
+    errors: list[dict[str, str]] = [{} for _ in range(len(frame))]
+    ok = frame["error"].isna().to_numpy()
+    outputs, expected, inputs = list(frame["output"]), list(frame["expected"]), list(frame["input"])
+    judge_cost: float | None = 0.0
+    judge_tokens = [0, 0]
+    limit = 8 if concurrency == "auto" else max(1, int(concurrency))
+    for name, metric in pairs:
+        scores = [math.nan] * len(frame)
+        if isinstance(metric, Judge):
+            verdicts = run_sync(_judge_all(metric, ok, outputs, expected, inputs, limit))
+            for i, v in enumerate(verdicts):
+                if isinstance(v, str):
+                    errors[i][name] = v
+                elif v is not None:
+                    scores[i] = math.nan if v.score is None else v.score
+                    judge_cost = None if judge_cost is None or v.cost_usd is None else (
+                        judge_cost + v.cost_usd
+                    )  # fmt: skip
+                    judge_tokens[0] += v.prompt_tokens
+                    judge_tokens[1] += v.completion_tokens
+            found = [v if isinstance(v, Judgement) else None for v in verdicts]
+            frame[f"{name}_passed"] = [None if v is None else v.passed for v in found]
+            frame[f"{name}_reason"] = [None if v is None else v.reason for v in found]
+            frame[f"{name}_agreement"] = [None if v is None else v.agreement for v in found]
+        else:
+            for i in range(len(frame)):
+                if not ok[i]:
+                    continue
+                try:
+                    scores[i] = _as_score(metric(outputs[i], expected[i]))
+                except Exception as exc:  # a metric's bug on one sample is that sample's error
+                    errors[i][name] = f"{type(exc).__name__}: {exc}"
+        frame[name] = scores
+    frame["metric_errors"] = pd.Series([e or None for e in errors], index=frame.index, dtype=object)
+    return {
+        "judge_cost_usd": judge_cost,
+        "judge_prompt_tokens": judge_tokens[0],
+        "judge_completion_tokens": judge_tokens[1],
+    }
+
+
+async def _judge_all(
+    judge: Judge,
+    ok: Any,
+    outputs: list[Any],
+    expected: list[Any],
+    inputs: list[Any],
+    limit: int,
+) -> list[Judgement | str | None]:
+    """Each sample's verdict; None where the task failed, the error text where the judge did."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(i: int) -> Judgement | str | None:
+        if not ok[i]:
+            return None
+        async with gate:
+            try:
+                return await judge.ajudge(outputs[i], expected[i], input=inputs[i])
+            except Exception as exc:  # an endpoint error is this sample's error, not the run's
+                return f"{type(exc).__name__}: {exc}"
+
+    return list(await asyncio.gather(*(one(i) for i in range(len(outputs)))))

@@ -1,0 +1,50 @@
+"""The quality gate: `fail_under` thresholds checked against the values runs recorded."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aikit.errors import AikitError
+
+
+def parse_thresholds(pairs: Sequence[str]) -> dict[str, float]:
+    """`["accuracy=0.8", ...]` (the CLI's `--fail-under`) -> {"accuracy": 0.8}."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise AikitError(
+                f"--fail-under {pair!r} is not METRIC=VALUE; write e.g. --fail-under accuracy=0.8"
+            ) from None
+    return out
+
+
+def gate_failures(
+    records: Iterable[Mapping[str, Any]], thresholds: Mapping[str, float]
+) -> list[str]:
+    """One line per threshold broken: a recorded metric below it, or never recorded."""
+    runs = list(records)
+    lines = []
+    for metric, threshold in thresholds.items():
+        values = [r[metric] for r in runs if metric in r]
+        if not values:
+            lines.append(
+                f"fail_under: {metric} was not recorded by any run (threshold {threshold:g});"
+                f" record it with aikit.record({metric!r}, value)"
+            )
+            continue
+        for value in values:
+            number = value if isinstance(value, int | float) else None
+            if number is None or isinstance(value, bool) or math.isnan(float(number)):
+                lines.append(
+                    f"fail_under: {metric} = {value!r} is not a number (threshold {threshold:g})"
+                )
+            elif number < threshold:
+                lines.append(f"fail_under: {metric} = {number:g} is below {threshold:g}")
+    return lines

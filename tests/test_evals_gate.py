@@ -1,0 +1,81 @@
+"""The `fail_under` quality gate: `aikit run --fail-under metric=value` and a playbook's
+`fail_under:` make the run exit 1 when a recorded metric is below the threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aikit.cli import main
+from aikit.errors import AikitError
+from aikit.evals.gate import gate_failures, parse_thresholds
+
+
+def make_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Gate demo"),
+        nbformat.v4.new_code_cell(
+            "value: float = 0.5  # the accuracy to record", metadata={"tags": ["parameters"]}
+        ),
+        nbformat.v4.new_code_cell('import aikit\naikit.record("accuracy", value)'),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "gate.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_gate_lines_name_metric_value_and_threshold() -> None:
+    assert parse_thresholds(["accuracy=0.8", " f1 = 0.5"]) == {"accuracy": 0.8, "f1": 0.5}
+    with pytest.raises(AikitError, match="'accuracy' is not METRIC=VALUE"):
+        parse_thresholds(["accuracy"])
+    with pytest.raises(AikitError, match="is not METRIC=VALUE"):
+        parse_thresholds(["accuracy=high"])
+    assert gate_failures([{"accuracy": 0.9}], {"accuracy": 0.8}) == []
+    assert gate_failures([{"accuracy": 0.8}], {"accuracy": 0.8}) == []  # at the line passes
+    assert gate_failures([{"accuracy": 0.5}], {"accuracy": 0.8}) == [
+        "fail_under: accuracy = 0.5 is below 0.8"
+    ]
+    [missing] = gate_failures([{"f1": 0.9}], {"accuracy": 0.8})
+    assert "accuracy was not recorded by any run" in missing
+    [text] = gate_failures([{"accuracy": "high"}], {"accuracy": 0.8})
+    assert "is not a number" in text
+
+
+def test_cli_fail_under_sets_the_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = make_notebook(tmp_path)
+    out = str(tmp_path / "runs")
+    code = main(
+        ["run", str(nb), "--out", out, "-p", "value", "0.5", "--fail-under", "accuracy=0.8"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "aikit: fail_under: accuracy = 0.5 is below 0.8" in err.splitlines()
+    code = main(
+        ["run", str(nb), "--out", out, "-p", "value", "0.9", "--fail-under", "accuracy=0.8"]
+    )
+    assert code == 0 and "fail_under" not in capsys.readouterr().err
+    assert main(["run", str(nb), "--out", out, "--fail-under", "accuracy"]) == 2  # a usage error
+
+
+def test_playbook_fail_under(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_notebook(tmp_path)
+    playbook = tmp_path / "gate.yaml"
+    playbook.write_text(
+        "name: gate\nsteps:\n  - notebook: gate.ipynb\n    parameters: {value: 0.7}\n"
+        "fail_under: {accuracy: 0.75}\n"
+    )
+    out = str(tmp_path / "runs")
+    assert main(["run", str(playbook), "--out", out]) == 1
+    assert "aikit: fail_under: accuracy = 0.7 is below 0.75" in capsys.readouterr().err
+    # The command line adds to (and overrides) the playbook's thresholds.
+    assert main(["run", str(playbook), "--out", out, "--fail-under", "accuracy=0.6"]) == 0
