@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from aikit._sqlite import SQLiteFile, transaction
 from aikit.errors import CacheMissError, ConfigError
 
 KEY_VERSION = 1
@@ -131,59 +130,15 @@ class ResponseStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        self._ready = False
-
-    # -- connection -----------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"cannot open the response store {str(self.path)!r} ({exc});"
-                " set AIKIT_HOME or AIKIT_CACHE_PATH to a writable place"
-            ) from exc
-        conn.execute("PRAGMA busy_timeout = 60000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._local.conn, self._local.pid = conn, os.getpid()
-        if not self._ready:
-            self._migrate(conn)
-            self._ready = True
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        with self._transaction(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"response store {str(self.path)!r} has schema {version}, newer than this"
-                    f" aikit ({SCHEMA_VERSION}); upgrade aikit or set AIKIT_CACHE_PATH elsewhere"
-                )
-            for step in range(version, SCHEMA_VERSION):
-                conn.execute(MIGRATIONS[step])
-                conn.execute(f"PRAGMA user_version = {step + 1}")
-
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._db = SQLiteFile(
+            self.path,
+            what="response store",
+            fix="set AIKIT_HOME or AIKIT_CACHE_PATH to a writable place",
+            migrations=MIGRATIONS,
+        )
+        self._connect = self._db.connect
+        self._transaction = transaction
+        self.close = self._db.close
 
     # -- entries --------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
@@ -199,17 +154,7 @@ class ResponseStore:
         """Store (or overwrite) one response; committed before this returns."""
         conn = self._connect()
         with self._transaction(conn):
-            conn.execute(
-                "INSERT OR REPLACE INTO responses (key, model, request, response, created)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    key,
-                    str(request.get("model", "")),
-                    _dumps(request),
-                    _dumps(response),
-                    time.time(),
-                ),
-            )
+            _insert(conn, key, request, response)
 
     def lookup(
         self, canonical: Mapping[str, Any], cassettes: Sequence[Path] = ()
@@ -280,18 +225,18 @@ class ResponseStore:
         conn = self._connect()
         with self._transaction(conn):
             for key, request, response in entries:
-                conn.execute(
-                    "INSERT OR REPLACE INTO responses (key, model, request, response, created)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        key,
-                        str(request.get("model", "")),
-                        _dumps(request),
-                        _dumps(response),
-                        time.time(),
-                    ),
-                )
+                _insert(conn, key, request, response)
         return len(entries)
+
+
+def _insert(
+    conn: sqlite3.Connection, key: str, request: Mapping[str, Any], response: Mapping[str, Any]
+) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO responses (key, model, request, response, created)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (key, str(request.get("model", "")), _dumps(request), _dumps(response), time.time()),
+    )
 
 
 def read_cassette(path: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:

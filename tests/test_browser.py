@@ -9,6 +9,7 @@ server through an `aikit.toml` profile. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -177,4 +178,24 @@ def test_playground_answers_a_typed_prompt(browser: Any, lab: dict[str, Any]) ->
     expect(widget).to_contain_text("from cache")
     assert lab["echo"].requests[-1]["messages"][-1]["content"] == "Which planet is largest?"
     widget.screenshot(path=str(ARTIFACTS / "playground.png"))
+    page.close()
+
+
+def test_eval_explorer_filter_changes_the_table(browser: Any, lab: dict[str, Any]) -> None:
+    page = _open_and_run_all(browser, lab, "03_evals.ipynb")
+    expect = playwright_api.expect
+    explorer = page.locator(".jp-NotebookPanel .widget-vbox").filter(
+        has=page.locator("option", has_text="regressed")
+    )
+    expect(explorer).to_have_count(1, timeout=120_000)
+    explorer.scroll_into_view_if_needed()
+    table, caption = explorer.locator("table").first, explorer.locator("p").first
+    expect(caption).to_have_text(re.compile(r"^20 samples · page 1 of 2"), timeout=60_000)
+    assert table.locator("tr").count() == 11  # a header and a page of 10
+    explorer.locator("select").nth(1).select_option(label="regressed")
+    expect(caption).to_have_text(re.compile(r"^[1-9] samples? · page 1 of 1"), timeout=30_000)
+    shown = int(caption.inner_text().split()[0])
+    assert table.locator("tr").count() == shown + 1
+    expect(table).to_contain_text("geo-01")  # the regression the notebook reports
+    explorer.screenshot(path=str(ARTIFACTS / "explorer.png"))
     page.close()

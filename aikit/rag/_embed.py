@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit._sqlite import SQLiteFile
+from aikit._sqlite import transaction as _transaction
 from aikit.errors import ConfigError, EndpointError
 from aikit.rag._load import RagError
 from aikit.settings import OPENAI_URL, Settings, get_settings
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     Vectors = npt.NDArray[np.float32]
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # = len(MIGRATIONS)
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE IF NOT EXISTS vectors (
@@ -63,35 +64,13 @@ class EmbeddingCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"cannot open the embedding cache {str(self.path)!r} ({exc});"
-                " set AIKIT_HOME to a writable folder"
-            ) from exc
-        with _transaction(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"embedding cache {str(self.path)!r} has schema {version}, newer than this"
-                    f" aikit ({SCHEMA_VERSION}); upgrade aikit or delete the file"
-                )
-            for step in range(version, SCHEMA_VERSION):
-                conn.execute(MIGRATIONS[step])
-                conn.execute(f"PRAGMA user_version = {step + 1}")
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        self._db = SQLiteFile(
+            self.path,
+            what="embedding cache",
+            fix="set AIKIT_HOME to a writable folder or delete the file",
+            migrations=MIGRATIONS,
+        )
+        self._connect = self._db.connect
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """key -> stored vector bytes, for the keys that are stored."""
@@ -120,21 +99,7 @@ class EmbeddingCache:
         return int(self._connect().execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        self._db.close()
 
 
 class Embedder:

@@ -1,0 +1,78 @@
+"""SQLite files that several processes and threads write at once: WAL mode, a busy timeout,
+one connection per thread and process, and ordered migrations (`PRAGMA user_version`)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aikit.errors import ConfigError
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the lock up front (no deadlock between writers)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SQLiteFile:
+    """`connect()` gives this thread's connection, creating and migrating the file once.
+
+    `migrations[i]` takes the schema from version i to i + 1; `what` names the file in errors
+    and `fix` says what to do when it cannot be opened.
+    """
+
+    def __init__(self, path: str | Path, *, what: str, fix: str, migrations: list[str]) -> None:
+        self.path = Path(path)
+        self.what, self.fix, self.migrations = what, fix, migrations
+        self._local = threading.local()
+        self._ready = False
+
+    def connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the {self.what} {str(self.path)!r} ({exc}); {self.fix}"
+            ) from exc
+        self._local.conn, self._local.pid = conn, os.getpid()
+        if not self._ready:
+            self._migrate(conn)
+            self._ready = True
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        latest = len(self.migrations)
+        with transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > latest:
+                raise ConfigError(
+                    f"{self.what} {str(self.path)!r} has schema {version}, newer than this"
+                    f" aikit ({latest}); upgrade aikit or {self.fix}"
+                )
+            for step in range(version, latest):
+                conn.execute(self.migrations[step])
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
