@@ -57,6 +57,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     settings = root / ".jupyter" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    # Render every cell: with windowing, cells scrolled out of view are not in the page.
+    tracker = settings.parent / "notebook-extension"
+    tracker.mkdir()
+    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIKIT_", "OPENAI_"))}
     env.update(
@@ -131,8 +135,11 @@ def browser() -> Iterator[Any]:
 
 def _open_and_run_all(browser: Any, lab: dict[str, Any], notebook: str) -> Any:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab['base']}/lab/tree/{notebook}?token={lab['token']}")
+    # `reset`: a fresh workspace, so no tab of an earlier test is restored beside this notebook.
+    page.goto(f"{lab['base']}/lab/tree/{notebook}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    expect_one = playwright_api.expect(page.locator(".jp-NotebookPanel"))
+    expect_one.to_have_count(1, timeout=30_000)
     page.wait_for_selector(
         ".jp-NotebookPanel-toolbar .jp-KernelStatus, .jp-Toolbar-kernelName", timeout=60_000
     )
@@ -187,7 +194,11 @@ def test_eval_explorer_filter_changes_the_table(browser: Any, lab: dict[str, Any
     explorer = page.locator(".jp-NotebookPanel .widget-vbox").filter(
         has=page.locator("option", has_text="regressed")
     )
-    expect(explorer).to_have_count(1, timeout=120_000)
+    try:
+        expect(explorer).to_have_count(1, timeout=120_000)
+    except AssertionError:
+        page.screenshot(path=str(ARTIFACTS / "explorer-failure.png"), full_page=True)
+        raise
     explorer.scroll_into_view_if_needed()
     table, caption = explorer.locator("table").first, explorer.locator("p").first
     expect(caption).to_have_text(re.compile(r"^20 samples · page 1 of 2"), timeout=60_000)
