@@ -6,6 +6,9 @@ import pytest
 
 from aikit.runner.kernel import KernelMissingError, check_kernel
 
+# data/ holds documents for the RAG notebook (some are .ipynb files): corpus, not tests.
+collect_ignore_glob = ["data/*"]
+
 
 def pytest_collect_file(parent: pytest.Collector, file_path) -> None:  # type: ignore[no-untyped-def]
     if file_path.suffix == ".ipynb" and parent.config.getoption("--nbval", default=False):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -73,14 +74,10 @@ def test_replay_papermill_from_the_repo_root(tmp_path: Path) -> None:
     assert "Paris" in out.read_text()
 
 
-@pytest.mark.live
-@pytest.mark.timeout(900)  # a live notebook runs a few minutes on 2 cores
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_notebook_runs_live_through_aikit_run(
-    live: Path, tmp_path: Path, notebook: Path
-) -> None:
+def _run_live(live: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """`aikit run ARGS` on the embedded model with the cache off; its one run record."""
     done = subprocess.run(
-        [sys.executable, "-m", "aikit.cli", "run", str(notebook), "--out", str(tmp_path / "runs")],
+        [sys.executable, "-m", "aikit.cli", "run", *args, "--out", str(tmp_path / "runs")],
         cwd=tmp_path,
         env=_clean_env(AIKIT_HOME=str(live), AIKIT_CACHE="off"),
         capture_output=True,
@@ -89,6 +86,16 @@ def test_every_notebook_runs_live_through_aikit_run(
     )
     assert done.returncode == 0, done.stderr
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
+    return dict(record)
+
+
+@pytest.mark.live
+@pytest.mark.timeout(900)  # a live notebook runs a few minutes on 2 cores
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_runs_live_through_aikit_run(
+    live: Path, tmp_path: Path, notebook: Path
+) -> None:
+    record = _run_live(live, tmp_path, str(notebook))
     assert record["status"] == "succeeded" and record["usage"]["calls"] > 0
     assert record["usage"]["cached_calls"] == 0  # live: every answer came from the model
 
@@ -96,26 +103,9 @@ def test_every_notebook_runs_live_through_aikit_run(
 @pytest.mark.live
 @pytest.mark.timeout(900)  # a live notebook runs a few minutes on 2 cores
 def test_quickstart_answers_another_question_live(live: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aikit.cli",
-            "run",
-            str(ROOT / "notebooks" / "00_quickstart.ipynb"),
-            "-p",
-            "question",
-            "What is the capital of Italy?",
-            "--out",
-            str(tmp_path / "runs"),
-        ],
-        cwd=tmp_path,
-        env=_clean_env(AIKIT_HOME=str(live), AIKIT_CACHE="off"),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    quickstart = str(ROOT / "notebooks" / "00_quickstart.ipynb")
+    record = _run_live(
+        live, tmp_path, quickstart, "-p", "question", "What is the capital of Italy?"
     )
-    assert done.returncode == 0, done.stderr
-    [record] = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
     assert "Rome" in record["records"]["answer"]
     assert record["records"]["parsed_ok"] is True
