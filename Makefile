@@ -15,7 +15,7 @@ else
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 endif
 
-.PHONY: setup demo test lint format typecheck pytest record bench lab clean
+.PHONY: setup demo test lint format typecheck pytest rerecord bench lab clean
 
 setup: $(STAMP)
 
@@ -54,8 +54,8 @@ pytest: setup
 	$(BIN)/python -m pytest
 
 # Re-execute the notebooks on the embedded model and rewrite their outputs and cassettes.
-record: setup
-	$(BIN)/aikit record notebooks/*.ipynb
+rerecord: setup
+	$(BIN)/aikit rerecord notebooks/*.ipynb
 
 # JupyterLab on 127.0.0.1 with the kit's notebooks (the `aikit` kernel, widgets working).
 lab: setup

@@ -1,53 +1,73 @@
 """aikit: a Jupyter-based team playbook and notebook kit for AI engineers.
 
-The verbs most people need are here; the modules (`aikit.cache`, `aikit.local`, `aikit.prompts`,
-`aikit.registry`, `aikit.runner`, `aikit.settings`, `aikit.usage`) hold the rest.
+The verbs most people need are here, each a function; the modules hold the rest and are
+reachable as attributes (`aikit.costs.cost_of`, `aikit.rag.load`). No exported name is also a
+module: implementation modules named like a verb are private (`aikit._batch`, `aikit._record`).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from aikit.batch import abatch, batch, estimate
 from aikit.errors import AikitError
-from aikit.record import record
-from aikit.usage import usage
 
 if TYPE_CHECKING:
+    from aikit._batch import abatch, batch, estimate
+    from aikit._record import notebook_dir, record
+    from aikit.costs import usage
     from aikit.llm import Reply, achat, chat
     from aikit.prompts import Template, few_shot
-    from aikit.registry import runs
-    from aikit.runner import Run, run_notebook
+    from aikit.registry import Run, runs
+    from aikit.runner import run_notebook
     from aikit.settings import Settings, configure, get_settings
 
-# The rest load on first use, so `import aikit` stays cheap in every kernel and worker.
+# Everything loads on first use, so `import aikit` stays cheap in every kernel and worker.
 _LAZY = {
     "Reply": "aikit.llm",
-    "achat": "aikit.llm",
-    "chat": "aikit.llm",
-    "Template": "aikit.prompts",
-    "few_shot": "aikit.prompts",
-    "runs": "aikit.registry",
-    "Run": "aikit.runner",
-    "run_notebook": "aikit.runner",
+    "Run": "aikit.registry",
     "Settings": "aikit.settings",
+    "Template": "aikit.prompts",
+    "abatch": "aikit._batch",
+    "achat": "aikit.llm",
+    "batch": "aikit._batch",
+    "chat": "aikit.llm",
     "configure": "aikit.settings",
+    "estimate": "aikit._batch",
+    "few_shot": "aikit.prompts",
     "get_settings": "aikit.settings",
+    "notebook_dir": "aikit._record",
+    "record": "aikit._record",
+    "run_notebook": "aikit.runner",
+    "runs": "aikit.registry",
+    "usage": "aikit.costs",
 }
 
-
-# Subpackages reachable as attributes (`aikit.rag.load`) without importing them up front.
-_SUBPACKAGES = frozenset({"evals", "rag"})
+# The public modules, reachable as attributes without importing them up front.
+MODULES = frozenset(
+    {
+        "cache",
+        "cli",
+        "costs",
+        "endpoint",
+        "errors",
+        "evals",
+        "llm",
+        "local",
+        "prompts",
+        "rag",
+        "registry",
+        "runner",
+        "settings",
+        "widgets",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    if name in _SUBPACKAGES:
-        import importlib
-
+    if name in MODULES:
         return importlib.import_module(f"aikit.{name}")
     raise AttributeError(f"module 'aikit' has no attribute {name!r}")
 
@@ -66,6 +86,7 @@ __all__ = [
     "estimate",
     "few_shot",
     "get_settings",
+    "notebook_dir",
     "record",
     "run_notebook",
     "runs",

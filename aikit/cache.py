@@ -40,7 +40,6 @@ from aikit.errors import CacheMissError, ConfigError
 
 KEY_VERSION = 1
 SCHEMA_VERSION = 1
-LOCAL_ENDPOINT = "aikit-local"
 NON_OUTPUT_PARAMS = frozenset(
     {
         "timeout",
@@ -71,10 +70,9 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def endpoint_identity(base_url: str | None) -> str:
-    """The endpoint part of the key: `aikit-local`, or the base URL without credentials."""
-    if base_url is None:
-        return LOCAL_ENDPOINT
+def endpoint_identity(base_url: str) -> str:
+    """The endpoint part of the key for a URL: scheme, host, port and path, without
+    credentials or query (the embedded model's is `aikit.local.IDENTITY`)."""
     parts = urlsplit(base_url.strip())
     host = (parts.hostname or "").lower()
     netloc = f"{host}:{parts.port}" if parts.port else host
@@ -115,7 +113,7 @@ def request_key(canonical: Mapping[str, Any]) -> str:
     return f"v{KEY_VERSION}:{digest}"
 
 
-def describe(canonical: Mapping[str, Any], words: int = 8) -> str:
+def describe_request(canonical: Mapping[str, Any], words: int = 8) -> str:
     """The first words of the last user message, for error messages."""
     for message in reversed(canonical.get("messages", [])):
         content = message.get("content")
@@ -166,7 +164,7 @@ class ResponseStore:
             found = cassette_entries(cassettes).get(key)
         if found is None:
             raise CacheMissError(
-                f"no recorded response for {describe(canonical)!r} (model"
+                f"no recorded response for {describe_request(canonical)!r} (model"
                 f" {canonical.get('model')}, key {key[:15]}) in {str(self.path)!r} or the"
                 " cassettes in AIKIT_CASSETTES; re-record with AIKIT_CACHE=record"
             )

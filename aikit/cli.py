@@ -10,37 +10,36 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from aikit.errors import AikitError
+from aikit.errors import AikitError, ParameterError
 
 
 def _doctor(_: argparse.Namespace) -> int:
     import openai
 
-    from aikit import local
+    from aikit._sync import run_sync
+    from aikit.endpoint import resolve_endpoint
     from aikit.settings import get_settings
 
     settings = get_settings()
+    endpoint = resolve_endpoint(settings)
     print(f"aikit      {version('aikit')}")
     print(f"provider   {settings.provider}")
     print(f"model      {settings.model}")
+    print(f"endpoint   {endpoint.label}")
     problem = None
-    if settings.provider == "local":
-        try:
-            base_url = local.ensure_server(settings)
-            info = local.server_info(settings) or {}
-            print(f"base_url   {base_url} (embedded model, pid {info.get('pid', '?')})")
-        except AikitError as exc:
-            base_url, problem = "", str(exc)
-            print("base_url   (embedded model, not running)")
-        api_key = "aikit-local"
-    else:
-        base_url, api_key = settings.base_url or "", settings.api_key or ""
+    try:
+        base_url = run_sync(endpoint.url())
         print(f"base_url   {base_url}")
-        print(f"api_key    {'set' if api_key else 'NOT SET (OPENAI_API_KEY)'}")
+    except AikitError as exc:
+        base_url, problem = "", str(exc)
+        print("base_url   (not running)")
+    if endpoint.api_key_env:
+        state = "set" if endpoint.api_key else f"NOT SET ({endpoint.api_key_env})"
+        print(f"api_key    {state}")
     if problem is None:
         started = time.perf_counter()
         client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "unset", max_retries=0, timeout=10
+            base_url=base_url, api_key=endpoint.api_key or "unset", max_retries=0, timeout=10
         )
         try:
             models = [m.id for m in client.models.list()]
@@ -126,7 +125,7 @@ def _cache(args: argparse.Namespace) -> int:
         print(f"cleared {store.clear()} entries from {store.path}")
     elif args.action in ("export", "import"):
         if not args.file:
-            raise AikitError(f"`aikit cache {args.action}` needs a FILE; e.g. cassette.jsonl")
+            raise ParameterError(f"`aikit cache {args.action}` needs a FILE; e.g. cassette.jsonl")
         if args.action == "export":
             print(f"exported {store.export(args.file)} entries to {args.file}")
         else:
@@ -135,9 +134,9 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from aikit.runner import describe
+    from aikit.runner import describe_parameters
 
-    print(describe(args.notebook))
+    print(describe_parameters(args.notebook))
     return 0
 
 
@@ -146,21 +145,20 @@ def _run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from aikit.runner import convert, describe_plan, run_notebook, run_playbook, summary
+    from aikit.evals.gate import gate_failures, parse_thresholds
+    from aikit.runner import convert, describe_plan, run_notebook, run_playbook
 
     target = Path(args.target)
     cli_values = dict(args.param or [])
-    from aikit.evals.gate import parse_thresholds
-
     thresholds = parse_thresholds(args.fail_under or [])
     file_values: dict[str, Any] = {}
     if args.file:
         try:
             loaded = yaml.safe_load(Path(args.file).read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise AikitError(f"cannot read parameters file {args.file}: {exc}") from exc
+            raise ParameterError(f"cannot read parameters file {args.file}: {exc}") from exc
         if not isinstance(loaded, dict):
-            raise AikitError(f"{args.file} must be a mapping of parameter names to values")
+            raise ParameterError(f"{args.file} must be a mapping of parameter names to values")
         file_values = loaded
     if target.suffix in (".yaml", ".yml"):
         overrides = file_values | cli_values
@@ -175,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        runs = run_playbook(
+        result = run_playbook(
             target,
             out=args.out,
             workers=args.workers,
@@ -183,25 +181,26 @@ def _run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             force=args.force,
             overrides=overrides,
+            fail_under=thresholds,
         )
-        table = summary(runs)
-        folder = Path(args.out) / runs[0].name if runs else Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        table.to_csv(folder / "summary.csv", index=False)
+        frame = result.table().drop(columns=["error"]).dropna(axis="columns", how="all")
         with _wide_pandas():
-            print(table.drop(columns=["error"]).to_string(index=False))
-        failed = [r for r in runs if not r.ok]
-        for run in failed:
+            print(frame.to_string(index=False, na_rep=""))
+        for run in result.failed:
             print(run.error, file=sys.stderr)
-        print(f"runs: {folder}/  summary: {folder / 'summary.csv'}")
-        from aikit.runner.playbook import load_playbook
-
-        gate = load_playbook(target)[0].fail_under | thresholds
-        return 1 if failed else _gate([r.records for r in runs], gate)
+        for line in result.gate_failures:
+            print(f"aikit: {line}", file=sys.stderr)
+        print(
+            f"runs: {Path(args.out) / result.name}/  summary: {result.summary_html}"
+            f" and {result.summary_csv}"
+        )
+        return 0 if result.ok else 1
     if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:
-        raise AikitError("--workers/--executor/--scheduler/--dry-run/--force are for playbooks")
+        raise ParameterError("--workers/--executor/--scheduler/--dry-run/--force are for playbooks")
     if not target.is_file():
-        raise AikitError(f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)")
+        raise ParameterError(
+            f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)"
+        )
     params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
     run = run_notebook(target, params, out=args.out)
     print(f"executed notebook: {run.output}")
@@ -210,14 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     if not run.ok:
         print(run.error, file=sys.stderr)
         return 1
-    return _gate([run.records], thresholds)
-
-
-def _gate(records: list[dict[str, Any]], thresholds: dict[str, float]) -> int:
-    """Exit code 1 and one line per broken `fail_under` threshold, else 0."""
-    from aikit.evals.gate import gate_failures
-
-    lines = gate_failures(records, thresholds)
+    lines = gate_failures([run.records], thresholds)
     for line in lines:
         print(f"aikit: {line}", file=sys.stderr)
     return 1 if lines else 0
@@ -239,14 +231,15 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"no runs under {args.out}/")
         return 0
     with _wide_pandas():
-        print(table.drop(columns=["error"]).to_string(index=False))
+        shown = table.drop(columns=["error"]).dropna(axis="columns", how="all")
+        print(shown.to_string(index=False, na_rep=""))
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from aikit.registry import compare
+    from aikit.registry import compare_runs
 
-    table = compare(args.run_a, args.run_b, args.out)
+    table = compare_runs(args.run_a, args.run_b, args.out)
     a, b = table.attrs["runs"]
     print(f"a = {a}\nb = {b}")
     with _wide_pandas():
@@ -254,12 +247,12 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record(args: argparse.Namespace) -> int:
-    from aikit.runner import record_notebook
+def _rerecord(args: argparse.Namespace) -> int:
+    from aikit.runner import rerecord
 
     for notebook in args.notebooks:
-        cassette = record_notebook(notebook)
-        print(f"recorded {notebook} (cassette {cassette})")
+        cassette = rerecord(notebook)
+        print(f"re-recorded {notebook} (cassette {cassette})")
     return 0
 
 
@@ -313,11 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_b")
     compare.add_argument("--out", default="runs")
     compare.set_defaults(func=_compare)
-    record = commands.add_parser(
-        "record", help="re-run notebooks on the model, rewrite their cassettes and outputs"
+    rerecord = commands.add_parser(
+        "rerecord", help="re-run notebooks on the model, rewrite their cassettes and outputs"
     )
-    record.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
-    record.set_defaults(func=_record)
+    rerecord.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    rerecord.set_defaults(func=_rerecord)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Errors users can act on.
+"""Errors users can act on: every class aikit raises, all here.
 
 Every message names the bad value and the fix. The CLI turns any `AikitError` into one line
 on stderr and exit code 2 (see `aikit.cli`); library users catch the subclass they care about.
@@ -35,12 +35,85 @@ class StructuredOutputError(AikitError):
     """A structured answer failed validation twice (raised only when asked for)."""
 
 
+class RecordError(AikitError):
+    """`aikit.record` got a bad name or a value that cannot be kept in a run."""
+
+
+class ParameterError(AikitError):
+    """A notebook parameter is unknown, has the wrong type, or a secret is passed in clear."""
+
+
+class PlaybookError(AikitError):
+    """A playbook file is malformed or refers to something that does not exist."""
+
+
+class KernelMissingError(AikitError):
+    """A notebook names a Jupyter kernel that is not installed."""
+
+
+class ExecutorError(AikitError):
+    """A run cannot be executed where it was asked to (executor, Dask scheduler)."""
+
+
+class RunError(AikitError):
+    """A notebook run failed in a cell; `cell`, `ename`, `evalue` say where and why
+    (papermill's fields), and the message is the one line the CLI prints."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        notebook: str | None = None,
+        cell: int | None = None,
+        ename: str | None = None,
+        evalue: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.notebook, self.cell, self.ename, self.evalue = notebook, cell, ename, evalue
+
+
+class RegistryError(AikitError):
+    """A run record (`run.json`) is missing, unreadable, too new, or a run id is ambiguous."""
+
+
+class RagError(AikitError):
+    """A RAG building block got something it cannot use; the message says how to fix it."""
+
+
+class LoadError(RagError):
+    """A document cannot be read (missing, unreadable, not the format its name says)."""
+
+
+class EvalError(AikitError):
+    """An evaluation was set up wrongly (a metric, a task, repeats, a comparison, a gate)."""
+
+
+class DatasetError(EvalError):
+    """An eval dataset file or frame is malformed; the message names the file and the row."""
+
+
+class MissingDependencyError(AikitError):
+    """An optional dependency is not installed; the message gives the `pip install` line."""
+
+
 __all__ = [
     "AikitError",
     "CacheMissError",
     "ConfigError",
+    "DatasetError",
     "EndpointError",
+    "EvalError",
+    "ExecutorError",
+    "KernelMissingError",
+    "LoadError",
     "LocalModelError",
+    "MissingDependencyError",
+    "ParameterError",
+    "PlaybookError",
+    "RagError",
+    "RecordError",
+    "RegistryError",
+    "RunError",
     "StructuredOutputError",
     "TemplateError",
 ]

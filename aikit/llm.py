@@ -9,30 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import json
-import re
-import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast, get_type_hints
+from typing import Any, cast, get_type_hints
 
 import openai
 from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from aikit import cache as _cache
+from aikit._structured import schema_format, validation_message
+from aikit._sync import sync_of
+from aikit.costs import Usage, cost_of, log_call
+from aikit.endpoint import Endpoint, resolve_endpoint
 from aikit.errors import ConfigError, EndpointError, StructuredOutputError
+from aikit.prompts import Messages, to_messages
 from aikit.settings import Settings, get_settings
-from aikit.usage import Usage, cost_of, log_call
 
-T = TypeVar("T")
-Messages = list[dict[str, Any]]
-LOCAL_API_KEY = "aikit-local-no-key"
 # Parameters `achat` accepts in **params: everything chat.completions.create takes.
-_SDK_PARAMS = frozenset(get_type_hints(CompletionCreateParamsBase)) | {
+SDK_PARAMS = frozenset(get_type_hints(CompletionCreateParamsBase)) | {
     "extra_headers",
     "extra_query",
     "extra_body",
@@ -43,6 +41,7 @@ REASK = (
     "Your answer did not match the required JSON schema: {error}. "
     "Answer again with only a JSON object that matches the schema."
 )
+GetClient = Callable[[], Awaitable[openai.AsyncOpenAI]]
 
 
 @dataclass
@@ -69,133 +68,39 @@ class Reply:
         return self.text
 
 
-def to_messages(
-    prompt_or_messages: str | Sequence[Mapping[str, Any]], system: str | None
-) -> Messages:
-    """Normalize a prompt string or a message list, prepending `system` when given."""
-    if isinstance(prompt_or_messages, str):
-        messages: Messages = [{"role": "user", "content": prompt_or_messages}]
-    elif isinstance(prompt_or_messages, Sequence) and all(
-        isinstance(m, Mapping) and "role" in m for m in prompt_or_messages
-    ):
-        messages = [dict(cast(Mapping[str, Any], m)) for m in prompt_or_messages]
-    else:
-        raise ConfigError(
-            f"cannot send {type(prompt_or_messages).__name__} {prompt_or_messages!r:.60} to a"
-            " model; pass a string or a list of {'role': ..., 'content': ...} messages"
-        )
-    if not messages:
-        raise ConfigError("no messages to send; pass a prompt string or a non-empty message list")
-    if system is not None:
-        messages = [{"role": "system", "content": system}, *messages]
-    return messages
-
-
-def _check_params(params: Mapping[str, Any]) -> None:
+def check_params(params: Mapping[str, Any]) -> None:
+    """Reject a `chat.completions.create` argument that does not exist, suggesting the name."""
     for name in params:
-        if name in _OWN_PARAMS or name not in _SDK_PARAMS:
-            close = difflib.get_close_matches(name, sorted(_SDK_PARAMS | _OWN_PARAMS), n=1)
+        if name in _OWN_PARAMS or name not in SDK_PARAMS:
+            close = difflib.get_close_matches(name, sorted(SDK_PARAMS | _OWN_PARAMS), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "see openai chat.completions.create"
             raise ConfigError(f"unknown chat parameter {name!r}; {hint}")
 
 
-# -- structured output -----------------------------------------------------------------------
-Validator = Callable[[str], Any]
-
-
-def _schema_format(response_format: Any) -> tuple[dict[str, Any] | None, Validator | None]:
-    """The wire `response_format` and a validator of the answer text (raises on mismatch)."""
-    if response_format is None:
-        return None, None
-    if isinstance(response_format, type) and issubclass(response_format, BaseModel):
-        model_cls = response_format
-        name = re.sub(r"[^A-Za-z0-9_-]", "_", model_cls.__name__)[:64]
-        wire = {
-            "type": "json_schema",
-            "json_schema": {"name": name, "schema": model_cls.model_json_schema()},
-        }
-        return wire, lambda text: model_cls.model_validate_json(_strip_fences(text))
-    if isinstance(response_format, Mapping) and response_format.get("type") in (
-        "json_object",
-        "json_schema",
-    ):
-        return dict(response_format), lambda text: json.loads(_strip_fences(text))
-    if isinstance(response_format, Mapping) and response_format.get("type") == "text":
-        return dict(response_format), None
-    raise ConfigError(
-        f"response_format={response_format!r:.80} is not supported; pass a pydantic model class"
-        " or {'type': 'json_object'} / {'type': 'json_schema', 'json_schema': {...}}"
-    )
-
-
-def _strip_fences(text: str) -> str:
-    match = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, flags=re.S)
-    return match.group(1) if match else text
-
-
-def _validation_message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        parts = [
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        return "; ".join(parts)
-    return str(exc)
-
-
 # -- clients ---------------------------------------------------------------------------------
+# One SDK client per event loop and endpoint (an httpx pool is bound to its loop).
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _client_for(settings: Settings, base_url: str) -> openai.AsyncOpenAI:
-    loop = asyncio.get_running_loop()
-    api_key = settings.api_key if settings.provider == "openai" else LOCAL_API_KEY
-    key = (base_url, api_key, settings.timeout, settings.max_retries)
-    per_loop = _clients.setdefault(loop, {})
+async def client_for(endpoint: Endpoint) -> openai.AsyncOpenAI:
+    """The shared SDK client for `endpoint` on the running loop (a caller's own as it is)."""
+    if endpoint.client is not None:
+        return endpoint.client
+    settings = endpoint.settings
+    key = (endpoint.identity, endpoint.api_key, settings.timeout, settings.max_retries)
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if key not in per_loop:
-        if settings.provider == "openai" and not api_key:
-            raise ConfigError(
-                f"no API key for {base_url}; set OPENAI_API_KEY (any non-empty value for a"
-                " server that needs none) or use AIKIT_PROVIDER=local"
-            )
-        per_loop[key] = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-        )
+        per_loop[key] = await endpoint.open()
     client: openai.AsyncOpenAI = per_loop[key]
     return client
-
-
-async def _resolve_client(
-    settings: Settings, client: openai.AsyncOpenAI | None
-) -> openai.AsyncOpenAI:
-    if client is not None:
-        return client
-    if settings.provider == "local":
-        from aikit import local
-
-        base_url = await asyncio.to_thread(local.ensure_server, settings)
-    else:
-        base_url = settings.base_url or ""
-    return _client_for(settings, base_url)
-
-
-def _endpoint_of(settings: Settings, client: openai.AsyncOpenAI | None) -> str:
-    if client is not None:
-        return _cache.endpoint_identity(str(client.base_url))
-    if settings.provider == "local":
-        return _cache.LOCAL_ENDPOINT
-    return _cache.endpoint_identity(settings.base_url)
 
 
 # -- the call --------------------------------------------------------------------------------
 async def _complete(
     settings: Settings,
-    get_client: Callable[[], Awaitable[openai.AsyncOpenAI]],
+    get_client: GetClient,
     endpoint: str,
     model: str,
     messages: Messages,
@@ -256,21 +161,39 @@ async def achat(
     raise_on_invalid: bool = False,
     **params: Any,
 ) -> Reply:
-    """Ask a model; the async core of `chat` (same arguments)."""
+    """Ask a model and get its `Reply` (the async core; `chat` is its sync twin).
+
+    Args:
+        prompt_or_messages: a user prompt, or a list of chat messages.
+        model: model name; default `Settings.model` (`AIKIT_MODEL`).
+        system: a system prompt put before the messages.
+        temperature: sampling temperature; 0 with a `seed` repeats the same answer.
+        max_tokens: cap on the answer's length.
+        response_format: a pydantic model class (validated into `Reply.parsed`, re-asked once
+            on a mismatch) or an openai `response_format` dict.
+        repeat: the sample index in the response store's key: `repeat=1` asks again instead
+            of answering from the store.
+        client: your own `openai.AsyncOpenAI` (its base URL names the endpoint in the key).
+        settings: settings for this call; default `aikit.get_settings()`.
+        raise_on_invalid: raise `StructuredOutputError` when the answer fails validation
+            twice (by default `Reply.parsed` is None and `Reply.error` says why).
+        **params: any other `chat.completions.create` argument (`seed`, `stop`, `top_p`,
+            ...); a misspelt name is a `ConfigError` that suggests the right one.
+
+    Example:
+        >>> aikit.chat("What is the capital of France?").text  # doctest: +SKIP
+        'Paris.'
+    """
     settings = settings or get_settings()
-    resolved: list[openai.AsyncOpenAI] = []
+    endpoint = resolve_endpoint(settings, client)
 
     async def get_client() -> openai.AsyncOpenAI:
-        if not resolved:
-            resolved.append(await _resolve_client(settings, client))
-        return resolved[0]
+        return await client_for(endpoint)
 
-    return await _achat(
+    return await ask(
         prompt_or_messages,
-        endpoint=_endpoint_of(settings, client),
+        endpoint=endpoint,
         get_client=get_client,
-        provider=settings.provider if client is None else "client",
-        settings=settings,
         model=model,
         system=system,
         temperature=temperature,
@@ -278,35 +201,35 @@ async def achat(
         response_format=response_format,
         repeat=repeat,
         raise_on_invalid=raise_on_invalid,
-        **params,
+        params=params,
     )
 
 
-async def _achat(
+async def ask(
     prompt_or_messages: str | Sequence[Mapping[str, Any]],
     *,
-    endpoint: str,
-    get_client: Callable[[], Awaitable[openai.AsyncOpenAI]],
-    provider: str,
-    settings: Settings,
-    model: str | None,
-    system: str | None,
-    temperature: float | None,
-    max_tokens: int | None,
-    response_format: Any,
-    repeat: int,
-    raise_on_invalid: bool,
-    **params: Any,
+    endpoint: Endpoint,
+    get_client: GetClient,
+    model: str | None = None,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    response_format: Any = None,
+    repeat: int = 0,
+    raise_on_invalid: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> Reply:
-    """`achat` with an explicit endpoint identity (the cache key's) and client getter.
+    """`achat` on a resolved endpoint with a given client getter (aikit's in-package seam).
 
-    `aikit.batch` uses it with its own client, whose base URL (the embedded server's port)
-    must not change the key of the embedded model (`aikit-local`).
+    `aikit.batch` calls it with its own client (httpx hooks that pace the batch); the cache
+    key uses `endpoint.identity`, so the embedded server's port never changes a key.
     """
-    _check_params(params)
+    params = dict(params or {})
+    check_params(params)
+    settings = endpoint.settings
     messages = to_messages(prompt_or_messages, system)
     model = model or settings.model
-    wire_format, validate = _schema_format(response_format)
+    wire_format, validate = schema_format(response_format)
     request = {
         "temperature": temperature,
         "max_tokens": max_tokens,
@@ -315,26 +238,28 @@ async def _achat(
     }
     started = time.perf_counter()
 
-    async def ask(messages: Messages) -> tuple[ChatCompletion, bool]:
-        return await _complete(settings, get_client, endpoint, model, messages, request, repeat)
+    async def one(messages: Messages) -> tuple[ChatCompletion, bool]:
+        return await _complete(
+            settings, get_client, endpoint.identity, model, messages, request, repeat
+        )
 
-    completions = [await ask(messages)]
+    completions = [await one(messages)]
     text = _text_of(completions[-1][0])
     parsed, error = None, None
     if validate is not None:
         try:
             parsed = validate(text)
         except (ValidationError, ValueError) as exc:
-            error = _validation_message(exc)
+            error = validation_message(exc)
             reask = {"role": "user", "content": REASK.format(error=error)}
             completions.append(
-                await ask([*messages, {"role": "assistant", "content": text}, reask])
+                await one([*messages, {"role": "assistant", "content": text}, reask])
             )
             text = _text_of(completions[-1][0])
             try:
                 parsed, error = validate(text), None
             except (ValidationError, ValueError) as again:
-                error = _validation_message(again)
+                error = validation_message(again)
                 if raise_on_invalid:
                     what = getattr(response_format, "__name__", "JSON schema")
                     raise StructuredOutputError(
@@ -357,7 +282,7 @@ async def _achat(
         calls=len(completions),
     )
     log_call(
-        provider=provider,
+        provider=endpoint.kind,
         model=model,
         usage=usage,
         cost=cost,
@@ -388,66 +313,13 @@ def _account(
     return usage, total
 
 
-def chat(
-    prompt_or_messages: str | Sequence[Mapping[str, Any]],
-    *,
-    model: str | None = None,
-    system: str | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    response_format: Any = None,
-    **params: Any,
-) -> Reply:
-    """Ask a model and wait for its `Reply`.
+@sync_of(achat)
+def chat() -> None:
+    """Ask a model and wait for its `Reply`; the arguments are `achat`'s.
 
-    Args:
-        prompt_or_messages: a user prompt, or a list of chat messages.
-        model: model name; default `Settings.model` (`AIKIT_MODEL`).
-        system: a system prompt put before the messages.
-        temperature: sampling temperature; 0 with a `seed` repeats the same answer.
-        max_tokens: cap on the answer's length.
-        response_format: a pydantic model class (validated into `Reply.parsed`, re-asked once on
-            a mismatch) or an openai `response_format` dict.
-        **params: any other `chat.completions.create` argument (`seed`, `stop`, `top_p`, ...),
-            plus `repeat` (sample index for the cache), `client`, `settings`, `raise_on_invalid`.
+    Works in a script and in a notebook cell (where an event loop is already running).
 
     Example:
         >>> aikit.chat("What is the capital of France?").text  # doctest: +SKIP
         'Paris.'
     """
-    return run_sync(
-        achat(
-            prompt_or_messages,
-            model=model,
-            system=system,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            response_format=response_format,
-            **params,
-        )
-    )
-
-
-# -- running async code from sync code, also inside a running loop (Jupyter) -------------------
-_portal_lock = threading.Lock()
-_portal_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _portal() -> asyncio.AbstractEventLoop:
-    global _portal_loop
-    with _portal_lock:
-        if _portal_loop is None or _portal_loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="aikit-loop", daemon=True).start()
-            _portal_loop = loop
-        return _portal_loop
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to completion on aikit's loop thread and return its result."""
-    future = asyncio.run_coroutine_threadsafe(coro, _portal())
-    try:
-        return future.result()
-    except KeyboardInterrupt:
-        future.cancel()
-        raise

@@ -1,17 +1,23 @@
-"""Prompt templates (sandboxed Jinja2 with declared variables) and few-shot builders."""
+"""Prompts: templates (sandboxed Jinja2 with declared variables), few-shot builders, and the
+message helpers every call uses (`to_messages`, `content_text`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import jinja2
-import pandas as pd
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from aikit.errors import TemplateError
+from aikit.errors import ConfigError, TemplateError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Messages = list[dict[str, Any]]
 
 _ENV = SandboxedEnvironment(
     undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
@@ -105,10 +111,11 @@ def few_shot(
     With `template`, each example's user turn (and the query) is the template rendered with the
     example's other fields; the query is then rendered from `{input_key: query}`.
     """
+    pandas = sys.modules.get("pandas")  # a DataFrame can only exist if pandas is loaded
     rows: list[Mapping[str, Any]] = (
         cast(list[Mapping[str, Any]], examples.to_dict("records"))
-        if isinstance(examples, pd.DataFrame)
-        else list(examples)
+        if pandas is not None and isinstance(examples, pandas.DataFrame)
+        else list(cast(Iterable[Mapping[str, Any]], examples))
     )
     tpl = Template(template) if isinstance(template, str) else template
     messages: list[dict[str, str]] = (
@@ -131,3 +138,32 @@ def few_shot(
         user = tpl.render({input_key: query}) if tpl is not None else query
         messages.append({"role": "user", "content": user})
     return messages
+
+
+def to_messages(
+    prompt_or_messages: str | Sequence[Mapping[str, Any]], system: str | None = None
+) -> Messages:
+    """Normalize a prompt string or a message list, prepending `system` when given."""
+    if isinstance(prompt_or_messages, str):
+        messages: Messages = [{"role": "user", "content": prompt_or_messages}]
+    elif isinstance(prompt_or_messages, Sequence) and all(
+        isinstance(m, Mapping) and "role" in m for m in prompt_or_messages
+    ):
+        messages = [dict(cast(Mapping[str, Any], m)) for m in prompt_or_messages]
+    else:
+        raise ConfigError(
+            f"cannot send {type(prompt_or_messages).__name__} {prompt_or_messages!r:.60} to a"
+            " model; pass a string or a list of {'role': ..., 'content': ...} messages"
+        )
+    if not messages:
+        raise ConfigError("no messages to send; pass a prompt string or a non-empty message list")
+    if system is not None:
+        messages = [{"role": "system", "content": system}, *messages]
+    return messages
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a content list."""
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return "" if content is None else str(content)

@@ -1,162 +1,226 @@
-"""Runs are data: every notebook run leaves `runs/<name>/<run_id>/` with the executed notebook
-and `run.json`; this module reads them back as a pandas DataFrame and compares two runs.
+"""Runs are data: every notebook run leaves `runs/<name>/<run_id>/` with the executed notebook,
+`usage.jsonl` and `run.json`, the `Run` below written as JSON. This module owns that type,
+reads runs back (`runs()` is a pandas DataFrame, one row per run) and compares two runs.
 
 run.json (schema version 1): run_id, name, playbook, notebook, notebook_sha256, key (notebook
 content + parameters, used to skip runs that already succeeded), parameters (secrets as
-`secret:NAME`), status (`running` | `succeeded` | `failed`), error, started, ended,
-duration_s, records (from `aikit.record`), usage (calls, tokens, cost of the kernel's model
-calls), output (the executed notebook), git_commit, aikit_version.
+`secret:NAME`), status (`running` | `succeeded` | `failed`), error (one line), failure (the
+failed cell: `cell`, `ename`, `evalue`), started, ended, duration_s, records (from
+`aikit.record`; a DataFrame in pandas' "split" layout under `{"dataframe": ...}`), usage
+(calls, tokens, cost of the kernel's model calls), output (the executed notebook), git_commit,
+aikit_version. Keys this version does not know are kept as they are (`Run.extra`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit.errors import RegistryError, RunError
+
 if TYPE_CHECKING:
     import pandas as pd
-
-from aikit.errors import AikitError
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 # MIGRATIONS[v] turns a version-v record into version v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+TABLE_COLUMNS = ["run_id", "name", "notebook", "status", "started", "duration_s", "calls"]
 
 
-def write_run(run_dir: Path, record: dict[str, Any]) -> Path:
-    """Write `run.json` atomically."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / RUN_FILE
+@dataclass
+class Run:
+    """One notebook run, as `run.json` holds it (see the module docstring for the fields).
+
+    `dir` is where it was read from or written to; `skipped` marks a run a playbook reused
+    instead of executing again. Neither is stored.
+    """
+
+    run_id: str
+    name: str
+    notebook: str
+    status: str = "running"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    playbook: str | None = None
+    notebook_sha256: str | None = None
+    error: str | None = None
+    failure: dict[str, Any] | None = None
+    started: str | None = None
+    ended: str | None = None
+    duration_s: float | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    output: str | None = None
+    git_commit: str | None = None
+    aikit_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    dir: Path = field(default=Path("."), compare=False)
+    skipped: bool = field(default=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run succeeded."""
+        return self.status == "succeeded"
+
+    def value(self, name: str) -> Any:
+        """A recorded value, with a recorded DataFrame as a DataFrame."""
+        value = self.records[name]
+        if isinstance(value, dict) and set(value) == {"dataframe"}:
+            import pandas as pd
+
+            split = value["dataframe"]
+            return pd.DataFrame(split["data"], columns=split["columns"])
+        return value
+
+    def raise_for_status(self) -> Run:
+        """Raise `RunError` (with the failed cell's `cell`, `ename`, `evalue`) unless it
+        succeeded; returns the run, so `run_notebook(...).raise_for_status()` chains."""
+        if self.ok:
+            return self
+        failure = self.failure or {}
+        raise RunError(
+            self.error or f"{Path(self.notebook).name}: {self.status}",
+            notebook=self.notebook,
+            cell=failure.get("cell"),
+            ename=failure.get("ename"),
+            evalue=failure.get("evalue"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object `run.json` holds."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("extra", "dir", "skipped"):
+            data.pop(name)
+        return {"schema_version": SCHEMA_VERSION, **data, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], dir: Path | None = None) -> Run:
+        """A run from a (migrated) `run.json` object; unknown keys go to `extra`."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "dir", "skipped"}
+        values = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known and k != "schema_version"}
+        return cls(**values, extra=extra, dir=dir or Path("."))
+
+
+def write_run(run: Run) -> Path:
+    """Write `run.json` into `run.dir` atomically (a reader never sees half of it)."""
+    run.dir.mkdir(parents=True, exist_ok=True)
+    path = run.dir / RUN_FILE
     tmp = path.with_name(RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **record}, indent=2, default=str))
+    tmp.write_text(json.dumps(run.to_json(), indent=2, default=str))
     tmp.replace(path)
     return path
 
 
-def load_run(path: str | Path) -> dict[str, Any]:
-    """A run record, migrated to the current schema; `path` is run.json or its folder."""
+def load_run(path: str | Path) -> Run:
+    """A run, migrated to the current schema; `path` is run.json or its folder."""
     file = Path(path)
     if file.is_dir():
         file = file / RUN_FILE
     try:
-        record: dict[str, Any] = json.loads(file.read_text())
+        data: dict[str, Any] = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
-        raise AikitError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
-    version = int(record.get("schema_version", 0))
+        raise RegistryError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(f"{file} is not a run record (a JSON object); move it away")
+    version = int(data.get("schema_version", 0))
     if version > SCHEMA_VERSION:
-        raise AikitError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
+        raise RegistryError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
     while version < SCHEMA_VERSION:
-        record = MIGRATIONS[version](record)
+        data = MIGRATIONS[version](data)
         version += 1
-    record["schema_version"] = version
-    record["dir"] = str(file.parent)
-    return record
+    return Run.from_json(data, dir=file.parent)
 
 
-def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[dict[str, Any]]:
-    """Every run record under `root` (optionally only `root/name`), oldest first."""
+def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[Run]:
+    """Every run under `root` (optionally only `root/name`), oldest first."""
     base = Path(root) / name if name else Path(root)
     if not base.exists():
         return []
-    records = [load_run(p) for p in sorted(base.rglob(RUN_FILE))]
-    return sorted(records, key=lambda r: (str(r.get("started")), str(r.get("run_id"))))
+    found = [load_run(p) for p in sorted(base.rglob(RUN_FILE))]
+    return sorted(found, key=lambda r: (str(r.started), r.run_id))
 
 
 def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
+    return value is None or isinstance(value, bool | int | float | str)
 
 
-def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
-    """One row per run: id, name, notebook, status, times, cost, then parameters and
-    scalar recorded values as columns (a recorded value wins a name clash)."""
+def table(runs: Iterable[Run]) -> pd.DataFrame:
+    """One row per run: id, name, notebook, status, start, duration, calls, cost, then the
+    parameters and scalar recorded values as columns (a recorded value wins a name clash),
+    then the error. The one table builder behind `runs()` and a playbook's summary."""
     import pandas as pd
 
     rows = []
-    for r in iter_runs(root, name):
-        usage = r.get("usage") or {}
+    for run in runs:
         row: dict[str, Any] = {
-            "run_id": r.get("run_id"),
-            "name": r.get("name"),
-            "notebook": Path(str(r.get("notebook"))).name,
-            "status": r.get("status"),
-            "started": pd.Timestamp(r["started"]) if r.get("started") else pd.NaT,
-            "duration_s": r.get("duration_s"),
-            "calls": usage.get("calls", 0),
-            "cost_usd": usage.get("cost_usd"),
-            "error": r.get("error"),
+            "run_id": run.run_id,
+            "name": run.name,
+            "notebook": Path(run.notebook).name,
+            "status": "skipped (done)" if run.skipped else run.status,
+            "started": pd.Timestamp(run.started) if run.started else pd.NaT,
+            "duration_s": run.duration_s,
+            "calls": run.usage.get("calls", 0),
+            "cost_usd": run.usage.get("cost_usd"),
         }
-        row.update({k: v for k, v in (r.get("parameters") or {}).items() if _scalar(v)})
-        row.update({k: v for k, v in (r.get("records") or {}).items() if _scalar(v)})
+        row.update({k: v for k, v in run.parameters.items() if _scalar(v)})
+        row.update({k: v for k, v in run.records.items() if _scalar(v)})
+        row["error"] = run.error
         rows.append(row)
-    columns = [
-        "run_id",
-        "name",
-        "notebook",
-        "status",
-        "started",
-        "duration_s",
-        "calls",
-        "cost_usd",
-        "error",
-    ]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    return pd.DataFrame(rows, columns=None if rows else [*TABLE_COLUMNS, "cost_usd", "error"])
 
 
-def find_run(ref: str, root: str | Path = "runs") -> dict[str, Any]:
+def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
+    """The runs under `root` (optionally only playbook or notebook `name`) as a DataFrame,
+    one row per run (see `table`)."""
+    return table(iter_runs(root, name))
+
+
+def find_run(ref: str, root: str | Path = "runs") -> Run:
     """The run whose id (or a unique prefix of it) or folder is `ref`."""
     if Path(ref, RUN_FILE).exists():
         return load_run(ref)
-    matches = [r for r in iter_runs(root) if str(r.get("run_id", "")).startswith(ref)]
+    matches = [r for r in iter_runs(root) if r.run_id.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise AikitError(f"no run {ref!r} under {root}/; list them with `aikit runs`")
-    raise AikitError(f"run id {ref!r} is ambiguous ({len(matches)} runs); give more of it")
+        raise RegistryError(f"no run {ref!r} under {root}/; list them with `aikit runs`")
+    raise RegistryError(f"run id {ref!r} is ambiguous ({len(matches)} runs); give more of it")
 
 
-def compare(a: str, b: str, root: str | Path = "runs") -> pd.DataFrame:
-    """Recorded values and parameters of two runs side by side, with numeric deltas."""
+def _delta(a: Any, b: Any) -> Any:
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return b - a if numeric else None
+
+
+def compare_runs(a: str, b: str, root: str | Path = "runs") -> pd.DataFrame:
+    """Parameters, recorded values, usage and duration of two runs side by side, with
+    numeric deltas (B - A). For a statistical comparison of eval results see `evals.compare`."""
     import pandas as pd
 
     run_a, run_b = find_run(a, root), find_run(b, root)
     rows = []
-    for section in ("parameters", "records"):
-        left, right = run_a.get(section) or {}, run_b.get(section) or {}
+    for kind, left, right in (
+        ("parameter", run_a.parameters, run_b.parameters),
+        ("record", run_a.records, run_b.records),
+        ("usage", _pick(run_a.usage), _pick(run_b.usage)),
+        ("run", {"duration_s": run_a.duration_s}, {"duration_s": run_b.duration_s}),
+    ):
         for key in dict.fromkeys([*left, *right]):
             va, vb = left.get(key), right.get(key)
             if not (_scalar(va) and _scalar(vb)):
-                va, vb = (
-                    ("(table)" if va is not None else None),
-                    ("(table)" if vb is not None else None),
-                )
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
-            delta = vb - va if numeric else None  # type: ignore[operator]
-            rows.append(
-                {
-                    "kind": section[:-1] if section == "records" else "parameter",
-                    "name": key,
-                    "a": va,
-                    "b": vb,
-                    "delta": delta,
-                }
-            )
-    usage_a, usage_b = run_a.get("usage") or {}, run_b.get("usage") or {}
-    for key in ("cost_usd", "calls"):
-        va, vb = usage_a.get(key), usage_b.get(key)
-        delta = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
-        rows.append({"kind": "usage", "name": key, "a": va, "b": vb, "delta": delta})
-    rows.append(
-        {
-            "kind": "run",
-            "name": "duration_s",
-            "a": run_a.get("duration_s"),
-            "b": run_b.get("duration_s"),
-            "delta": (run_b.get("duration_s") or 0) - (run_a.get("duration_s") or 0),
-        }
-    )
+                va = "(table)" if va is not None else None
+                vb = "(table)" if vb is not None else None
+            rows.append({"kind": kind, "name": key, "a": va, "b": vb, "delta": _delta(va, vb)})
     frame = pd.DataFrame(rows, columns=["kind", "name", "a", "b", "delta"])
-    frame.attrs["runs"] = (run_a["run_id"], run_b["run_id"])
+    frame.attrs["runs"] = (run_a.run_id, run_b.run_id)
     return frame
+
+
+def _pick(usage: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: usage.get(k) for k in ("cost_usd", "calls")}

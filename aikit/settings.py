@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -49,9 +49,11 @@ CacheMode = Literal["on", "off", "replay", "record"]
 
 PROVIDERS: tuple[str, ...] = ("local", "openai")
 CACHE_MODES: tuple[str, ...] = ("on", "off", "replay", "record")
-LOCAL_MODEL = "gemma-3-270m"
-DEFAULT_MODELS: dict[str, str] = {"local": LOCAL_MODEL, "openai": "gpt-4o-mini"}
+# The model each provider uses unless AIKIT_MODEL says otherwise (local: `aikit.local.CHAT_MODEL`).
+DEFAULT_MODELS: dict[str, str] = {"local": "gemma-3-270m", "openai": "gpt-4o-mini"}
 OPENAI_URL = "https://api.openai.com/v1"
+# The base URL each provider uses unless OPENAI_BASE_URL says otherwise (local: its own server).
+DEFAULT_URLS: dict[str, str | None] = {"local": None, "openai": OPENAI_URL}
 PROFILES_FILE = "aikit.toml"
 PROFILE_KEYS = ("provider", "model", "base_url", "api_key_env", "cache", "timeout", "max_retries")
 
@@ -139,8 +141,8 @@ class Settings:
                     f"OPENAI_BASE_URL={base_url!r} is not an http(s) URL;"
                     " set it like http://127.0.0.1:8000/v1"
                 )
-        elif provider == "openai":
-            base_url = OPENAI_URL
+        else:
+            base_url = DEFAULT_URLS[provider]
         return cls(
             home=home,
             provider=cast(Provider, provider),
@@ -150,7 +152,7 @@ class Settings:
             timeout=_number("timeout", pick("timeout"), 120.0, float),
             max_retries=int(_number("max_retries", pick("max_retries"), 2, int)),
             cassettes=_cassettes(pick("cassettes")),
-            base_url=base_url if provider == "openai" else None,
+            base_url=base_url,
             api_key=pick("api_key"),
         )
 
@@ -237,10 +239,40 @@ def get_settings() -> Settings:
     return _current
 
 
-def configure(**overrides: Any) -> Settings:
-    """Re-resolve the process's settings with `overrides` on top (e.g. in a notebook cell)."""
+def configure(
+    *,
+    profile: str | None = None,
+    provider: Provider | None = None,
+    model: str | None = None,
+    cache: CacheMode | None = None,
+    cache_path: str | Path | None = None,
+    cassettes: str | Sequence[str | Path] | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    home: str | Path | None = None,
+) -> Settings:
+    """Re-resolve the process's settings with these on top (e.g. in a notebook cell).
+
+    Each argument beats its environment variable (see the module docstring); `profile` picks
+    a profile of `aikit.toml`. Arguments left as None keep the usual resolution.
+    """
     global _current
-    _current = Settings.resolve(**overrides)
+    overrides = {
+        "provider": provider,
+        "model": model,
+        "cache": cache,
+        "cache_path": cache_path,
+        "cassettes": cassettes,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "base_url": base_url,
+        "api_key": api_key,
+        "home": home,
+    }
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    _current = Settings.resolve(profile=profile, **given)
     return _current
 
 

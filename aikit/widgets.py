@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aikit.errors import AikitError
+from aikit.errors import AikitError, MissingDependencyError
 
 if TYPE_CHECKING:
     from aikit.llm import Reply
@@ -22,7 +22,7 @@ def _ipywidgets() -> Any:
     try:
         import ipywidgets
     except ImportError as exc:
-        raise AikitError(
+        raise MissingDependencyError(
             "the playground needs ipywidgets; install it with pip install ipywidgets"
         ) from exc
     return ipywidgets
@@ -215,9 +215,9 @@ class Explorer:
 
     def summary(self) -> str:
         """The static one-line description shown where no front end runs the widget."""
-        from aikit.evals.explore import describe
+        from aikit.evals.explore import caption
 
-        return describe(self.source, self._table)
+        return caption(self.source, self._table)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs) or {}

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import OpenAIServer
 
 from aikit import cache, settings
-from aikit.usage import reset_usage
+from aikit.costs import reset_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-test-5ecr3t-DO-NOT-STORE-0123456789"

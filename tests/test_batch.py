@@ -24,10 +24,10 @@ from fault_server import Faults, FaultServer
 from pydantic import BaseModel
 
 import aikit
-from aikit._tokens import TokenCounter
+from aikit.costs import Usage, cost_of
 from aikit.errors import ConfigError, TemplateError
 from aikit.settings import get_settings, reset_settings
-from aikit.usage import Usage, cost_of
+from aikit.tokens import TokenCounter
 
 Serve = Callable[..., FaultServer]
 ERRORS = ("RateLimitError: ", "InternalServerError: ", "EndpointError: ")

@@ -67,7 +67,12 @@ def test_endpoint_identity_drops_credentials_and_query() -> None:
         endpoint_identity("HTTPS://user:pw@API.example.com:8443/v1/?api-version=2024")
         == "https://api.example.com:8443/v1"
     )
-    assert endpoint_identity(None) == "aikit-local"
+    from aikit.endpoint import resolve_endpoint
+    from aikit.settings import Settings
+
+    assert resolve_endpoint(Settings.resolve(provider="local", dotenv=None)).identity == (
+        "aikit-local"
+    )
 
 
 def test_export_import_roundtrip_is_sorted_text(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def _servers_under(home: Path) -> list[int]:
             continue
         try:
             if (
-                b"aikit._llama_server" in (proc / "cmdline").read_bytes()
+                b"aikit.local._process" in (proc / "cmdline").read_bytes()
                 and Path(os.readlink(proc / "cwd")) == home
             ):
                 pids.append(int(proc.name))

@@ -82,6 +82,7 @@ def test_public_api_is_short_and_sorted() -> None:
         "estimate",
         "few_shot",
         "get_settings",
+        "notebook_dir",
         "record",
         "run_notebook",
         "runs",
@@ -92,7 +93,7 @@ def test_public_api_is_short_and_sorted() -> None:
 
 
 def test_price_table_is_versioned_and_local_is_free() -> None:
-    from aikit.usage import Usage, cost_of, price_table
+    from aikit.costs import Usage, cost_of, price_table
 
     table = price_table()
     assert table["schema_version"] == 1 and re.fullmatch(r"\d{4}-\d{2}-\d{2}", table["version"])

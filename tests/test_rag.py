@@ -18,7 +18,9 @@ from conftest import API_KEY, ROOT
 from openai_server import OpenAIServer, fake_embedding
 
 from aikit import evals, rag
+from aikit.endpoint import resolve_endpoint
 from aikit.errors import EndpointError
+from aikit.settings import Settings
 
 KB = ROOT / "notebooks" / "data" / "kb"
 QUESTIONS = ROOT / "notebooks" / "data" / "rag_questions.jsonl"
@@ -458,7 +460,10 @@ def test_answer_cites_numbered_fenced_passages(kb: rag.Index, remote: OpenAIServ
     first = answer.context.loc[1]
     assert f"[1] {first['source']}\n```\n{first['text'].strip()}\n```" in user
     assert user.endswith("Question: How many days of annual leave do I get?")
-    assert request["temperature"] == 0 and request["stop"] == ["\n"]
+    # A chat model gets no stop sequence or length cap; the embedded base model does.
+    assert request["temperature"] == 0 and "stop" not in request and "max_tokens" not in request
+    local = resolve_endpoint(Settings.resolve(provider="local", dotenv=None))
+    assert dict(local.answer_defaults) == {"stop": ["\n"], "max_tokens": 64}
 
 
 def test_answer_attributes_uncited_answers_by_overlap(kb: rag.Index, remote: OpenAIServer) -> None:

@@ -9,13 +9,16 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pandas as pd
 import pytest
+from conftest import API_KEY
 
 import aikit
-from aikit.runner import ParameterError, describe, read_parameters
+from aikit.errors import ParameterError, RunError
+from aikit.runner import describe_parameters, read_parameters, run_playbook
 
 PARAMS_CELL = """\
 # Parameters
@@ -85,7 +88,7 @@ def test_params_reads_types_defaults_and_help(tmp_path: Path) -> None:
     )
     assert params["loud"].help == "whether to shout"  # a comment on the line above
     assert params["mode"].type == "" and params["mode"].default == "fast"
-    table = describe(tmp_path / "demo.ipynb")
+    table = describe_parameters(tmp_path / "demo.ipynb")
     assert table.splitlines()[0].split() == ["name", "type", "default", "help"]
     rows = {line.split()[0]: line.split()[1:3] for line in table.splitlines()[1:]}
     assert rows["temperature"] == ["float", "0.5"] and rows["mode"] == ["str", "'fast'"]
@@ -195,6 +198,57 @@ def test_failing_cell_is_one_line_exit_1_and_keeps_the_notebook(tmp_path: Path) 
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
 
 
+def test_a_failed_run_carries_the_cell_as_a_run_error(tmp_path: Path) -> None:
+    run = aikit.run_notebook(make_notebook(tmp_path), {"n": -1}, out=tmp_path / "runs")
+    assert not run.ok and run.failure == {
+        "cell": 3,
+        "ename": "ValueError",
+        "evalue": "n must be >= 0, got -1",
+    }
+    with pytest.raises(RunError) as caught:
+        run.raise_for_status()
+    error = caught.value
+    assert (error.cell, error.ename, error.evalue) == (3, "ValueError", "n must be >= 0, got -1")
+    assert str(error) == "demo.ipynb: cell 3: ValueError: n must be >= 0, got -1"
+    again = aikit.registry.load_run(run.dir)  # the same type comes back from run.json
+    assert again == run and isinstance(again, aikit.Run)
+    ok = aikit.run_notebook(make_notebook(tmp_path), {"n": 2}, out=tmp_path / "runs")
+    assert ok.raise_for_status() is ok
+    assert list(ok.value("table")["n"]) == [2, 2]
+
+
+def test_run_playbook_returns_what_the_cli_prints(tmp_path: Path) -> None:
+    book = _playbook(tmp_path, grid="n: [1, 2]", extra="fail_under:\n  score: 0.8\n")
+    result = run_playbook(book, out=tmp_path / "runs")
+    assert [r.ok for r in result.runs] == [True, True] and result.failed == []
+    assert result.thresholds == {"score": 0.8}
+    assert result.gate_failures == ["fail_under: score = 0.5 is below 0.8"]
+    assert not result.ok
+    assert result.summary_csv == tmp_path / "runs" / "sweep" / "summary.csv"
+    assert len(pd.read_csv(result.summary_csv)) == 2 and result.summary_html.is_file()
+    stricter = run_playbook(book, out=tmp_path / "runs", fail_under={"score": 0.1})
+    assert all(r.skipped for r in stricter.runs) and stricter.gate_failures == []
+    assert stricter.ok  # the call's threshold replaces the playbook's for that metric
+
+
+def test_rerecord_goes_through_the_runner_and_keeps_no_secret(tmp_path: Path, remote: Any) -> None:
+    nb = make_notebook(
+        tmp_path,
+        body="import aikit\nprint(aikit.chat('Say hi.', max_tokens=5).text)\n",
+    )
+    cassette = aikit.runner.rerecord(nb)
+    assert cassette == tmp_path / "cassettes" / "demo.jsonl"
+    entries = [json.loads(line) for line in cassette.read_text().splitlines()]
+    assert len(entries) == 1 and entries[0]["request"]["model"] == "test-model"
+    executed = nbformat.read(nb, as_version=4)
+    printed = "".join(o.get("text", "") for o in executed.cells[2].outputs)
+    assert printed.strip() == entries[0]["response"]["choices"][0]["message"]["content"]
+    assert "papermill" not in executed.metadata  # no timestamps: the diff stays small
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert API_KEY not in path.read_text(errors="replace"), path
+
+
 def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path)
     for args, start in [
@@ -244,7 +298,10 @@ def test_playbook_grid_runs_in_parallel_and_skips_done(tmp_path: Path) -> None:
     assert sorted(frame["status"]) == ["failed", "failed", "succeeded", "succeeded"]
     ok = frame[frame["status"] == "succeeded"].sort_values("temperature")
     assert list(ok["score"]) == [0.0, 1.0] and set(ok["question"]) == {"grid"}
-    assert "runs: runs/sweep/  summary: runs/sweep/summary.csv" in done.stdout
+    assert (
+        "runs: runs/sweep/  summary: runs/sweep/summary.html and runs/sweep/summary.csv"
+        in done.stdout
+    )
     summary = pd.read_csv(tmp_path / "runs" / "sweep" / "summary.csv")
     assert len(summary) == 4
     # The two runs overlapped in time: grid items ran in parallel.
@@ -306,7 +363,7 @@ def test_compare_two_runs(tmp_path: Path) -> None:
     a = aikit.run_notebook(nb, {"n": 1}, out=tmp_path / "runs")
     b = aikit.run_notebook(nb, {"n": 4, "temperature": 0.25}, out=tmp_path / "runs")
     assert a.ok and b.ok and a.records["score"] == 0.5 and b.records["score"] == 1.0
-    table = aikit.registry.compare(a.run_id, b.run_id, tmp_path / "runs")
+    table = aikit.registry.compare_runs(a.run_id, b.run_id, tmp_path / "runs")
     score = table[(table["kind"] == "record") & (table["name"] == "score")].iloc[0]
     assert (score["a"], score["b"], score["delta"]) == (0.5, 1.0, 0.5)
     n = table[(table["kind"] == "parameter") & (table["name"] == "n")].iloc[0]

@@ -7,8 +7,9 @@
 `compare` -> `Comparison`.
 """
 
+from aikit.errors import DatasetError
 from aikit.evals.compare import Comparison, compare
-from aikit.evals.dataset import Dataset, DatasetError, Item
+from aikit.evals.dataset import Dataset, Item
 from aikit.evals.evaluate import EvalResult, evaluate
 from aikit.evals.judge import Calibration, Judge, calibrate, judge
 from aikit.evals.metrics import (

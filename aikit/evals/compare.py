@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aikit.errors import AikitError
+from aikit.errors import EvalError
 from aikit.evals.evaluate import EvalResult, bootstrap_ci, per_item
 
 if TYPE_CHECKING:
@@ -68,12 +68,12 @@ def compare(
 
     metrics = [m for m in a.metrics if m in b.metrics]
     if not metrics:
-        raise AikitError(
+        raise EvalError(
             f"results {a.name!r} and {b.name!r} share no metric ({a.metrics} vs {b.metrics})"
         )
     shared = set(a.samples["id"]) & set(b.samples["id"])
     if not shared:
-        raise AikitError(f"results {a.name!r} and {b.name!r} share no sample id; same dataset?")
+        raise EvalError(f"results {a.name!r} and {b.name!r} share no sample id; same dataset?")
     cut = a.threshold if threshold is None else threshold
     first_a = a.samples.drop_duplicates("id").set_index("id")
     first_b = b.samples.drop_duplicates("id").set_index("id")

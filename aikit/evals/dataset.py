@@ -11,14 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aikit.errors import AikitError
+from aikit.errors import DatasetError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-class DatasetError(AikitError):
-    """An eval dataset file or frame is malformed; the message names the file and the row."""
 
 
 @dataclass(frozen=True)

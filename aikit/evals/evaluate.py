@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from aikit.errors import AikitError
+from aikit.errors import EvalError
 from aikit.evals.dataset import Dataset, Item, as_dataset
 from aikit.evals.judge import Judge, Judgement
 
@@ -84,11 +84,11 @@ def _metric_names(metrics: Metrics) -> list[tuple[str, Metric]]:
     names = [n for n, _ in pairs]
     for name, metric in pairs:
         if not callable(metric):
-            raise AikitError(f"metric {name!r} is a {type(metric).__name__}; pass a function")
+            raise EvalError(f"metric {name!r} is a {type(metric).__name__}; pass a function")
         if names.count(name) > 1:
-            raise AikitError(f"two metrics are named {name!r}; pass a dict of name -> metric")
+            raise EvalError(f"two metrics are named {name!r}; pass a dict of name -> metric")
     if not pairs:
-        raise AikitError("evaluate needs at least one metric, e.g. metrics=[exact_match]")
+        raise EvalError("evaluate needs at least one metric, e.g. metrics=[exact_match]")
     return pairs
 
 
@@ -188,30 +188,28 @@ def evaluate(
         **params: passed to `aikit.abatch` for a template task (`model`, `max_tokens`, ...).
     """
 
-    from aikit.llm import run_sync
+    from aikit._sync import run_sync
 
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise AikitError(f"repeats={repeats!r}; pass an int >= 1")
+        raise EvalError(f"repeats={repeats!r}; pass an int >= 1")
     ds = as_dataset(dataset)
     if not len(ds):
-        raise AikitError(f"dataset {ds.name} is empty; add items with an 'input'")
+        raise EvalError(f"dataset {ds.name} is empty; add items with an 'input'")
     pairs = _metric_names(metrics)
     names = [n for n, _ in pairs]
     clash = [n for n in names if n in _BASE]
     if clash:
-        raise AikitError(f"metric name {clash[0]!r} is a samples column; rename the metric")
+        raise EvalError(f"metric name {clash[0]!r} is a samples column; rename the metric")
     from aikit.prompts import Template
 
     if isinstance(task, str | Template):
         frame = run_sync(_template_task(task, ds, repeats, concurrency, progress, params))
     elif callable(task):
         if params:
-            raise AikitError(
-                f"{sorted(params)[0]}= is for template tasks; bind it in your callable"
-            )
+            raise EvalError(f"{sorted(params)[0]}= is for template tasks; bind it in your callable")
         frame = _callable_task(task, ds, repeats, concurrency)
     else:
-        raise AikitError(f"task is a {type(task).__name__}; pass a template string or a callable")
+        raise EvalError(f"task is a {type(task).__name__}; pass a template string or a callable")
     judge_usage = _score(frame, pairs, concurrency)
     usage = {
         "task_cost_usd": _total(frame["cost_usd"]),
@@ -242,14 +240,14 @@ async def _template_task(
 ) -> pd.DataFrame:
     import pandas as pd
 
-    from aikit.batch import abatch
+    from aikit._batch import abatch
     from aikit.prompts import Template
 
     tpl = Template(task) if isinstance(task, str) else task
     records = [{"input": i.input, "expected": i.expected, **i.metadata} for i in ds]
     unknown = sorted(tpl.variables - set(records[0]))
     if unknown:
-        raise AikitError(
+        raise EvalError(
             f"template {tpl.name} uses {unknown[0]!r}, which is not a dataset field"
             f" (fields: {', '.join(records[0])}); use {{{{ input }}}}"
         )
@@ -279,7 +277,7 @@ async def _template_task(
 
 
 def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, Any]:
-    from aikit.llm import run_sync
+    from aikit._sync import run_sync
 
     row: dict[str, Any] = {"id": item.id, "repeat": repeat, "input": item.input,
                            "expected": item.expected, "output": None, "error": None,
@@ -335,7 +333,7 @@ def _score(
     """
     import pandas as pd
 
-    from aikit.llm import run_sync
+    from aikit._sync import run_sync
 
     errors: list[dict[str, str]] = [{} for _ in range(len(frame))]
     ok = frame["error"].isna().to_numpy()

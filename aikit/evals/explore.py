@@ -98,7 +98,7 @@ def render_detail(row: pd.Series) -> str:
     return f"<table><tr>{cells}</tr></table>"
 
 
-def describe(source: EvalResult | Comparison, table: pd.DataFrame) -> str:
+def caption(source: EvalResult | Comparison, table: pd.DataFrame) -> str:
     """The explorer's one-line static summary (byte-stable: counts only)."""
     if isinstance(source, Comparison):
         return (

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aikit.errors import AikitError
+from aikit.errors import EvalError
 
 
 def parse_thresholds(pairs: Sequence[str]) -> dict[str, float]:
@@ -19,7 +19,7 @@ def parse_thresholds(pairs: Sequence[str]) -> dict[str, float]:
                 raise ValueError
             out[name.strip()] = float(value)
         except ValueError:
-            raise AikitError(
+            raise EvalError(
                 f"--fail-under {pair!r} is not METRIC=VALUE; write e.g. --fail-under accuracy=0.8"
             ) from None
     return out

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from aikit.errors import AikitError
+from aikit.errors import EvalError
 
 if TYPE_CHECKING:
     import openai
@@ -73,7 +73,7 @@ class Judge:
 
     def __post_init__(self) -> None:
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
-            raise AikitError(f"judge repeats={self.repeats!r}; pass an int >= 1, e.g. 3")
+            raise EvalError(f"judge repeats={self.repeats!r}; pass an int >= 1, e.g. 3")
         if self.temperature is None:
             self.temperature = 0.0 if self.repeats == 1 else 0.7
         self.__name__ = self.name
@@ -127,7 +127,7 @@ class Judge:
 
     def judgement(self, output: Any, expected: Any = None, *, input: Any = None) -> Judgement:
         """`ajudge`, waited for."""
-        from aikit.llm import run_sync
+        from aikit._sync import run_sync
 
         return run_sync(self.ajudge(output, expected, input=input))
 
@@ -189,7 +189,7 @@ def _label(value: Any, row: int) -> bool:
         return True
     if text in ("0", "false", "fail", "failed", "no", "0.0"):
         return False
-    raise AikitError(f"calibrate: row {row} label {value!r}; use true/false, 1/0 or pass/fail")
+    raise EvalError(f"calibrate: row {row} label {value!r}; use true/false, 1/0 or pass/fail")
 
 
 def calibrate(
@@ -205,14 +205,14 @@ def calibrate(
     out of both and counted in `n_unscored`. `concurrency`: judge calls in flight."""
     import pandas as pd
 
+    from aikit._sync import run_sync
     from aikit.evals.dataset import as_dataset
-    from aikit.llm import run_sync
 
     ds = as_dataset(labelled)
     for number, item in enumerate(ds, start=1):
         missing = [k for k in (label, output) if k not in item.metadata]
         if missing:
-            raise AikitError(f"calibrate: row {number} (id {item.id}) has no {missing[0]!r} field")
+            raise EvalError(f"calibrate: row {number} (id {item.id}) has no {missing[0]!r} field")
 
     async def all_verdicts() -> list[Judgement]:
         gate = asyncio.Semaphore(max(1, concurrency))

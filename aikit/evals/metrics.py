@@ -15,6 +15,8 @@ import string
 import unicodedata
 from typing import Any, Literal
 
+from aikit._structured import strip_fences
+
 __all__ = [
     "contains",
     "edit_ratio",
@@ -77,16 +79,10 @@ def regex_match(output: Any, expected: Any, *, flags: int = 0, full: bool = Fals
     return float(found is not None)
 
 
-def _strip_fences(text: str) -> str:
-    text = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
-    return fenced.group(1) if fenced else text
-
-
 def json_valid(output: Any, expected: Any = None) -> float:
     """1.0 if the output parses as JSON (a ```json fence around it is allowed)."""
     try:
-        json.loads(_strip_fences(str(output)))
+        json.loads(strip_fences(str(output)))
     except ValueError:
         return 0.0
     return 1.0
@@ -98,7 +94,7 @@ def json_schema(output: Any, expected: Any = None, *, schema: Any = None) -> flo
     schema = expected if schema is None else schema
     if schema is None:
         raise ValueError("json_schema needs schema= (a pydantic model or a JSON-schema dict)")
-    text = _strip_fences(str(output))
+    text = strip_fences(str(output))
     if isinstance(schema, type):
         from pydantic import BaseModel, ValidationError
 

@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aikit.errors import AikitError
+from aikit.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from aikit.evals.evaluate import EvalResult
@@ -29,7 +29,9 @@ def plots(result: EvalResult) -> list[str]:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise AikitError("the eval report needs matplotlib; pip install matplotlib") from exc
+        raise MissingDependencyError(
+            "the eval report needs matplotlib; pip install matplotlib"
+        ) from exc
     summary = result.summary
     means = summary["mean"].fillna(0.0)
     low = (means - summary["ci_low"].fillna(means)).clip(lower=0)

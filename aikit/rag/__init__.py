@@ -13,13 +13,21 @@ Heavy dependencies (LanceDB, sentence-transformers, torch, pypdf) load on first 
 them with `pip install torch==2.13.0 'aikit[rag]'`.
 """
 
+from aikit.errors import LoadError, RagError
 from aikit.rag._answer import NOT_FOUND, Answer, aanswer, answer, build_messages, fence
 from aikit.rag._chunk import Chunk, Tokenizer, chunk, chunk_id, default_tokenizer
-from aikit.rag._embed import Embedder, LocalEmbedder, OpenAIEmbedder, get_embedder
+from aikit.rag._embed import (
+    EMBEDDING_MODEL,
+    Embedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    get_embedder,
+)
 from aikit.rag._index import MODES, Index, Mode
-from aikit.rag._load import Document, LoadError, RagError, load, load_file
+from aikit.rag._load import Document, load, load_file
 
 __all__ = [
+    "EMBEDDING_MODEL",
     "MODES",
     "NOT_FOUND",
     "Answer",

@@ -19,11 +19,18 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aikit._sync import sync_of
+from aikit.endpoint import resolve_endpoint
+from aikit.errors import RagError
+from aikit.llm import achat
 from aikit.rag._index import Index, Mode
-from aikit.rag._load import RagError
+from aikit.settings import get_settings
 
 if TYPE_CHECKING:
+    import openai
+
     from aikit.llm import Reply
+    from aikit.settings import Settings
 
 NOT_FOUND = "Not in the documents."
 SYSTEM = (
@@ -141,12 +148,32 @@ async def aanswer(
     model: str | None = None,
     where: str | None = None,
     min_similarity: float = 0.27,
-    max_tokens: int = 64,
+    max_tokens: int | None = None,
     seed: int = 7,
+    client: openai.AsyncOpenAI | None = None,
+    settings: Settings | None = None,
 ) -> Answer:
-    """Answer `question` from `index`; the async core of `answer` (same arguments)."""
-    from aikit.llm import achat
+    """Answer a question from the documents in `index`, citing the passages it used.
 
+    Args:
+        question: what to answer.
+        index: the `aikit.rag.Index` to retrieve from.
+        k: how many chunks to show the model.
+        mode: retrieval mode, `dense`, `bm25` or `hybrid`.
+        model: model name; default `AIKIT_MODEL`.
+        where: an SQL filter on chunk columns, e.g. `"source LIKE 'hr/%'"`.
+        min_similarity: chunks whose embedding is less similar (cosine) to the question are
+            dropped; if none is left the answer is "not in the documents" and no model is asked.
+            0.27 suits all-MiniLM-L6-v2 (off-topic questions score below 0.27 on the notebook's
+            knowledge base); calibrate it for another embedder.
+        max_tokens: cap on the answer's length; default the endpoint's (64 for the embedded
+            base model, which also stops at the end of the line; none for a chat model).
+        seed: sampling seed (temperature is 0), for repeatable answers.
+        client, settings: as in `aikit.chat`.
+
+    Returns:
+        An `Answer` with the text, the cited chunk ids and sources, and the context shown.
+    """
     if not isinstance(question, str) or not question.strip():
         raise RagError(f"question {question!r} is empty; pass the question to answer")
     hits = await asyncio.to_thread(index.search, question, k, mode=mode, where=where)
@@ -158,8 +185,18 @@ async def aanswer(
         return Answer(question=question, text=NOT_FOUND, found=False, context=hits)
     hits.index = hits.index + 1  # passage numbers, as in the prompt
     messages = build_messages(question, list(zip(hits["source"], hits["text"], strict=True)))
+    settings = settings or get_settings()
+    defaults = dict(resolve_endpoint(settings, client).answer_defaults)
+    if max_tokens is not None:
+        defaults["max_tokens"] = max_tokens
     reply = await achat(
-        messages, model=model, temperature=0.0, max_tokens=max_tokens, seed=seed, stop=["\n"]
+        messages,
+        model=model,
+        temperature=0.0,
+        seed=seed,
+        client=client,
+        settings=settings,
+        **defaults,
     )
     text = reply.text.strip()
     found = bool(text) and not says_not_found(text)
@@ -189,49 +226,12 @@ def _similarity(index: Index, question: str, ids: list[str]) -> list[float]:
     return [round(float(np.dot(vectors[i], query)), 6) if i in vectors else 0.0 for i in ids]
 
 
-def answer(
-    question: str,
-    index: Index,
-    *,
-    k: int = 4,
-    mode: Mode = "hybrid",
-    model: str | None = None,
-    where: str | None = None,
-    min_similarity: float = 0.27,
-    max_tokens: int = 64,
-    seed: int = 7,
-) -> Answer:
-    """Answer a question from the documents in `index`, citing the passages it used.
+@sync_of(aanswer)
+def answer() -> None:
+    """Answer a question from the documents in `index`, citing the passages it used; the
+    arguments are `aanswer`'s.
 
-    Args:
-        question: what to answer.
-        index: the `aikit.rag.Index` to retrieve from.
-        k: how many chunks to show the model.
-        mode: retrieval mode, `dense`, `bm25` or `hybrid`.
-        model: model name; default `AIKIT_MODEL`.
-        where: an SQL filter on chunk columns, e.g. `"source LIKE 'hr/%'"`.
-        min_similarity: chunks whose embedding is less similar (cosine) to the question are
-            dropped; if none is left the answer is "not in the documents" and no model is asked.
-            0.27 suits all-MiniLM-L6-v2 (off-topic questions score below 0.27 on the notebook's
-            knowledge base); calibrate it for another embedder.
-        max_tokens: cap on the answer's length.
-        seed: sampling seed (temperature is 0), for repeatable answers.
-
-    Returns:
-        An `Answer` with the text, the cited chunk ids and sources, and the context shown.
+    Example:
+        >>> rag.answer("How many days of leave do I get?", index).text  # doctest: +SKIP
+        'You get 25 days of paid leave a year [1].'
     """
-    from aikit.llm import run_sync
-
-    return run_sync(
-        aanswer(
-            question,
-            index,
-            k=k,
-            mode=mode,
-            model=model,
-            where=where,
-            min_similarity=min_similarity,
-            max_tokens=max_tokens,
-            seed=seed,
-        )
-    )

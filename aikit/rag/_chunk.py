@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
 
-from aikit.rag._load import Document, RagError
+from aikit.errors import RagError
+from aikit.rag._load import Document
 
 DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP = 200, 30
 SEPARATORS: tuple[str, ...] = ("\n\n", "\n", ". ", " ")

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aikit._sqlite import SQLiteFile
 from aikit._sqlite import transaction as _transaction
-from aikit.errors import ConfigError, EndpointError
-from aikit.rag._load import RagError
+from aikit.errors import ConfigError, EndpointError, RagError
 from aikit.settings import OPENAI_URL, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 
     Vectors = npt.NDArray[np.float32]
 
-LOCAL_MODEL = "all-MiniLM-L6-v2"
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 SCHEMA_VERSION = 1  # = len(MIGRATIONS)
 MIGRATIONS: list[str] = [
     """
@@ -260,7 +259,7 @@ class LocalEmbedder(Embedder):
         settings: Settings | None = None,
     ) -> None:
         super().__init__(cache=cache, settings=settings)
-        self.name = f"local:{LOCAL_MODEL}"
+        self.name = f"local:{EMBEDDING_MODEL}"
         self.batch_size = batch_size
         self.device = device
 
@@ -299,8 +298,8 @@ class OpenAIEmbedder(Embedder):
     ) -> None:
         super().__init__(cache=cache, settings=settings)
         self.model = model
-        # With provider `local` the settings carry no endpoint: read the `openai` one.
-        remote = self.settings if self.settings.provider == "openai" else _openai_settings()
+        # Settings for the embedded model carry no URL: embeddings go to the `openai` endpoint.
+        remote = self.settings if self.settings.base_url else _openai_settings()
         self.base_url = (base_url or remote.base_url or OPENAI_URL).rstrip("/")
         self.api_key = api_key or remote.api_key
         self.dimensions = dimensions
@@ -368,7 +367,7 @@ def get_embedder(spec: str | Embedder = "local", *, cache: bool | str | Path = T
     if isinstance(spec, Embedder):
         return spec
     text = str(spec).strip()
-    if text in ("local", f"local:{LOCAL_MODEL}", LOCAL_MODEL):
+    if text in ("local", f"local:{EMBEDDING_MODEL}", EMBEDDING_MODEL):
         return LocalEmbedder(cache=cache)
     if text.startswith("openai:") and len(text) > len("openai:"):
         return OpenAIEmbedder(text.split(":", 1)[1], cache=cache)

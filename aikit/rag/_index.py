@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aikit.errors import RagError
 from aikit.rag._chunk import (
     DEFAULT_CHUNK_OVERLAP,
     DEFAULT_CHUNK_SIZE,
@@ -22,7 +23,7 @@ from aikit.rag._chunk import (
     chunk,
 )
 from aikit.rag._embed import Embedder, get_embedder
-from aikit.rag._load import Document, RagError
+from aikit.rag._load import Document
 from aikit.settings import get_settings
 
 if TYPE_CHECKING:

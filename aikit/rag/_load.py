@@ -17,15 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from aikit.errors import AikitError
-
-
-class RagError(AikitError):
-    """A RAG building block got something it cannot use; the message says how to fix it."""
-
-
-class LoadError(RagError):
-    """A document cannot be read (missing, unreadable, not the format its name says)."""
+from aikit.errors import LoadError
 
 
 @dataclass

@@ -3,7 +3,6 @@ on local worker processes or a Dask cluster, and record every run (see `aikit.re
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,60 +12,43 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-from aikit.errors import AikitError
-from aikit.registry import iter_runs
+from aikit._record import notebook_dir
+from aikit.errors import ExecutorError, ParameterError
+from aikit.registry import Run, iter_runs, table
+from aikit.runner.cassettes import rerecord
 from aikit.runner.execute import execute_run, make_spec
-from aikit.runner.kernel import KERNEL_NAME, KernelMissingError, check_kernel
-from aikit.runner.params import ParameterError, convert, describe, read_parameters
-from aikit.runner.playbook import PlaybookError, load_playbook
-from aikit.runner.record import record_notebook
+from aikit.runner.kernel import KERNEL_NAME, check_kernel
+from aikit.runner.params import convert, describe_parameters, read_parameters
+from aikit.runner.playbook import load_playbook
 
 Executor = Literal["local", "dask"]
 
 
 @dataclass
-class Run:
-    """One executed notebook: its status, recorded values, usage and where it was written."""
+class PlaybookResult:
+    """What `run_playbook` did: every run (reused ones marked `skipped`), the gate lines
+    that failed, and the summary files. The CLI prints exactly this."""
 
-    run_id: str
     name: str
-    notebook: str
-    status: str
-    parameters: dict[str, Any]
-    dir: Path
-    error: str | None = None
-    output: str | None = None
-    records: dict[str, Any] = field(default_factory=dict)
-    usage: dict[str, Any] = field(default_factory=dict)
-    duration_s: float | None = None
-    skipped: bool = False
+    runs: list[Run]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    gate_failures: list[str] = field(default_factory=list)
+    summary_csv: Path | None = None
+    summary_html: Path | None = None
+
+    @property
+    def failed(self) -> list[Run]:
+        """The runs that did not succeed."""
+        return [r for r in self.runs if not r.ok]
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        """Every run succeeded and every gate held."""
+        return not self.failed and not self.gate_failures
 
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any], *, skipped: bool = False) -> Run:
-        return cls(
-            run_id=str(record["run_id"]),
-            name=str(record["name"]),
-            notebook=str(record["notebook"]),
-            status=str(record["status"]),
-            parameters=dict(record.get("parameters") or {}),
-            dir=Path(str(record.get("dir", ""))),
-            error=record.get("error"),
-            output=record.get("output"),
-            records=dict(record.get("records") or {}),
-            usage=dict(record.get("usage") or {}),
-            duration_s=record.get("duration_s"),
-            skipped=skipped,
-        )
-
-
-def notebook_dir() -> Path:
-    """The folder of the notebook being run (its data files live beside it). Under `aikit run`
-    the kernel works in the run's own folder; in Jupyter and nbval, in the notebook's."""
-    return Path(os.environ.get("AIKIT_NOTEBOOK_DIR", ".")).resolve()
+    def table(self) -> pd.DataFrame:
+        """The runs as a table (see `aikit.registry.table`)."""
+        return table(self.runs)
 
 
 def run_notebook(
@@ -76,18 +58,22 @@ def run_notebook(
     out: str | Path = "runs",
     name: str | None = None,
 ) -> Run:
-    """Run one notebook with checked parameters; the run is recorded under `out/name/`."""
+    """Run one notebook with checked parameters; the run is recorded under `out/name/`.
+
+    A failed cell does not raise: the returned run says `status="failed"` with the cell in
+    `run.failure`; `run.raise_for_status()` turns that into a `RunError`.
+    """
     notebook = Path(path)
     if not notebook.is_file():
-        raise AikitError(f"notebook {path} does not exist; check the path")
+        raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=Path(out), name=name or notebook.stem)
-    return Run.from_record(execute_run(spec))
+    return execute_run(spec)
 
 
-def _succeeded(out: Path, name: str) -> dict[str, dict[str, Any]]:
-    return {str(r["key"]): r for r in iter_runs(out, name) if r.get("status") == "succeeded"}
+def _succeeded(out: Path, name: str) -> dict[str, Run]:
+    return {str(r.key): r for r in iter_runs(out, name) if r.ok}
 
 
 def plan_playbook(
@@ -96,7 +82,7 @@ def plan_playbook(
     out: str | Path = "runs",
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
-) -> tuple[str, int, list[list[tuple[dict[str, Any], dict[str, Any] | None]]]]:
+) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
     done = {} if force else _succeeded(Path(out), playbook.name)
@@ -133,7 +119,7 @@ def describe_plan(
     ]
     for number, step in enumerate(plan, start=1):
         for spec, earlier in step:
-            what = f"skip (succeeded in {earlier['run_id']})" if earlier else "run"
+            what = f"skip (succeeded in {earlier.run_id})" if earlier else "run"
             notebook = Path(spec["notebook"]).name
             lines.append(f"  step {number}  {notebook}  {spec['parameters']}  {what}")
     return "\n".join(lines)
@@ -148,21 +134,37 @@ def run_playbook(
     scheduler: str | None = None,
     force: bool = False,
     overrides: Mapping[str, Any] | None = None,
-) -> list[Run]:
-    """Run every step of a playbook in order, grid items in parallel; returns all runs."""
-    _, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
+    fail_under: Mapping[str, float] | None = None,
+) -> PlaybookResult:
+    """Run every step of a playbook in order, grid items in parallel, then check its gates
+    (the playbook's `fail_under` and `fail_under` here) and write `summary.csv` and
+    `summary.html` beside the runs."""
+    from aikit.evals.gate import gate_failures
+
+    name, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
     n_workers = workers or default_workers
     results: list[Run] = []
     with _executor(executor, n_workers, scheduler) as submit:
         for step in plan:
             todo = [spec for spec, earlier in step if earlier is None]
-            records = iter(submit(todo))
+            done = iter(submit(todo))
             for _, earlier in step:
                 if earlier is not None:
-                    results.append(Run.from_record(earlier, skipped=True))
+                    earlier.skipped = True
+                    results.append(earlier)
                 else:
-                    results.append(Run.from_record(next(records)))
-    return results
+                    results.append(next(done))
+    thresholds = {**load_playbook(path)[0].fail_under, **(fail_under or {})}
+    result = PlaybookResult(name=name, runs=results, thresholds=thresholds)
+    if not result.failed:
+        result.gate_failures = gate_failures([r.records for r in results], thresholds)
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = result.table()
+    result.summary_csv, result.summary_html = folder / "summary.csv", folder / "summary.html"
+    frame.to_csv(result.summary_csv, index=False)
+    frame.to_html(result.summary_html, index=False, na_rep="")
+    return result
 
 
 class _executor:
@@ -170,9 +172,9 @@ class _executor:
 
     def __init__(self, kind: Executor, workers: int, scheduler: str | None) -> None:
         if kind not in ("local", "dask"):
-            raise AikitError(f"executor {kind!r} is not known; use 'local' or 'dask'")
+            raise ExecutorError(f"executor {kind!r} is not known; use 'local' or 'dask'")
         if scheduler and kind != "dask":
-            raise AikitError("--scheduler needs --executor dask")
+            raise ExecutorError("--scheduler needs --executor dask")
         self.kind, self.workers, self.scheduler = kind, workers, scheduler
         self._close: list[Any] = []
 
@@ -184,14 +186,14 @@ class _executor:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
-            raise AikitError(
+            raise ExecutorError(
                 "the dask executor needs `distributed`; install it with pip install 'aikit[dask]'"
             ) from exc
         if self.scheduler:
             try:
                 client = Client(self.scheduler, timeout="10s")
             except OSError as exc:
-                raise AikitError(
+                raise ExecutorError(
                     f"cannot reach the Dask scheduler at {self.scheduler} ({exc});"
                     " check --scheduler tcp://HOST:PORT"
                 ) from exc
@@ -207,7 +209,7 @@ class _executor:
             client = Client(cluster)
         self._close.insert(0, client.close)
 
-        def submit(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        def submit(specs: list[dict[str, Any]]) -> list[Run]:
             futures = client.map(execute_run, specs, pure=False)
             return list(client.gather(futures))
 
@@ -218,42 +220,17 @@ class _executor:
             close()
 
 
-def summary(runs: list[Run]) -> pd.DataFrame:
-    """A table of runs: id, notebook, parameters, status, duration, recorded values."""
-    import pandas as pd
-
-    rows = []
-    for run in runs:
-        row: dict[str, Any] = {
-            "run_id": run.run_id,
-            "notebook": Path(run.notebook).name,
-            "status": "skipped (done)" if run.skipped else run.status,
-            "duration_s": run.duration_s,
-        }
-        row.update(
-            {k: v for k, v in run.parameters.items() if isinstance(v, (int, float, str, bool))}
-        )
-        row.update({k: v for k, v in run.records.items() if isinstance(v, (int, float, str, bool))})
-        row["error"] = run.error
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 __all__ = [
     "KERNEL_NAME",
-    "KernelMissingError",
-    "ParameterError",
-    "PlaybookError",
-    "Run",
+    "PlaybookResult",
     "check_kernel",
     "convert",
-    "describe",
+    "describe_parameters",
     "describe_plan",
     "notebook_dir",
     "plan_playbook",
     "read_parameters",
-    "record_notebook",
+    "rerecord",
     "run_notebook",
     "run_playbook",
-    "summary",
 ]

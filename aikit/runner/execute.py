@@ -1,9 +1,10 @@
 """Execute one run: papermill in a fresh process and kernel, secrets resolved in the kernel,
 results written to `runs/<name>/<run_id>/`.
 
-`execute_run(spec)` is what every executor calls (a local thread, a Dask worker): it starts
-`python -m aikit.runner.execute` with the spec on stdin, so each run has its own process,
-kernel, environment and working directory, and a crash cannot take other runs with it.
+`execute_run(spec)` is what every executor calls (a local thread, a Dask worker, the cassette
+recorder): it starts `python -m aikit.runner.execute` with the spec on stdin, so each run has
+its own process, kernel, environment and working directory, and a crash cannot take other runs
+with it. It returns the run as `aikit.registry.Run`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from aikit.record import read_records
-from aikit.registry import load_run, write_run
+from aikit._record import NOTEBOOK_DIR_ENV, read_records
+from aikit.costs import RUN_USAGE_ENV, total_usage
+from aikit.registry import Run, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
-from aikit.usage import RUN_USAGE_ENV, summarize
 
 SECRETS_TAG = "aikit-secrets"
 
@@ -49,8 +50,10 @@ def make_spec(
     out: Path,
     name: str,
     playbook: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything a worker needs to execute one run (JSON-able)."""
+    """Everything a worker needs to execute one run (JSON-able); `env` adds to the kernel's
+    environment (the cassette recorder sets `AIKIT_CACHE` there)."""
     notebook = notebook.resolve()
     run_id = new_run_id(notebook.stem)
     return {
@@ -61,11 +64,12 @@ def make_spec(
         "run_id": run_id,
         "run_dir": str((out / name / run_id).resolve()),
         "key": run_key(notebook, parameters),
+        "env": dict(env or {}),
     }
 
 
-def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run `spec` in a child process and return its run record (also on a crash)."""
+def execute_run(spec: dict[str, Any]) -> Run:
+    """Run `spec` in a child process and return the run (also when the process crashed)."""
     run_dir = Path(spec["run_dir"])
     done = subprocess.run(
         [sys.executable, "-m", "aikit.runner.execute"],
@@ -75,43 +79,43 @@ def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
         env=_run_env(spec),
     )
     try:
-        record = load_run(run_dir)
+        run: Run | None = load_run(run_dir)
     except Exception:
-        record = {}
-    if done.returncode != 0 or record.get("status") not in ("succeeded", "failed"):
+        run = None
+    if done.returncode != 0 or run is None or run.status not in ("succeeded", "failed"):
         tail = [ln for ln in done.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
-        record = _base_record(spec) | {
-            "status": "failed",
-            "error": f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {tail[0]}",
-        }
-        write_run(run_dir, record)
-        record = load_run(run_dir)
-    return record
+        run = _base_run(spec)
+        run.status = "failed"
+        run.error = f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {tail[0]}"
+        write_run(run)
+    return run
 
 
 def _run_env(spec: dict[str, Any]) -> dict[str, str]:
     notebook_dir = Path(spec["notebook"]).parent
     env = dict(os.environ)
+    env.update(spec.get("env") or {})
     env[RUN_USAGE_ENV] = str(Path(spec["run_dir"]) / "usage.jsonl")
-    env["AIKIT_NOTEBOOK_DIR"] = str(notebook_dir)
+    env[NOTEBOOK_DIR_ENV] = str(notebook_dir)
     cassettes = [c for c in env.get("AIKIT_CASSETTES", "").split(os.pathsep) if c]
     env["AIKIT_CASSETTES"] = os.pathsep.join([*cassettes, str(notebook_dir / "cassettes")])
     return env
 
 
-def _base_record(spec: dict[str, Any]) -> dict[str, Any]:
+def _base_run(spec: dict[str, Any]) -> Run:
     notebook = Path(spec["notebook"])
-    return {
-        "run_id": spec["run_id"],
-        "name": spec["name"],
-        "playbook": spec.get("playbook"),
-        "notebook": _display_path(notebook),
-        "notebook_sha256": hashlib.sha256(notebook.read_bytes()).hexdigest(),
-        "key": spec["key"],
-        "parameters": spec["parameters"],
-        "git_commit": _git_commit(notebook.parent),
-        "aikit_version": version("aikit"),
-    }
+    return Run(
+        run_id=spec["run_id"],
+        name=spec["name"],
+        playbook=spec.get("playbook"),
+        notebook=_display_path(notebook),
+        notebook_sha256=hashlib.sha256(notebook.read_bytes()).hexdigest(),
+        key=spec["key"],
+        parameters=spec["parameters"],
+        git_commit=_git_commit(notebook.parent),
+        aikit_version=version("aikit"),
+        dir=Path(spec["run_dir"]),
+    )
 
 
 def _display_path(path: Path) -> str:
@@ -158,25 +162,30 @@ def _scrub(text: str, secrets: dict[str, str]) -> str:
     return text
 
 
-def _failed_cell(nb: dict[str, Any]) -> str | None:
+def _failed_cell(nb: dict[str, Any]) -> dict[str, Any] | None:
+    """The first error output of an executed notebook: its cell number, `ename`, `evalue`."""
     for cell in nb.get("cells", []):
         for output in cell.get("outputs", []) or []:
             if output.get("output_type") == "error":
-                count = cell.get("execution_count")
-                return f"cell {count}: {output.get('ename')}: {output.get('evalue')}"
+                return {
+                    "cell": cell.get("execution_count"),
+                    "ename": output.get("ename"),
+                    "evalue": output.get("evalue"),
+                }
     return None
 
 
-def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
+def run_in_process(spec: dict[str, Any]) -> Run:
     """The child process's work: execute, scrub secrets, write the notebook and run.json."""
     import papermill
 
     notebook = Path(spec["notebook"])
-    run_dir = Path(spec["run_dir"])
+    run = _base_run(spec)
+    run_dir = run.dir
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    base = _base_record(spec)
-    write_run(run_dir, base | {"status": "running", "started": _iso(started)})
+    run.started = _iso(started)
+    write_run(run)
     secrets = {
         str(v)[len(SECRET_PREFIX) :]: os.environ.get(str(v)[len(SECRET_PREFIX) :], "")
         for v in spec["parameters"].values()
@@ -185,7 +194,7 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
     nb, plain = _prepare(notebook, spec["parameters"])
     output = run_dir / notebook.name
     private = Path(tempfile.mkdtemp(prefix="aikit-run-"))  # papermill saves as it goes
-    error = None
+    failure: dict[str, Any] | None = None
     try:
         papermill.execute_notebook(
             nb,
@@ -196,17 +205,22 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
             log_output=False,
         )
     except papermill.PapermillExecutionError as exc:
-        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        failure = {"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue}
     except Exception as exc:  # kernel died, missing kernel, ...
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        failure = {"cell": None, "ename": type(exc).__name__, "evalue": first}
     executed_text = ""
     if (private / notebook.name).exists():
         executed_text = _scrub((private / notebook.name).read_text(encoding="utf-8"), secrets)
         output.write_text(executed_text, encoding="utf-8")
     shutil.rmtree(private, ignore_errors=True)
     executed = json.loads(executed_text) if executed_text else {}
-    if error is not None:
-        error = f"{notebook.name}: {_failed_cell(executed) or _scrub(error, secrets)}"
+    if failure is not None:
+        failure = _failed_cell(executed) or failure
+        failure["evalue"] = _scrub(str(failure.get("evalue") or ""), secrets)
+        where = f"cell {failure['cell']}: " if failure.get("cell") is not None else ""
+        run.error = f"{notebook.name}: {where}{failure['ename']}: {failure['evalue']}"
+        run.failure = failure
     usage_file = run_dir / "usage.jsonl"
     calls = (
         [json.loads(ln) for ln in usage_file.read_text().splitlines()]
@@ -214,29 +228,14 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
         else []
     )
     ended = time.time()
-    record = base | {
-        "status": "failed" if error else "succeeded",
-        "error": error,
-        "started": _iso(started),
-        "ended": _iso(ended),
-        "duration_s": round(ended - started, 3),
-        "records": read_records(executed) if executed else {},
-        "usage": summarize(calls),
-        "output": _display_path(output) if output.exists() else None,
-    }
-    write_run(run_dir, _jsonable_records(record))
-    return record
-
-
-def _jsonable_records(record: dict[str, Any]) -> dict[str, Any]:
-    import pandas as pd
-
-    records = {}
-    for name, value in (record.get("records") or {}).items():
-        if isinstance(value, pd.DataFrame):
-            value = {"dataframe": json.loads(value.to_json(orient="split", index=False))}
-        records[name] = value
-    return record | {"records": records}
+    run.status = "failed" if failure else "succeeded"
+    run.ended = _iso(ended)
+    run.duration_s = round(ended - started, 3)
+    run.records = read_records(executed) if executed else {}
+    run.usage = total_usage(calls)
+    run.output = _display_path(output) if output.exists() else None
+    write_run(run)
+    return run
 
 
 def _iso(ts: float) -> str:
@@ -244,5 +243,5 @@ def _iso(ts: float) -> str:
 
 
 if __name__ == "__main__":
-    record = run_in_process(json.loads(sys.stdin.read()))
+    run_in_process(json.loads(sys.stdin.read()))
     sys.exit(0)

@@ -10,16 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aikit.errors import AikitError
+from aikit.errors import KernelMissingError
 
 KERNEL_NAME = "aikit"
 INSTALL = (
     f"python -m ipykernel install --sys-prefix --name {KERNEL_NAME} --display-name 'Python (aikit)'"
 )
-
-
-class KernelMissingError(AikitError):
-    """A notebook names a Jupyter kernel that is not installed."""
 
 
 def kernel_of(notebook: str | Path) -> str:

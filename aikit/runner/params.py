@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from aikit.errors import AikitError
+from aikit.errors import ParameterError
 
 SECRET_PREFIX = "secret:"
 SECRET_NAME = re.compile(r"key|token|secret|password", re.I)
@@ -43,10 +43,6 @@ _TYPE_NAMES: dict[str, Any] = {
     "Any": Any,
     **{name: getattr(typing, name) for name in ("Literal", "Optional", "Union", "List", "Dict")},
 }
-
-
-class ParameterError(AikitError):
-    """A notebook parameter is unknown, of the wrong type, or an unsafe secret."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +199,7 @@ def _strict(annotation: Any) -> bool:
     return annotation in (int, bool, str)
 
 
-def describe(notebook: str | Path) -> str:
+def describe_parameters(notebook: str | Path) -> str:
     """A table of the notebook's parameters for `aikit params`."""
     params = read_parameters(notebook)
     if not params:

@@ -23,12 +23,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aikit.errors import AikitError
-from aikit.runner.params import ParameterError, convert, read_parameters
-
-
-class PlaybookError(AikitError):
-    """A playbook file is malformed or refers to something that does not exist."""
+from aikit.errors import ParameterError, PlaybookError
+from aikit.runner.params import convert, read_parameters
 
 
 class Step(BaseModel):

@@ -1,9 +1,9 @@
 """The embedded model's server process: llama-cpp-python's OpenAI-compatible server, plus the
-two things a base model and the OpenAI protocol need from it. Started by `aikit.local`.
+two things a base model and the OpenAI protocol need from it. Started by `aikit.local`
+(`python -m aikit.local._process`).
 
-- Chat messages are rendered as a few-shot transcript ("User: ...\\nAssistant: ...") with stop
-  sequences, because Gemma 3 270M is a base model: in its own chat template it repeats itself.
-  Default examples are added only when the conversation has no assistant turn of its own.
+- Chat messages are rendered as a few-shot transcript (`aikit.local._transcript`) with stop
+  sequences, because Gemma 3 270M is a base model.
 - OpenAI's `response_format={"type": "json_schema", ...}` is rewritten to llama.cpp's
   `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema.
 """
@@ -15,47 +15,15 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
+from aikit.local._transcript import STOP, render_transcript
+
 CHAT_FORMAT = "aikit-transcript"
-INTRO = (
-    "The following is a conversation between a curious User and a helpful, knowledgeable"
-    " Assistant. The Assistant answers briefly and correctly."
-)
-EXAMPLES = [
-    ("What is the capital of Italy?", "The capital of Italy is Rome."),
-    ("How many legs does a spider have?", "A spider has eight legs."),
-    ("Translate 'thank you' into French.", "Merci."),
-]
-STOP = ["\nUser:", "\n\n"]
-ROLE_NAMES = {"user": "User", "assistant": "Assistant", "tool": "Tool", "function": "Tool"}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
-
-
-def render_transcript(messages: list[dict[str, Any]]) -> str:
-    """The prompt a base model continues: intro or system text, examples, the turns."""
-    system = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
-    turns = [m for m in messages if m.get("role") not in ("system", "developer")]
-    parts = ["\n".join(system) if system else INTRO, ""]
-    if not any(m.get("role") == "assistant" for m in turns):
-        for question, answer in EXAMPLES:
-            parts += [f"User: {question}", f"Assistant: {answer}", ""]
-    for message in turns:
-        name = ROLE_NAMES.get(str(message.get("role")), "User")
-        parts.append(f"{name}: {_text(message.get('content')).strip()}")
-        if name == "Assistant":
-            parts.append("")
-    parts.append("Assistant:")
-    return "\n".join(parts)
 
 
 class JsonSchemaShim:

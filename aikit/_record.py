@@ -1,6 +1,7 @@
-"""`aikit.record(name, value)`: a notebook result that the runner collects into the run record.
+"""The notebook's side of a run: `aikit.record(name, value)` keeps a result for the run, and
+`aikit.notebook_dir()` finds the notebook's folder (its data files live beside it).
 
-The value is displayed as an output with the `application/vnd.aikit.record+json` mime type
+`record` shows the value as an outputwith the `application/vnd.aikit.record+json` mime type
 (JSON-able values as they are, DataFrames in pandas' "split" layout), next to a short
 `text/plain` line for the reader. The runner reads these outputs back from the executed notebook.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from aikit.errors import AikitError
+from aikit.errors import RecordError
 
 MIME = "application/vnd.aikit.record+json"
 
@@ -28,13 +31,13 @@ def _jsonable(name: str, value: Any) -> tuple[Any, str]:
         with contextlib.suppress(TypeError, ValueError):
             value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        raise AikitError(
+        raise RecordError(
             f"aikit.record({name!r}, {value}) is not a finite number; record None or a string"
         )
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise AikitError(
+        raise RecordError(
             f"aikit.record({name!r}, ...) got a {type(value).__name__}, which is not JSON-able;"
             " record a number, string, list, dict or DataFrame"
         ) from exc
@@ -44,7 +47,7 @@ def _jsonable(name: str, value: Any) -> tuple[Any, str]:
 def record(name: str, value: Any) -> None:
     """Record `value` under `name` for the run record (shown as one line in the notebook)."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise AikitError(f"aikit.record name {name!r} must be an identifier such as 'accuracy'")
+        raise RecordError(f"aikit.record name {name!r} must be an identifier such as 'accuracy'")
     payload, kind = _jsonable(name, value)
     from IPython.display import display
 
@@ -56,18 +59,42 @@ def record(name: str, value: Any) -> None:
 
 
 def read_records(notebook: dict[str, Any]) -> dict[str, Any]:
-    """name -> value of every `aikit.record` output in an executed notebook (last one wins)."""
+    """name -> value of every `aikit.record` output in an executed notebook (last one wins),
+    as JSON (a DataFrame as `{"dataframe": split}`; `Run.value` turns it back)."""
     found: dict[str, Any] = {}
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []) or []:
             data = output.get("data", {}) or {}
             if MIME in data:
                 item = data[MIME]
-                value = item.get("value")
-                if item.get("kind") == "dataframe":
-                    import pandas as pd
-
-                    split = value["dataframe"]
-                    value = pd.DataFrame(split["data"], columns=split["columns"])
-                found[str(item["name"])] = value
+                found[str(item["name"])] = item.get("value")
     return found
+
+
+NOTEBOOK_DIR_ENV = "AIKIT_NOTEBOOK_DIR"
+PROJECT_MARKERS = ("aikit.toml", "pyproject.toml", ".git")
+
+
+def notebook_dir() -> Path:
+    """The folder of the running notebook, wherever the kernel was started.
+
+    In order: the runner's `AIKIT_NOTEBOOK_DIR` (`aikit run`, `aikit api`); Jupyter Server's
+    `JPY_SESSION_NAME` (the notebook's path in JupyterLab); the working directory when it
+    holds notebooks (nbval, papermill `--cwd`); else the project's `notebooks/` folder (plain
+    `papermill notebooks/x.ipynb out.ipynb` from the repository root).
+    """
+    given = os.environ.get(NOTEBOOK_DIR_ENV)
+    if given:
+        return Path(given).resolve()
+    session = os.environ.get("JPY_SESSION_NAME")
+    if session and Path(session).is_file():
+        return Path(session).resolve().parent
+    cwd = Path.cwd().resolve()
+    if any(cwd.glob("*.ipynb")):
+        return cwd
+    for folder in (cwd, *cwd.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            if (folder / "notebooks").is_dir():
+                return folder / "notebooks"
+            break
+    return cwd

@@ -13,6 +13,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
+
+from aikit.costs import Usage, cost_of
+
+PROMPT_MARGIN, PROMPT_SLACK = 1.1, 8  # reserve for a tokenizer that counts a little differently
+REASK_SLACK = 256  # tokens of a structured-output re-ask: the instruction and the error
 
 
 class Concurrency:
@@ -88,3 +95,19 @@ class Budget:
             self._holders -= 1
             self._reserved = self._reserved - reserved if self._holders else 0.0
         self._wake.set()
+
+
+def completion_bound(max_tokens: int | None, params: Mapping[str, Any]) -> int | None:
+    """The most answer tokens one call can bill (`max_tokens` times `n`), None if unbounded."""
+    bound = max_tokens if max_tokens is not None else params.get("max_completion_tokens")
+    return None if bound is None else int(bound) * int(params.get("n") or 1)
+
+
+def upper_cost(model: str, prompt: int, completion: int, structured: bool) -> float:
+    """The most one row can cost (priced models only): a call, and a re-ask if structured."""
+    prompt = math.ceil(prompt * PROMPT_MARGIN) + PROMPT_SLACK
+    cost = cost_of(model, Usage(prompt, completion)) or 0.0
+    if structured:
+        reask = Usage(prompt + completion + REASK_SLACK, completion)
+        cost += cost_of(model, reask) or 0.0
+    return cost

@@ -1,4 +1,4 @@
-"""Tokens, cost and latency of every call this process makes.
+"""Costs: tokens, prices and latency of every model call (`aikit.usage()` lists this process's).
 
 Prices come from a versioned table (`aikit/data/prices.json`, USD per million tokens); the
 embedded model costs 0 and a model missing from the table has cost `None`, never a made-up 0.
@@ -64,7 +64,7 @@ def cost_of(model: str, usage: Usage) -> float | None:
 
 
 @dataclass(frozen=True)
-class CallRecord:
+class Call:
     """One model call as `aikit.usage()` lists it."""
 
     time: float
@@ -81,7 +81,7 @@ class CallRecord:
 
 RUN_USAGE_ENV = "AIKIT_RUN_USAGE"
 _lock = threading.Lock()
-_records: list[CallRecord] = []
+_calls: list[Call] = []
 
 
 def log_call(
@@ -95,7 +95,7 @@ def log_call(
     calls: int,
 ) -> None:
     """Append one call to this process's usage log (thread-safe)."""
-    record = CallRecord(
+    call = Call(
         time=time.time(),
         provider=provider,
         model=model,
@@ -108,11 +108,11 @@ def log_call(
         calls=calls,
     )
     with _lock:
-        _records.append(record)
+        _calls.append(call)
         run_log = os.environ.get(RUN_USAGE_ENV)
         if run_log:  # set by the runner: the run record sums the kernel's calls
             with open(run_log, "a", encoding="utf-8") as out:
-                out.write(json.dumps(asdict(record)) + "\n")
+                out.write(json.dumps(asdict(call)) + "\n")
 
 
 def usage() -> pd.DataFrame:
@@ -120,27 +120,28 @@ def usage() -> pd.DataFrame:
     import pandas as pd
 
     with _lock:
-        rows = [asdict(r) for r in _records]
-    columns = list(CallRecord.__dataclass_fields__)
+        rows = [asdict(r) for r in _calls]
+    columns = list(Call.__dataclass_fields__)
     frame = pd.DataFrame(rows, columns=columns)
     frame["time"] = pd.to_datetime(frame["time"], unit="s")
     return frame
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals over call records: calls, tokens, cost (None if any call was unpriced)."""
-    costs = [r.get("cost_usd") for r in records]
+def total_usage(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over calls as `usage.jsonl` holds them: calls, tokens, and cost (None if any
+    call was unpriced)."""
+    costs = [c.get("cost_usd") for c in calls]
     return {
-        "calls": len(records),
-        "cached_calls": sum(1 for r in records if r.get("cached")),
-        "prompt_tokens": sum(int(r.get("prompt_tokens", 0)) for r in records),
-        "completion_tokens": sum(int(r.get("completion_tokens", 0)) for r in records),
+        "calls": len(calls),
+        "cached_calls": sum(1 for c in calls if c.get("cached")),
+        "prompt_tokens": sum(int(c.get("prompt_tokens", 0)) for c in calls),
+        "completion_tokens": sum(int(c.get("completion_tokens", 0)) for c in calls),
         "cost_usd": None if any(c is None for c in costs) else float(sum(c or 0.0 for c in costs)),
-        "models": sorted({str(r.get("model")) for r in records}),
+        "models": sorted({str(c.get("model")) for c in calls}),
     }
 
 
 def reset_usage() -> None:
     """Forget this process's usage log."""
     with _lock:
-        _records.clear()
+        _calls.clear()

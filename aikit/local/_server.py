@@ -1,4 +1,5 @@
-"""The embedded model: one llama.cpp OpenAI-compatible server on 127.0.0.1 per machine.
+"""The embedded model's server lifecycle: one llama.cpp OpenAI-compatible server on 127.0.0.1
+per `AIKIT_HOME`.
 
 `ensure_server()` returns the base URL of a running server, starting one when none answers.
 A discovery file (`$AIKIT_HOME/local-server.json`) lets every kernel and process reuse it, and
@@ -24,8 +25,10 @@ import openai
 from filelock import FileLock, Timeout
 
 from aikit.errors import LocalModelError
-from aikit.settings import LOCAL_MODEL, Settings, get_settings
+from aikit.settings import DEFAULT_MODELS, Settings, get_settings
 
+CHAT_MODEL = DEFAULT_MODELS["local"]  # the name clients send for the embedded chat model
+API_KEY = "aikit-local-no-key"  # the embedded server needs no key; the SDK needs a value
 DISCOVERY = "local-server.json"
 LOCK = "local-server.lock"
 LOG = "local-server.log"
@@ -66,7 +69,7 @@ def answers(base_url: str, timeout: float = 3.0) -> bool:
     """Whether an OpenAI-compatible server at `base_url` lists its models."""
     if not base_url:
         return False
-    client = openai.OpenAI(base_url=base_url, api_key="aikit-probe", max_retries=0, timeout=timeout)
+    client = openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
     try:
         client.models.list()
     except openai.OpenAIError:
@@ -142,11 +145,11 @@ def _start(settings: Settings) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
-        "aikit._llama_server",
+        "aikit.local._process",
         "--model",
         str(gguf),
         "--alias",
-        LOCAL_MODEL,
+        CHAT_MODEL,
         "--port",
         str(port),
     ]
@@ -172,7 +175,7 @@ def _start(settings: Settings) -> dict[str, Any]:
         "pid": process.pid,
         "port": port,
         "base_url": base_url,
-        "model": LOCAL_MODEL,
+        "model": CHAT_MODEL,
         "model_path": str(gguf),
         "python": sys.executable,
         "started": time.time(),
@@ -232,4 +235,4 @@ def _is_our_server(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():
         return _alive(pid)  # no /proc (macOS): trust the discovery file
-    return b"aikit._llama_server" in cmdline.read_bytes()
+    return b"aikit.local._process" in cmdline.read_bytes()

@@ -1,10 +1,11 @@
-"""The machinery of `aikit.batch`: inputs to messages, the run (client, hooks, pacing,
-progress bar) and the result frame. The public functions and their docs are in `aikit.batch`."""
+"""The machinery of `aikit.batch`: inputs to messages, the job (client, hooks, pacing,
+progress bar) and the result frame. The public functions and their docs are in `aikit._batch`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import importlib
 import json
 import math
@@ -19,8 +20,9 @@ import openai
 import pandas as pd
 
 from aikit import llm
-from aikit._pacing import Budget, Concurrency
-from aikit._tokens import completion_bound, counter_for, upper_cost
+from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
+from aikit.costs import Usage, cost_of
+from aikit.endpoint import Endpoint
 from aikit.errors import (
     AikitError,
     CacheMissError,
@@ -29,12 +31,9 @@ from aikit.errors import (
     StructuredOutputError,
     TemplateError,
 )
-from aikit.prompts import Template
+from aikit.prompts import Messages, Template, to_messages
 from aikit.settings import Settings
-from aikit.usage import Usage, cost_of
 
-AUTO_START, AUTO_CEILING = 8, 64
-LOCAL_CEILING = 2  # the embedded server answers one request at a time; one more waits in line
 SKIPPED = "skipped: budget"
 COLUMNS: dict[str, str] = {
     "output": "object",
@@ -54,7 +53,7 @@ Inputs = pd.DataFrame | Iterable[Any]  # a DataFrame, a Series or a list
 @dataclass
 class Prepared:
     frame: pd.DataFrame  # the input columns of the result
-    messages: list[llm.Messages | str]  # each row's messages, or why it has none
+    messages: list[Messages | str]  # each row's messages, or why it has none
 
 
 def prepare(inputs: Inputs, template: Template | str | None, system: str | None) -> Prepared:
@@ -104,7 +103,7 @@ def prepare(inputs: Inputs, template: Template | str | None, system: str | None)
         elif isinstance(item, str) or (
             isinstance(item, Sequence) and all(isinstance(m, Mapping) for m in item)
         ):
-            messages.append(llm.to_messages(item, system))
+            messages.append(to_messages(item, system))
         else:
             raise ConfigError(
                 f"row {number} is {type(item).__name__} {item!r:.40}; each input must be a prompt"
@@ -114,13 +113,13 @@ def prepare(inputs: Inputs, template: Template | str | None, system: str | None)
     return Prepared(frame, messages)
 
 
-def _render(tpl: Template, values: dict[str, Any], system: str | None) -> llm.Messages | str:
+def _render(tpl: Template, values: dict[str, Any], system: str | None) -> Messages | str:
     """A row's messages, or (a string) why it has none: a missing value is not rendered."""
     empty = sorted(k for k, v in values.items() if _missing(v))
     if empty:
         return f"input: {empty[0]!r} is missing (None/NaN); fill or drop the row"
     try:
-        return llm.to_messages(tpl.render(values), system)
+        return to_messages(tpl.render(values), system)
     except TemplateError as exc:
         return f"input: {exc}"
 
@@ -133,13 +132,13 @@ def _missing(value: Any) -> bool:
 
 def count_prompts(
     prepared: Prepared,
-    settings: Settings,
+    endpoint: Endpoint,
     model: str,
     wire: dict[str, Any] | None,
     params: Mapping[str, Any],
 ) -> tuple[str, tuple[int, ...]]:
     """The tokenizer's name and each row's prompt tokens (0 for a row with no messages)."""
-    counter = counter_for(settings, model)
+    counter = endpoint.counter(model)
     extra = [x for x in (wire, params.get("tools")) if x is not None] or None
     per_row = tuple(
         0 if isinstance(m, str) else counter.prompt_tokens(m, extra) for m in prepared.messages
@@ -149,7 +148,7 @@ def count_prompts(
 
 def reservations(
     prepared: Prepared,
-    settings: Settings,
+    endpoint: Endpoint,
     model: str,
     max_tokens: int | None,
     wire: dict[str, Any] | None,
@@ -172,7 +171,7 @@ def reservations(
         raise ConfigError(
             "budget_usd needs max_tokens= to bound what each answer can cost; pass max_tokens=..."
         )
-    _, per_row = count_prompts(prepared, settings, model, wire, params)
+    _, per_row = count_prompts(prepared, endpoint, model, wire, params)
     return [upper_cost(model, p, bound, wire is not None) for p in per_row]
 
 
@@ -211,27 +210,26 @@ def _failed(error: str, attempts: int = 0, latency: float = 0.0) -> dict[str, An
     }
 
 
-class Run:
+class BatchJob:
     """One `abatch` call: its client, limiter, budget, progress bar and results."""
 
     def __init__(
         self,
         prepared: Prepared,
         *,
-        settings: Settings,
+        endpoint: Endpoint,
         model: str,
         concurrency: Concurrency,
         budget: Budget,
         reservations: list[float] | None,
-        client: openai.AsyncOpenAI | None,
         max_retries: int,
         call: dict[str, Any],
         progress: bool,
     ) -> None:
-        self.prepared, self.settings, self.model = prepared, settings, model
+        self.prepared, self.endpoint, self.model = prepared, endpoint, model
+        self.settings: Settings = endpoint.settings
         self.concurrency, self.budget, self.reservations = concurrency, budget, reservations
-        self.user_client, self.max_retries, self.call = client, max_retries, call
-        self.endpoint = llm._endpoint_of(settings, client)
+        self.max_retries, self.call = max_retries, call
         self.results: list[dict[str, Any] | None] = [None] * len(prepared.messages)
         self.failed = 0
         self.unpriced = False  # some answer's cost is unknown: the spend shown is a floor
@@ -266,28 +264,7 @@ class Run:
             "response": [self._on_response],
         }
         http = openai.DefaultAsyncHttpxClient(event_hooks=hooks)
-        if self.user_client is not None:
-            return self.user_client.with_options(http_client=http, max_retries=self.max_retries)
-        settings = self.settings
-        if settings.provider == "local":
-            from aikit import local
-
-            base_url = await asyncio.to_thread(local.ensure_server, settings)
-            api_key: str | None = llm.LOCAL_API_KEY
-        else:
-            base_url, api_key = settings.base_url or "", settings.api_key
-            if not api_key:
-                raise ConfigError(
-                    f"no API key for {base_url}; set OPENAI_API_KEY (any non-empty value for a"
-                    " server that needs none) or use AIKIT_PROVIDER=local"
-                )
-        return openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=settings.timeout,
-            max_retries=self.max_retries,
-            http_client=http,
-        )
+        return await self.endpoint.open(max_retries=self.max_retries, http_client=http)
 
     # -- rows ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -334,43 +311,36 @@ class Run:
             self.concurrency.release()
             return
         reserved: float | None = None if self.reservations is None else self.reservations[group[0]]
-        settings = self.settings
+        endpoint = self.endpoint
         if reserved is not None and not await self.budget.reserve(reserved):
-            if settings.cache != "on":
+            if self.settings.cache != "on":
                 self.concurrency.release()
                 self._finish(group, _failed(SKIPPED))
                 return
             reserved = None  # no room: only the store may answer, for free
-            settings = settings.replace(cache="replay", cassettes=())
-        task = asyncio.create_task(self._one(group, messages, reserved, settings))
+            store_only = self.settings.replace(cache="replay", cassettes=())
+            endpoint = dataclasses.replace(endpoint, settings=store_only)
+        task = asyncio.create_task(self._one(group, messages, reserved, endpoint))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
     async def _one(
         self,
         group: list[int],
-        messages: llm.Messages,
+        messages: Messages,
         reserved: float | None,
-        settings: Settings,
+        endpoint: Endpoint,
     ) -> None:
         attempts = _Attempts()
         _row.set(attempts)  # this task's own context: the hooks find the row here
         started = time.perf_counter()
         cost = 0.0
         try:
-            reply = await llm._achat(
-                messages,
-                endpoint=self.endpoint,
-                get_client=self.client,
-                provider=settings.provider if self.user_client is None else "client",
-                settings=settings,
-                model=self.model,
-                system=None,
-                raise_on_invalid=False,
-                **self.call,
+            reply = await llm.ask(
+                messages, endpoint=endpoint, get_client=self.client, model=self.model, **self.call
             )
         except Exception as exc:
-            if isinstance(exc, CacheMissError) and settings is not self.settings:
+            if isinstance(exc, CacheMissError) and endpoint is not self.endpoint:
                 result = _failed(SKIPPED)  # over budget, and the store has no answer
             else:
                 if _fatal(exc) and self.fatal is None:
@@ -456,13 +426,10 @@ def _headless_kernel() -> bool:
     return kernel is not None and not getattr(kernel, "_allow_stdin", True)
 
 
-def limits(
-    concurrency: int | Literal["auto"], settings: Settings, client: openai.AsyncOpenAI | None
-) -> tuple[int, int]:
+def limits(concurrency: int | Literal["auto"], endpoint: Endpoint) -> tuple[int, int]:
+    """Start and ceiling of calls in flight: the endpoint's own for "auto", else fixed."""
     if concurrency == "auto":
-        if client is None and settings.provider == "local":
-            return LOCAL_CEILING, LOCAL_CEILING
-        return AUTO_START, AUTO_CEILING
+        return endpoint.concurrency
     if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1:
         return concurrency, concurrency
     raise ConfigError(

@@ -7,7 +7,7 @@ answer yet (with `AIKIT_CACHE=on`, the default). Identical requests in one batch
 - Retries are the openai SDK's own loop (`max_retries`, Retry-After honoured). An httpx event
   hook on the batch's client sees every HTTP attempt: `attempts` counts the SDK's retries, and
   a 429 cuts the concurrency.
-- Concurrency adapts (AIMD, see `aikit._pacing`): halved on a 429, once per round trip; after
+- Concurrency adapts (AIMD, see `aikit._batch._pacing`): halved on a 429, once per round trip; after
   each window of `limit` successful rows doubled back up to the level of the last cut, then
   one more per window, up to the ceiling. 5xx errors and timeouts leave it alone: they are not
   a sign of load.
@@ -25,7 +25,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:  # the machinery (openai, pandas, jinja2) loads on first use: see aikit._batch
+from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
+from aikit._structured import schema_format
+from aikit._sync import sync_of
+from aikit.costs import Usage, cost_of
+from aikit.endpoint import resolve_endpoint
+from aikit.errors import ConfigError
+from aikit.settings import get_settings
+
+if TYPE_CHECKING:  # the machinery (openai, pandas, jinja2) loads on first use: see _job
     import openai
     import pandas as pd
 
@@ -62,6 +70,7 @@ def estimate(
     system: str | None = None,
     max_tokens: int | None = None,
     response_format: Any = None,
+    client: openai.AsyncOpenAI | None = None,
     settings: Settings | None = None,
     **params: Any,
 ) -> Estimate:
@@ -72,17 +81,16 @@ def estimate(
         Estimate(model='gpt-4o-mini', rows=2, prompt_tokens=16, max_completion_tokens=100,
                  prompt_cost_usd=2.4e-06, max_cost_usd=6.5e-05, tokenizer='tiktoken o200k_base')
     """
-    from aikit import _batch, llm
-    from aikit._tokens import completion_bound, upper_cost
-    from aikit.settings import get_settings
-    from aikit.usage import Usage, cost_of
+    from aikit._batch import _job  # pandas, openai
+    from aikit.llm import check_params  # openai
 
     settings = settings or get_settings()
     model = model or settings.model
-    llm._check_params(params)
-    wire, _ = llm._schema_format(response_format)
-    prepared = _batch.prepare(inputs, template, system)
-    tokenizer, per_row = _batch.count_prompts(prepared, settings, model, wire, params)
+    check_params(params)
+    wire, _ = schema_format(response_format)
+    prepared = _job.prepare(inputs, template, system)
+    endpoint = resolve_endpoint(settings, client)
+    tokenizer, per_row = _job.count_prompts(prepared, endpoint, model, wire, params)
     bound = completion_bound(max_tokens, params)
     rows = sum(1 for m in prepared.messages if not isinstance(m, str))
     prompt_cost = cost_of(model, Usage(sum(per_row), 0))
@@ -120,59 +128,49 @@ async def abatch(
     settings: Settings | None = None,
     **params: Any,
 ) -> pd.DataFrame:
-    """Ask a model once per input; the async core of `batch` (same arguments)."""
-    from aikit import _batch, llm
-    from aikit._pacing import Budget, Concurrency
-    from aikit.errors import ConfigError
-    from aikit.settings import get_settings
+    """Ask a model once per input; the async core of `batch` (see it for the arguments)."""
+    from aikit._batch import _job  # pandas, openai
+    from aikit.llm import check_params  # openai
 
     settings = settings or get_settings()
     model = model or settings.model
-    llm._check_params(params)
-    wire, _ = llm._schema_format(response_format)
-    start, ceiling = _batch.limits(concurrency, settings, client)
+    check_params(params)
+    wire, _ = schema_format(response_format)
+    endpoint = resolve_endpoint(settings, client)
+    start, ceiling = _job.limits(concurrency, endpoint)
     if max_retries is None:
         max_retries = settings.max_retries
     elif isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError(f"max_retries={max_retries!r} is not valid; pass an int >= 0 such as 5")
-    prepared = _batch.prepare(inputs, template, system)
+    prepared = _job.prepare(inputs, template, system)
     reservations = None
     if budget_usd is not None:
-        reservations = _batch.reservations(
-            prepared, settings, model, max_tokens, wire, budget_usd, params
+        reservations = _job.reservations(
+            prepared, endpoint, model, max_tokens, wire, budget_usd, params
         )
-    run = _batch.Run(
+    job = _job.BatchJob(
         prepared,
-        settings=settings,
+        endpoint=endpoint,
         model=model,
         concurrency=Concurrency(start, ceiling),
         budget=Budget(budget_usd),
         reservations=reservations,
-        client=client,
         max_retries=max_retries,
         call=dict(
             temperature=temperature,
             max_tokens=max_tokens,
             response_format=response_format,
             repeat=repeat,
-            **params,
+            params=params,
         ),
         progress=progress,
     )
-    await run.run()
-    return run.frame(structured=wire is not None)
+    await job.run()
+    return job.frame(structured=wire is not None)
 
 
-def batch(
-    inputs: Inputs,
-    *,
-    template: Template | str | None = None,
-    model: str | None = None,
-    concurrency: int | Literal["auto"] = "auto",
-    budget_usd: float | None = None,
-    progress: bool = True,
-    **params: Any,
-) -> pd.DataFrame:
+@sync_of(abatch)
+def batch() -> None:
     """Ask a model once per input and get one DataFrame row per input, in input order.
 
     Args:
@@ -186,9 +184,10 @@ def batch(
             that cannot fit are not sent and say `skipped: budget` in `error`. See `estimate`.
         progress: show a progress bar: rows done, failed, concurrency and spend (a widget in
             Jupyter, text on stderr elsewhere and under papermill).
-        **params: `system`, `temperature`, `max_tokens`, `response_format`, `repeat`,
-            `max_retries` (the SDK's retries per call; default `AIKIT_MAX_RETRIES`), `client`,
-            `settings`, and any other `chat.completions.create` argument.
+        system, temperature, max_tokens, response_format, repeat, client, settings: as in
+            `aikit.chat`.
+        max_retries: the SDK's retries per call; default `AIKIT_MAX_RETRIES`.
+        **params: any other `chat.completions.create` argument.
 
     Returns:
         The input (or its columns), then `output`, `parsed` (with `response_format`),
@@ -204,16 +203,3 @@ def batch(
     Example:
         >>> aikit.batch(["What is 2 + 2?", "Name a colour."])["output"]  # doctest: +SKIP
     """
-    from aikit.llm import run_sync
-
-    return run_sync(
-        abatch(
-            inputs,
-            template=template,
-            model=model,
-            concurrency=concurrency,
-            budget_usd=budget_usd,
-            progress=progress,
-            **params,
-        )
-    )

@@ -1,0 +1,132 @@
+"""Where a call goes: `resolve_endpoint(settings, client)` is the one place that branches on
+the provider. Everything provider-specific (the cache identity, the API key, how to reach the
+server, default concurrency, answer defaults for a tiny base model, the token counter) comes
+from the `Endpoint` it returns, so no call site asks "is this the embedded model?".
+
+- `local`: the embedded model (`aikit.local`); its URL is known once its server runs, so
+  `Endpoint.url()` starts or finds it on first use. Its cache identity is `aikit-local`, so the
+  server's port never changes a cache key.
+- `openai`: any OpenAI-compatible endpoint at `Settings.base_url` with `Settings.api_key`.
+- `client`: a caller's own `openai.AsyncOpenAI`; identity from its base URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from aikit import local
+from aikit.cache import endpoint_identity
+from aikit.errors import ConfigError
+from aikit.tokens import counter_for
+
+if TYPE_CHECKING:
+    import openai
+
+    from aikit.settings import Settings
+    from aikit.tokens import TokenCounter
+
+Kind = Literal["local", "openai", "client"]
+AUTO_CONCURRENCY = (8, 64)  # batch's adaptive concurrency: start, ceiling
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A resolved model endpoint.
+
+    Attributes:
+        kind: `local`, `openai` or `client` (a caller's own SDK client).
+        identity: the endpoint part of the response store's key (no credentials, no port
+            of the embedded server).
+        base_url: the URL, or None for the embedded model until `url()` has started it.
+        concurrency: `aikit.batch`'s automatic (start, ceiling) of calls in flight.
+        answer_defaults: generation defaults for answers of a fixed shape (`rag.answer`):
+            a base model needs a stop sequence and a short cap; a chat model does not.
+        counter: the most exact offline prompt-token counter for a model name.
+        label: what it is, for people (`aikit doctor`).
+        api_key_env: the variable its key comes from, when it needs one.
+    """
+
+    kind: Kind
+    identity: str
+    base_url: str | None
+    settings: Settings = field(repr=False, compare=False)
+    counter: Callable[[str], TokenCounter] = field(repr=False, compare=False)
+    concurrency: tuple[int, int] = AUTO_CONCURRENCY
+    answer_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    api_key: str | None = field(default=None, repr=False, compare=False)
+    client: openai.AsyncOpenAI | None = field(default=None, repr=False, compare=False)
+    label: str = "OpenAI-compatible endpoint"
+    api_key_env: str | None = None
+
+    async def url(self) -> str:
+        """The base URL to send requests to (starts the embedded model when needed)."""
+        if self.base_url is not None:
+            return self.base_url
+        return await asyncio.to_thread(local.ensure_server, self.settings)
+
+    async def open(
+        self, *, max_retries: int | None = None, http_client: Any = None
+    ) -> openai.AsyncOpenAI:
+        """A new SDK client for this endpoint (the caller's own, re-optioned, for `client`)."""
+        import openai
+
+        retries = self.settings.max_retries if max_retries is None else max_retries
+        if self.client is not None:
+            if http_client is None and max_retries is None:
+                return self.client
+            options: dict[str, Any] = {"max_retries": retries}
+            if http_client is not None:
+                options["http_client"] = http_client
+            return self.client.with_options(**options)
+        if not self.api_key:
+            raise ConfigError(
+                f"no API key for {self.base_url}; set OPENAI_API_KEY (any non-empty value for a"
+                " server that needs none) or use AIKIT_PROVIDER=local"
+            )
+        return openai.AsyncOpenAI(
+            base_url=await self.url(),
+            api_key=self.api_key,
+            timeout=self.settings.timeout,
+            max_retries=retries,
+            http_client=http_client,
+        )
+
+
+def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = None) -> Endpoint:
+    """The endpoint a call with `settings` (or the caller's own `client`) goes to."""
+    if client is not None:
+        return Endpoint(
+            kind="client",
+            identity=endpoint_identity(str(client.base_url)),
+            base_url=str(client.base_url),
+            settings=settings,
+            counter=counter_for,
+            client=client,
+            label="your own openai client",
+        )
+    if settings.provider == "local":
+        return Endpoint(
+            kind="local",
+            identity=local.IDENTITY,
+            base_url=None,
+            settings=settings,
+            counter=local.token_counter,
+            concurrency=(local.CONCURRENCY, local.CONCURRENCY),
+            answer_defaults=MappingProxyType(dict(local.ANSWER_DEFAULTS)),
+            api_key=local.API_KEY,
+            label="the embedded model, llama.cpp on 127.0.0.1",
+        )
+    base_url = settings.base_url or ""
+    return Endpoint(
+        kind="openai",
+        identity=endpoint_identity(base_url),
+        base_url=base_url,
+        settings=settings,
+        counter=counter_for,
+        api_key=settings.api_key,
+        api_key_env="OPENAI_API_KEY",
+    )

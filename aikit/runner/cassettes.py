@@ -1,0 +1,69 @@
+"""Re-recording a notebook's cassette and outputs (`aikit rerecord`, `make record`), through
+the runner's one executor (`execute_run`: own process, kernel, secrets handling).
+
+Two passes: first against the real model with `AIKIT_CACHE=record` into a fresh store,
+exported as `cassettes/<name>.jsonl` beside the notebook; then again with `AIKIT_CACHE=replay`
+from that cassette, and those outputs are the ones committed. So the committed notebook is
+exactly what strict nbval reproduces in replay mode.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from aikit.cache import ResponseStore
+from aikit.errors import ParameterError
+from aikit.registry import Run
+from aikit.runner.execute import execute_run, make_spec
+from aikit.runner.kernel import check_kernel
+
+
+def _execute(notebook: Path, out: Path, env: dict[str, str]) -> Run:
+    spec = make_spec(notebook, {}, out=out, name=notebook.stem, env=env)
+    return execute_run(spec).raise_for_status()
+
+
+def _strip_run_metadata(path: Path) -> None:
+    """Drop papermill's timestamps and durations, which change every run (diff noise)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb.get("metadata", {}).pop("papermill", None)
+    for cell in nb.get("cells", []):
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def rerecord(notebook: str | Path) -> Path:
+    """Re-record `notebook` on the configured model; returns the cassette path.
+
+    Raises:
+        RunError: a cell failed (in either pass); the notebook and its cassette are unchanged.
+    """
+    path = Path(notebook).resolve()
+    if not path.is_file() or path.suffix != ".ipynb":
+        raise ParameterError(
+            f"{notebook} is not a notebook file; pass a path like notebooks/00_quickstart.ipynb"
+        )
+    check_kernel(path)
+    cassette = path.parent / "cassettes" / f"{path.stem}.jsonl"
+    cassette.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="aikit-rerecord-") as tmp:
+        store_path = Path(tmp) / "record.sqlite"
+        _execute(path, Path(tmp), {"AIKIT_CACHE": "record", "AIKIT_CACHE_PATH": str(store_path)})
+        store = ResponseStore(store_path)
+        recorded = Path(tmp) / cassette.name
+        store.export(recorded)
+        store.close()
+        replay = {
+            "AIKIT_CACHE": "replay",
+            "AIKIT_CACHE_PATH": str(Path(tmp) / "empty.sqlite"),
+            "AIKIT_CASSETTES": str(recorded),
+        }
+        run = _execute(path, Path(tmp), replay)
+        replayed = run.dir / path.name
+        _strip_run_metadata(replayed)
+        recorded.replace(cassette)
+        replayed.replace(path)
+    return cassette
