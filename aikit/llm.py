@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from pydantic import BaseModel, ValidationError
 
+from aikit import _stream
 from aikit import cache as _cache
 from aikit.errors import ConfigError, EndpointError, StructuredOutputError
 from aikit.settings import Settings, get_settings
@@ -208,19 +209,27 @@ async def _complete(
     )
     store = None if settings.cache == "off" else _cache.store_at(settings.cache_path)
     key = _cache.request_key(canonical)
+    # Streaming (aikit/_stream.py): a stored answer streams as one piece; a fresh one through
+    # the SDK's stream=True, assembled into the same ChatCompletion (and stored as usual).
     if store is not None and settings.cache == "replay":
-        return ChatCompletion.model_validate(store.lookup(canonical, settings.cassettes)), True
+        hit = store.lookup(canonical, settings.cassettes)
+        return _stream.whole(ChatCompletion.model_validate(hit)), True
     if store is not None and settings.cache == "on":
         hit = store.get(key)
         if hit is not None:
-            return ChatCompletion.model_validate(hit), True
+            return _stream.whole(ChatCompletion.model_validate(hit)), True
     client = await get_client()
+    on_text = _stream.current()
+    sent = {k: v for k, v in params.items() if v is not None}
     try:
-        completion = await client.chat.completions.create(
-            model=model,
-            messages=cast(Any, messages),
-            **{k: v for k, v in params.items() if v is not None},
-        )
+        if on_text is not None:
+            completion = await _stream.create(
+                client, on_text, model=model, messages=cast(Any, messages), **sent
+            )
+        else:
+            completion = await client.chat.completions.create(
+                model=model, messages=cast(Any, messages), **sent
+            )
     except openai.APIConnectionError as exc:
         raise EndpointError(
             f"cannot reach the model endpoint {client.base_url} ({exc.__cause__ or exc});"
@@ -254,6 +263,7 @@ async def achat(
     client: openai.AsyncOpenAI | None = None,
     settings: Settings | None = None,
     raise_on_invalid: bool = False,
+    stream: _stream.OnText | None = None,
     **params: Any,
 ) -> Reply:
     """Ask a model; the async core of `chat` (same arguments)."""
@@ -265,21 +275,22 @@ async def achat(
             resolved.append(await _resolve_client(settings, client))
         return resolved[0]
 
-    return await _achat(
-        prompt_or_messages,
-        endpoint=_endpoint_of(settings, client),
-        get_client=get_client,
-        provider=settings.provider if client is None else "client",
-        settings=settings,
-        model=model,
-        system=system,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        response_format=response_format,
-        repeat=repeat,
-        raise_on_invalid=raise_on_invalid,
-        **params,
-    )
+    with _stream.streaming_to(stream):  # stream=callback: each piece of text as it arrives
+        return await _achat(
+            prompt_or_messages,
+            endpoint=_endpoint_of(settings, client),
+            get_client=get_client,
+            provider=settings.provider if client is None else "client",
+            settings=settings,
+            model=model,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            response_format=response_format,
+            repeat=repeat,
+            raise_on_invalid=raise_on_invalid,
+            **params,
+        )
 
 
 async def _achat(
@@ -396,6 +407,7 @@ def chat(
     temperature: float | None = None,
     max_tokens: int | None = None,
     response_format: Any = None,
+    stream: _stream.OnText | None = None,
     **params: Any,
 ) -> Reply:
     """Ask a model and wait for its `Reply`.
@@ -408,6 +420,9 @@ def chat(
         max_tokens: cap on the answer's length.
         response_format: a pydantic model class (validated into `Reply.parsed`, re-asked once on
             a mismatch) or an openai `response_format` dict.
+        stream: called with each piece of the answer's text as the model produces it (e.g.
+            `lambda t: print(t, end="")`); the whole `Reply` is still returned. An answer from
+            the response store arrives as one piece. See `aikit/_stream.py`.
         **params: any other `chat.completions.create` argument (`seed`, `stop`, `top_p`, ...),
             plus `repeat` (sample index for the cache), `client`, `settings`, `raise_on_invalid`.
 
@@ -423,6 +438,7 @@ def chat(
             temperature=temperature,
             max_tokens=max_tokens,
             response_format=response_format,
+            stream=stream,
             **params,
         )
     )

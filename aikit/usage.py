@@ -10,6 +10,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -82,6 +85,19 @@ class CallRecord:
 RUN_USAGE_ENV = "AIKIT_RUN_USAGE"
 _lock = threading.Lock()
 _records: list[CallRecord] = []
+# The calls of one unit of work (an `aikit api` request), whatever threads and loops they ran on.
+_collector: ContextVar[list[CallRecord] | None] = ContextVar("aikit_calls", default=None)
+
+
+@contextmanager
+def collect_calls() -> Iterator[list[CallRecord]]:
+    """The calls made inside the block (and in tasks and threads it starts), as a list."""
+    calls: list[CallRecord] = []
+    token = _collector.set(calls)
+    try:
+        yield calls
+    finally:
+        _collector.reset(token)
 
 
 def log_call(
@@ -107,6 +123,9 @@ def log_call(
         cached=cached,
         calls=calls,
     )
+    collector = _collector.get()
+    if collector is not None:
+        collector.append(record)
     with _lock:
         _records.append(record)
         run_log = os.environ.get(RUN_USAGE_ENV)
