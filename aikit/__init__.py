@@ -12,6 +12,8 @@ from aikit.record import record
 from aikit.usage import usage
 
 if TYPE_CHECKING:
+    from aikit.api._log import requests
+    from aikit.api._marker import endpoint
     from aikit.llm import Reply, achat, chat
     from aikit.prompts import Template, few_shot
     from aikit.registry import runs
@@ -31,11 +33,13 @@ _LAZY = {
     "Settings": "aikit.settings",
     "configure": "aikit.settings",
     "get_settings": "aikit.settings",
+    "endpoint": "aikit.api._marker",  # light: no FastAPI until `aikit api` serves
+    "requests": "aikit.api._log",
 }
 
 
 # Subpackages reachable as attributes (`aikit.rag.load`) without importing them up front.
-_SUBPACKAGES = frozenset({"evals", "rag"})
+_SUBPACKAGES = frozenset({"api", "evals", "rag"})
 
 
 def __getattr__(name: str) -> Any:
@@ -63,10 +67,12 @@ __all__ = [
     "batch",
     "chat",
     "configure",
+    "endpoint",
     "estimate",
     "few_shot",
     "get_settings",
     "record",
+    "requests",
     "run_notebook",
     "runs",
     "usage",

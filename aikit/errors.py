@@ -35,8 +35,13 @@ class StructuredOutputError(AikitError):
     """A structured answer failed validation twice (raised only when asked for)."""
 
 
+class ApiError(AikitError):
+    """`aikit api`: a notebook serves no endpoint, an unsafe bind, a bad endpoint function."""
+
+
 __all__ = [
     "AikitError",
+    "ApiError",
     "CacheMissError",
     "ConfigError",
     "EndpointError",

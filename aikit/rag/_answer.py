@@ -67,8 +67,9 @@ class Answer:
     sources: list[str] = field(default_factory=list)
     cited_by: str | None = None
     context: Any = None
-    messages: list[dict[str, str]] = field(default_factory=list)
-    reply: Reply | None = None
+    # Not part of an `aikit api` response (the whole prompt; the raw reply): see aikit.api.
+    messages: list[dict[str, str]] = field(default_factory=list, metadata={"api": False})
+    reply: Reply | None = field(default=None, metadata={"api": False})
 
     def __str__(self) -> str:
         return self.text
