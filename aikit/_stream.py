@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -98,4 +98,4 @@ async def create(
         ],
         "usage": usage,
     }
-    return cast(ChatCompletion, ChatCompletion.model_validate(payload))
+    return ChatCompletion.model_validate(payload)

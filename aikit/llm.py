@@ -212,8 +212,8 @@ async def _complete(
     # Streaming (aikit/_stream.py): a stored answer streams as one piece; a fresh one through
     # the SDK's stream=True, assembled into the same ChatCompletion (and stored as usual).
     if store is not None and settings.cache == "replay":
-        hit = store.lookup(canonical, settings.cassettes)
-        return _stream.whole(ChatCompletion.model_validate(hit)), True
+        stored = store.lookup(canonical, settings.cassettes)
+        return _stream.whole(ChatCompletion.model_validate(stored)), True
     if store is not None and settings.cache == "on":
         hit = store.get(key)
         if hit is not None:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS, THROUGHPUT_TARGET = 2.0, 0.9
-NOTEBOOK_CODE = '''\
+NOTEBOOK_CODE = """\
 import aikit
 
 
@@ -44,7 +43,7 @@ def echo(text: str) -> str:
 async def ask(question: str) -> str:
     reply = await aikit.achat(question, max_tokens=16)
     return reply.text
-'''
+"""
 
 
 def write_notebook(folder: Path) -> Path:
@@ -244,8 +243,10 @@ def main() -> int:
     print(f"  direct call     p50 {d50:8.3f} ms   p99 {d99:8.3f} ms")
     print(f"  through the API p50 {a50:8.3f} ms   p99 {a99:8.3f} ms   errors {via_api['errors']}")
     overhead = a50 - d50
-    print(f"p50 overhead: {overhead:.2f} ms (target <= {OVERHEAD_TARGET_MS} ms);"
-          f" p99 overhead: {a99 - d99:.2f} ms")
+    print(
+        f"p50 overhead: {overhead:.2f} ms (target <= {OVERHEAD_TARGET_MS} ms);"
+        f" p99 overhead: {a99 - d99:.2f} ms"
+    )
     ideal = args.concurrency / args.latency
     rows = []
     for name, figures in (("direct (asyncio workers)", direct_tp), ("through the API", api_tp)):
@@ -257,7 +258,10 @@ def main() -> int:
         f" concurrency {args.concurrency}, {args.seconds:.0f} s each (ideal {ideal:.0f} req/s)"
     )
     for name, rps, p50, p99, errors in rows:
-        print(f"  {name:<26} {rps:7.1f} req/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   errors {errors}")
+        print(
+            f"  {name:<26} {rps:7.1f} req/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms"
+            f"   errors {errors}"
+        )
     ratio = rows[1][1] / rows[0][1]
     print(f"API / direct throughput: {ratio:.2f}x (target >= {THROUGHPUT_TARGET}x, 0 errors)")
     print(f"request log rows written: {logged}")

@@ -90,7 +90,9 @@ def _notebook(folder: Path, code: str = CODE) -> Path:
         nbformat.v4.new_markdown_cell("# A tiny service"),
         nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(code),
-        nbformat.v4.new_code_cell("raise RuntimeError('not at start-up')", metadata={"tags": ["skip-api"]}),
+        nbformat.v4.new_code_cell(
+            "raise RuntimeError('not at start-up')", metadata={"tags": ["skip-api"]}
+        ),
     ]
     path = folder / "service.ipynb"
     nbformat.write(nb, path)
@@ -112,7 +114,16 @@ class Api:
         self.home = Path(os.environ["AIKIT_HOME"]) if env is None else Path(env["AIKIT_HOME"])
         self.stderr = notebook.parent / f"api-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aikit.cli", "api", str(notebook), "--port", str(self.port), *args],
+            [
+                sys.executable,
+                "-m",
+                "aikit.cli",
+                "api",
+                str(notebook),
+                "--port",
+                str(self.port),
+                *args,
+            ],
             env={**os.environ, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=self.stderr.open("w"),
@@ -167,8 +178,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "1",
         "--queue",
         "1",
-        env={"AIKIT_HOME": str(home), "AIKIT_PROVIDER": "openai", "OPENAI_API_KEY": "unused",
-             "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+        env={
+            "AIKIT_HOME": str(home),
+            "AIKIT_PROVIDER": "openai",
+            "OPENAI_API_KEY": "unused",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        },
     )
     yield server
     server.stop()
@@ -183,7 +198,10 @@ def test_marker_returns_the_function_and_loads_no_web_framework() -> None:
     assert aikit.endpoint(name="twice")(double).__aikit_endpoint__.name == "twice"  # type: ignore[attr-defined]
     with pytest.raises(aikit.AikitError, match="cannot be a route"):
         aikit.endpoint(name="Bad Name")(double)
-    code = "import aikit, sys; aikit.endpoint; print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
+    code = (
+        "import aikit, sys; aikit.endpoint;"
+        " print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
 
@@ -242,7 +260,11 @@ def test_bad_input_gets_422_with_the_field_errors(api: Api) -> None:
 def test_a_failing_function_answers_500_and_the_server_keeps_serving(api: Api) -> None:
     r = api.client.post("/fail", json={"n": -1}, headers={"X-Request-ID": "req-fail-1"})
     assert r.status_code == 500
-    assert r.json() == {"error": "ValueError: negative: -1", "status": 500, "request_id": "req-fail-1"}
+    assert r.json() == {
+        "error": "ValueError: negative: -1",
+        "status": 500,
+        "request_id": "req-fail-1",
+    }
     assert api.client.post("/fail", json={"n": 4}).json() == 4
 
 
@@ -301,7 +323,12 @@ def test_batch_keeps_order_and_reports_each_failure(api: Api) -> None:
     r = api.client.post("/greet/batch", json={"inputs": [{"name": n} for n in names]})
     assert [o["output"] for o in r.json()["outputs"]] == [f"Hi, {n}!" for n in names]
     bad = api.client.post("/greet/batch", json={"inputs": [{"name": "a"}, {"times": 2}]})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "inputs", 1, "name"]
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == [
+        "body",
+        "inputs",
+        1,
+        "name",
+    ]
 
 
 # -- the token ----------------------------------------------------------------------------------
@@ -365,14 +392,14 @@ def test_bearer_token_is_required_and_never_logged(tmp_path: Path) -> None:
 
 
 # -- the model-calling endpoint: streaming and the log --------------------------------------------
-def _sse(response: httpx.Response) -> list[tuple[str, Any]]:
-    events, name = [], "message"
+def _sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    """Server-sent events as they arrive: (event name, parsed data)."""
+    name = "message"
     for line in response.iter_lines():
         if line.startswith("event: "):
             name = line[len("event: ") :]
         elif line.startswith("data: "):
-            events.append((name, json.loads(line[len("data: ") :])))
-    return events
+            yield name, json.loads(line[len("data: ") :])
 
 
 def test_stream_sends_the_answer_as_it_is_produced_and_logs_usage(
@@ -406,7 +433,7 @@ def test_stream_sends_the_answer_as_it_is_produced_and_logs_usage(
         assert server.requests[-1]["stream"] is True
         # The same question again: from the response store, as one piece.
         with api.client.stream("POST", "/ask/stream", json={"question": "Capital?"}) as r:
-            again = _sse(r)
+            again = list(_sse(r))
         assert again == [
             ("chunk", {"text": "Paris is the capital of France."}),
             ("result", "Paris is the capital of France."),
@@ -420,7 +447,7 @@ def test_stream_sends_the_answer_as_it_is_produced_and_logs_usage(
     assert list(log["cached"]) == [False, True, True]
     assert log["completion_tokens"].tolist() == [6, 6, 6]
     assert (log["prompt_tokens"] > 0).all() and log["error"].isna().all()
-    assert API_KEY not in log.to_json()
+    assert API_KEY not in log.to_json(date_format="iso")
 
 
 def test_chat_stream_callback_gets_the_pieces_and_the_whole_reply(remote: OpenAIServer) -> None:

@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -69,7 +68,9 @@ def service(tmp_path: Path) -> Iterator[str]:
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                pytest.fail(f"aikit api did not start: {(tmp_path / 'api.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"aikit api did not start: {(tmp_path / 'api.log').read_text()[-2000:]}"
+                )
             time.sleep(0.5)
     try:
         yield base

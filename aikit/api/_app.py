@@ -238,7 +238,9 @@ async def _respond(
     if status == 503:
         headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": _error_body(status, message, info.request_id)})
+    await send(
+        {"type": "http.response.body", "body": _error_body(status, message, info.request_id)}
+    )
 
 
 # -- calling the function ----------------------------------------------------------------------
@@ -282,6 +284,7 @@ def _routes(app: Any, schema: Schema, config: Config, auth: list[Any]) -> None:
 
     def render(result: Any) -> bytes:
         return output.dump_json(schema.to_response(result))
+
     errors = {
         code: {"description": text, "model": ErrorBody}
         for code, text in [
@@ -303,13 +306,12 @@ def _routes(app: Any, schema: Schema, config: Config, auth: list[Any]) -> None:
         info.output = clip(payload.decode())
         return Response(payload, media_type=JSON)
 
-    item = create_model(
-        f"{title}BatchItem", output=(returns | None, None), error=(str | None, None)
-    )
-    batch_in = create_model(
-        f"{title}Batch", inputs=(list[schema.request], Field(max_length=config.max_batch))  # type: ignore[name-defined]
-    )
-    batch_out = create_model(f"{title}BatchResponse", outputs=(list[item], ...))  # type: ignore[valid-type]
+    maybe: Any = returns | None
+    item = create_model(f"{title}BatchItem", output=(maybe, None), error=(str | None, None))
+    inputs: Any = list[schema.request]  # type: ignore[name-defined]
+    batch_in = create_model(f"{title}Batch", inputs=(inputs, Field(max_length=config.max_batch)))
+    outputs: Any = list[item]  # type: ignore[valid-type]
+    batch_out = create_model(f"{title}BatchResponse", outputs=(outputs, ...))
 
     async def batch(body: BaseModel) -> Response:
         info = _info()
@@ -325,7 +327,8 @@ def _routes(app: Any, schema: Schema, config: Config, auth: list[Any]) -> None:
         outputs = await asyncio.gather(*(one(each) for each in body.inputs))  # type: ignore[attr-defined]
         failed = [(i, o.error) for i, o in enumerate(outputs) if o.error is not None]
         if failed:
-            info.error = f"{len(failed)} of {len(outputs)} items failed; first: item {failed[0][0]}: {failed[0][1]}"
+            first, why = failed[0]
+            info.error = f"{len(failed)} of {len(outputs)} items failed; item {first}: {why}"
         payload = batch_out(outputs=outputs).model_dump_json().encode()
         info.output = clip(payload.decode())
         return Response(payload, media_type=JSON)
@@ -391,8 +394,9 @@ async def _events(
 
     try:
         while True:
-            getter = asyncio.ensure_future(pieces.get())
-            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            getter: asyncio.Future[Any] = asyncio.ensure_future(pieces.get())
+            waiting: set[asyncio.Future[Any]] = {getter, task}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 yield event("chunk", {"text": getter.result()})
                 continue

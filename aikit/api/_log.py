@@ -182,7 +182,8 @@ def requests(
     if not (folder / FILENAME).exists():
         frame = pd.DataFrame(columns=columns)
     else:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if endpoint is not None:
             where.append("endpoint = ?")
             args.append(endpoint)

@@ -51,7 +51,7 @@ def endpoint(fn: Any = None, /, *, name: str | None = None) -> Any:
     """
 
     def mark(function: F) -> F:
-        route = name or getattr(function, "__name__", "")
+        route = str(name or getattr(function, "__name__", ""))
         if not _NAME.fullmatch(route) or route in RESERVED:
             raise ApiError(
                 f"endpoint name {route!r} cannot be a route; use lowercase letters, digits, _ or -"

@@ -71,7 +71,7 @@ def execute(
             continue
         out = io.StringIO()
         with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
-            result = shell.run_cell(source, silent=True, store_history=False)
+            result = shell.run_cell(source, silent=True, store_history=False)  # type: ignore[no-untyped-call]
         if "parameters" in tags:
             shell.user_ns.update(parameters)
         error = result.error_before_exec or result.error_in_exec

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +35,10 @@ class Schema:
 
     def to_response(self, value: Any) -> Any:
         """The function's result as the response type (dataclass fields picked by name)."""
-        if isinstance(self.response, type) and issubclass(self.response, BaseModel):
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                return self.response.model_validate(
-                    {f: getattr(value, f) for f in self.response.model_fields}
-                )
+        model = self.response
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        if is_model and dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return model.model_validate({f: getattr(value, f) for f in model.model_fields})
         return value
 
 
@@ -65,9 +65,7 @@ def build(name: str, function: Callable[..., Any]) -> Schema:
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (hints[param.name], default)
     title = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
-    request = create_model(  # type: ignore[call-overload]
-        f"{title}Request", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    request = create_model(f"{title}Request", __config__=ConfigDict(extra="forbid"), **fields)
     response = _response_type(hints.get("return", Any), title)
     doc = inspect.getdoc(function) or ""
     return Schema(
@@ -80,11 +78,29 @@ def build(name: str, function: Callable[..., Any]) -> Schema:
     )
 
 
+def _field_hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types; one that cannot be resolved (a name imported only for type
+    checking, like `rag.Answer.reply`'s `Reply`) counts as `Any`."""
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        pass
+    namespace = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
+    hints: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        try:
+            # the class's own annotation text, in its own module's namespace
+            hints[f.name] = eval(f.type, dict(namespace)) if isinstance(f.type, str) else f.type
+        except Exception:
+            hints[f.name] = Any
+    return hints
+
+
 def _response_type(annotation: Any, title: str) -> Any:
     if annotation is None or annotation is type(None):
         return None
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
-        hints = typing.get_type_hints(annotation)
+        hints = _field_hints(annotation)
         fields = {
             f.name: (hints[f.name], ...)  # always filled from the result
             for f in dataclasses.fields(annotation)

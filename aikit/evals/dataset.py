@@ -147,7 +147,7 @@ class Dataset:
         records: list[dict[str, Any]] = []
         for row in frame[frame["status"] == 200].itertuples():
             try:
-                given, answered = parse(row.input), parse(row.output)
+                given, answered = parse(str(row.input)), parse(str(row.output))
             except ValueError:  # clipped: too long to keep whole
                 continue
             if row.kind == "batch":
