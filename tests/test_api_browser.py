@@ -110,7 +110,7 @@ def test_docs_try_it_out_on_ask_shows_the_answer(service: str) -> None:
             expect(result).to_contain_text("company/hr/remote-work.md", timeout=120_000)
             expect(result).to_contain_text('"found": true')
             expect(result).to_contain_text("600")
-            expect(result.locator(".response-col_status").first).to_have_text("200")
+            expect(result.locator("tr.response td.response-col_status")).to_have_text("200")
             operation.screenshot(path=str(ARTIFACTS / "api-docs.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "api-docs-failure.png"), full_page=True)
