@@ -566,3 +566,26 @@ def test_the_rag_notebook_answers_ask_from_its_cassette(tmp_path: Path) -> None:
     assert answer["found"] is True and answer["sources"] == ["company/hr/remote-work.md"]
     assert "600" in answer["text"]
     assert schema["AskRequest"]["properties"]["k"]["default"] == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import aikit\nx = 1 / 0", "cell 3 failed at start-up: ZeroDivisionError"),
+        ("import aikit\ndef f(x: int) -> int:\n    return x", "marks no function as an endpoint"),
+        ("import aikit\n@aikit.endpoint\ndef f(x) -> int:\n    return x", "'x' has no type hint"),
+    ],
+    ids=["failing-cell", "no-endpoint", "no-type-hint"],
+)
+def test_a_notebook_that_cannot_be_served_is_one_line(
+    tmp_path: Path, code: str, message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aikit.cli", "api", str(_notebook(tmp_path, code))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("aikit: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
