@@ -15,14 +15,17 @@ answer streams its JSON text; a re-ask after a schema mismatch streams again.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
+
+from aikit.settings import Settings
 
 OnText = Callable[[str], object]
 _sink: ContextVar[OnText | None] = ContextVar("aikit_stream", default=None)
@@ -58,10 +61,22 @@ def whole(completion: ChatCompletion) -> ChatCompletion:
 
 
 async def create(
-    client: openai.AsyncOpenAI, on_text: OnText, *, model: str, messages: Any, **params: Any
+    client: openai.AsyncOpenAI,
+    on_text: OnText,
+    *,
+    model: str,
+    messages: Any,
+    count_prompt: Callable[[], Awaitable[int]],
+    **params: Any,
 ) -> ChatCompletion:
     """`chat.completions.create(stream=True)`, each text delta to `on_text`, assembled into the
-    `ChatCompletion` a non-streamed call would have returned (usage when the server sends it)."""
+    `ChatCompletion` a non-streamed call would have returned.
+
+    The usage is the server's when it sends one (`stream_options.include_usage`, as OpenAI
+    does). llama.cpp's server sends none: then the answer's tokens are the streamed pieces (it
+    streams one token per piece) and the prompt's are counted offline (`count_prompt`), so the
+    stored answer and the request log still carry tokens.
+    """
     stream = await client.chat.completions.create(
         model=model,
         messages=messages,
@@ -70,6 +85,7 @@ async def create(
         **params,
     )
     pieces: list[str] = []
+    deltas = 0
     finish: str | None = None
     usage: Any = None
     ident, created, served_model = "", int(time.time()), model
@@ -81,9 +97,17 @@ async def create(
             if choice.index != 0:
                 continue
             if choice.delta.content:
+                deltas += 1
                 pieces.append(choice.delta.content)
                 on_text(choice.delta.content)
             finish = choice.finish_reason or finish
+    if usage is None:
+        prompt = await count_prompt()
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": deltas,
+            "total_tokens": prompt + deltas,
+        }
     payload: dict[str, Any] = {
         "id": ident or "stream",
         "object": "chat.completion",
@@ -99,3 +123,13 @@ async def create(
         "usage": usage,
     }
     return ChatCompletion.model_validate(payload)
+
+
+async def count_prompt(settings: Settings, model: str, messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens counted offline (`aikit._tokens`), for a stream that reports no usage."""
+    from aikit._tokens import counter_for
+
+    def count() -> int:
+        return counter_for(settings, model).prompt_tokens(messages)
+
+    return await asyncio.to_thread(count)

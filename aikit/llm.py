@@ -224,7 +224,12 @@ async def _complete(
     try:
         if on_text is not None:
             completion = await _stream.create(
-                client, on_text, model=model, messages=cast(Any, messages), **sent
+                client,
+                on_text,
+                model=model,
+                messages=cast(Any, messages),
+                count_prompt=lambda: _stream.count_prompt(settings, model, messages),
+                **sent,
             )
         else:
             completion = await client.chat.completions.create(

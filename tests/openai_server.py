@@ -124,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(self.server.stream_delay)
         end = {"index": 0, "delta": {}, "finish_reason": "stop"}
         self.wfile.write(f"data: {json.dumps(base | {'choices': [end]})}\n\n".encode())
-        if (request.get("stream_options") or {}).get("include_usage"):
+        if self.server.stream_usage and (request.get("stream_options") or {}).get("include_usage"):
             usage = {
                 "prompt_tokens": prompt_words,
                 "completion_tokens": len(text.split()),
@@ -176,6 +176,7 @@ class OpenAIServer(ThreadingHTTPServer):
         self.queue: collections.deque[Any] = collections.deque()
         self.completions = 0
         self.stream_delay = 0.0  # seconds between streamed words
+        self.stream_usage = True  # False: like llama.cpp's server, never send a stream's usage
 
     @property
     def base_url(self) -> str:

@@ -466,6 +466,12 @@ def test_chat_stream_callback_gets_the_pieces_and_the_whole_reply(remote: OpenAI
         return got
 
     assert asyncio.run(streamed()) == ["echo:", " other"]
+    # A server that sends no usage with a stream (llama.cpp): tokens counted, still stored.
+    remote.stream_usage = False
+    remote.enqueue("a b c d")
+    reply = aikit.chat("count again", stream=lambda _: None)
+    assert reply.usage.completion_tokens == 4 and reply.usage.prompt_tokens > 3
+    assert aikit.chat("count again").usage == reply.usage  # from the store, same accounting
 
 
 # -- the log --------------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def requests(
             log.close()
         frame = pd.DataFrame(rows, columns=columns)
     frame["time"] = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
-    frame["cached"] = frame["cached"].map(lambda v: None if v is None else bool(v))
+    frame["cached"] = frame["cached"].map(lambda v: None if pd.isna(v) else bool(v)).astype(object)
     return frame
 
 
