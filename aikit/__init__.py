@@ -13,6 +13,8 @@ from aikit.errors import AikitError
 if TYPE_CHECKING:
     from aikit._batch import abatch, batch, estimate
     from aikit._record import notebook_dir, record
+    from aikit.api._log import requests
+    from aikit.api._marker import endpoint
     from aikit.costs import usage
     from aikit.llm import Reply, achat, chat
     from aikit.prompts import Template, few_shot
@@ -31,11 +33,13 @@ _LAZY = {
     "batch": "aikit._batch",
     "chat": "aikit.llm",
     "configure": "aikit.settings",
+    "endpoint": "aikit.api._marker",  # light: no FastAPI until `aikit api` serves
     "estimate": "aikit._batch",
     "few_shot": "aikit.prompts",
     "get_settings": "aikit.settings",
     "notebook_dir": "aikit._record",
     "record": "aikit._record",
+    "requests": "aikit.api._log",
     "run_notebook": "aikit.runner",
     "runs": "aikit.registry",
     "usage": "aikit.costs",
@@ -44,15 +48,16 @@ _LAZY = {
 # The public modules, reachable as attributes without importing them up front.
 MODULES = frozenset(
     {
+        "api",
         "cache",
         "cli",
         "costs",
-        "endpoint",
         "errors",
         "evals",
         "llm",
         "local",
         "prompts",
+        "provider",
         "rag",
         "registry",
         "runner",
@@ -83,11 +88,13 @@ __all__ = [
     "batch",
     "chat",
     "configure",
+    "endpoint",
     "estimate",
     "few_shot",
     "get_settings",
     "notebook_dir",
     "record",
+    "requests",
     "run_notebook",
     "runs",
     "usage",

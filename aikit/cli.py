@@ -17,7 +17,7 @@ def _doctor(_: argparse.Namespace) -> int:
     import openai
 
     from aikit._sync import run_sync
-    from aikit.endpoint import resolve_endpoint
+    from aikit.provider import resolve_endpoint
     from aikit.settings import get_settings
 
     settings = get_settings()
@@ -140,10 +140,25 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _param_file(path: str | None) -> dict[str, Any]:
+    """The values of `-f FILE.yaml` (empty without one)."""
     from pathlib import Path
 
     import yaml
+
+    if not path:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParameterError(f"cannot read parameters file {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ParameterError(f"{path} must be a mapping of parameter names to values")
+    return loaded
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
     from aikit.evals.gate import gate_failures, parse_thresholds
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
@@ -151,15 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     cli_values = dict(args.param or [])
     thresholds = parse_thresholds(args.fail_under or [])
-    file_values: dict[str, Any] = {}
-    if args.file:
-        try:
-            loaded = yaml.safe_load(Path(args.file).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ParameterError(f"cannot read parameters file {args.file}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ParameterError(f"{args.file} must be a mapping of parameter names to values")
-        file_values = loaded
+    file_values = _param_file(args.file)
     if target.suffix in (".yaml", ".yml"):
         overrides = file_values | cli_values
         if args.dry_run:
@@ -213,6 +220,32 @@ def _run(args: argparse.Namespace) -> int:
     for line in lines:
         print(f"aikit: {line}", file=sys.stderr)
     return 1 if lines else 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    # `aikit api`: the notebook's marked functions as a REST API (aikit/api/).
+    from pathlib import Path
+
+    from aikit.api import Config, serve
+    from aikit.runner import convert
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise ParameterError(f"{notebook} does not exist; pass a notebook (.ipynb)")
+    params = convert(notebook, _param_file(args.file)) | convert(
+        notebook, dict(args.param or []), from_cli=True
+    )
+    config = Config(
+        notebook=str(notebook),
+        parameters=params,
+        token_env=args.token_env,
+        max_body=args.max_body,
+        timeout_s=args.timeout,
+        concurrency=args.concurrency,
+        queue=args.queue,
+    )
+    serve(config, host=args.host, port=args.port, workers=args.workers)
+    return 0
 
 
 def _wide_pandas() -> Any:
@@ -306,6 +339,38 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_b")
     compare.add_argument("--out", default="runs")
     compare.set_defaults(func=_compare)
+    api = commands.add_parser(
+        "api", help="serve a notebook's @aikit.endpoint functions as a REST API"
+    )
+    api.add_argument("notebook", metavar="NOTEBOOK")
+    api.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a parameter value, as for `aikit run` (secret:NAME reads the environment)",
+    )
+    api.add_argument("-f", "--file", help="a YAML file of parameter values")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    api.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    api.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="require `Authorization: Bearer $NAME` (needed to bind beyond loopback)",
+    )
+    api.add_argument("--timeout", type=float, default=60.0, help="seconds per request (504)")
+    api.add_argument(
+        "--max-body", type=int, default=1_048_576, help="largest request body in bytes (413)"
+    )
+    api.add_argument(
+        "--concurrency", type=int, default=32, help="requests served at once per process"
+    )
+    api.add_argument(
+        "--queue", type=int, default=64, help="requests waiting beyond that (then 503)"
+    )
+    api.set_defaults(func=_api)
     rerecord = commands.add_parser(
         "rerecord", help="re-run notebooks on the model, rewrite their cassettes and outputs"
     )

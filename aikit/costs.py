@@ -10,6 +10,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -82,6 +85,19 @@ class Call:
 RUN_USAGE_ENV = "AIKIT_RUN_USAGE"
 _lock = threading.Lock()
 _calls: list[Call] = []
+# The calls of one unit of work (an `aikit api` request), whatever threads and loops they ran on.
+_collector: ContextVar[list[Call] | None] = ContextVar("aikit_calls", default=None)
+
+
+@contextmanager
+def collect_calls() -> Iterator[list[Call]]:
+    """The calls made inside the block (and in tasks and threads it starts), as a list."""
+    calls: list[Call] = []
+    token = _collector.set(calls)
+    try:
+        yield calls
+    finally:
+        _collector.reset(token)
 
 
 def log_call(
@@ -107,6 +123,9 @@ def log_call(
         cached=cached,
         calls=calls,
     )
+    collector = _collector.get()
+    if collector is not None:
+        collector.append(call)
     with _lock:
         _calls.append(call)
         run_log = os.environ.get(RUN_USAGE_ENV)

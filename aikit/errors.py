@@ -96,8 +96,13 @@ class MissingDependencyError(AikitError):
     """An optional dependency is not installed; the message gives the `pip install` line."""
 
 
+class ApiError(AikitError):
+    """`aikit api`: a notebook serves no endpoint, an unsafe bind, a bad endpoint function."""
+
+
 __all__ = [
     "AikitError",
+    "ApiError",
     "CacheMissError",
     "ConfigError",
     "DatasetError",

@@ -20,13 +20,14 @@ from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from pydantic import ValidationError
 
+from aikit import _stream
 from aikit import cache as _cache
 from aikit._structured import schema_format, validation_message
 from aikit._sync import sync_of
 from aikit.costs import Usage, cost_of, log_call
-from aikit.endpoint import Endpoint, resolve_endpoint
 from aikit.errors import ConfigError, EndpointError, StructuredOutputError
 from aikit.prompts import Messages, to_messages
+from aikit.provider import Endpoint, resolve_endpoint
 from aikit.settings import Settings, get_settings
 
 # Parameters `achat` accepts in **params: everything chat.completions.create takes.
@@ -101,7 +102,7 @@ async def client_for(endpoint: Endpoint) -> openai.AsyncOpenAI:
 async def _complete(
     settings: Settings,
     get_client: GetClient,
-    endpoint: str,
+    endpoint: Endpoint,
     model: str,
     messages: Messages,
     params: dict[str, Any],
@@ -109,23 +110,36 @@ async def _complete(
 ) -> tuple[ChatCompletion, bool]:
     """One completion through the response store; returns (completion, came_from_store)."""
     canonical = _cache.canonical_request(
-        endpoint=endpoint, model=model, messages=messages, params=params, repeat=repeat
+        endpoint=endpoint.identity, model=model, messages=messages, params=params, repeat=repeat
     )
     store = None if settings.cache == "off" else _cache.store_at(settings.cache_path)
     key = _cache.request_key(canonical)
+    # Streaming (aikit/_stream.py): a stored answer streams as one piece; a fresh one through
+    # the SDK's stream=True, assembled into the same ChatCompletion (and stored as usual).
     if store is not None and settings.cache == "replay":
-        return ChatCompletion.model_validate(store.lookup(canonical, settings.cassettes)), True
+        stored = store.lookup(canonical, settings.cassettes)
+        return _stream.whole(ChatCompletion.model_validate(stored)), True
     if store is not None and settings.cache == "on":
         hit = store.get(key)
         if hit is not None:
-            return ChatCompletion.model_validate(hit), True
+            return _stream.whole(ChatCompletion.model_validate(hit)), True
     client = await get_client()
+    on_text = _stream.current()
+    sent = {k: v for k, v in params.items() if v is not None}
     try:
-        completion = await client.chat.completions.create(
-            model=model,
-            messages=cast(Any, messages),
-            **{k: v for k, v in params.items() if v is not None},
-        )
+        if on_text is not None:
+            completion = await _stream.create(
+                client,
+                on_text,
+                model=model,
+                messages=cast(Any, messages),
+                count_prompt=lambda: _stream.count_prompt(endpoint.counter(model), messages),
+                **sent,
+            )
+        else:
+            completion = await client.chat.completions.create(
+                model=model, messages=cast(Any, messages), **sent
+            )
     except openai.APIConnectionError as exc:
         raise EndpointError(
             f"cannot reach the model endpoint {client.base_url} ({exc.__cause__ or exc});"
@@ -159,6 +173,7 @@ async def achat(
     client: openai.AsyncOpenAI | None = None,
     settings: Settings | None = None,
     raise_on_invalid: bool = False,
+    stream: _stream.OnText | None = None,
     **params: Any,
 ) -> Reply:
     """Ask a model and get its `Reply` (the async core; `chat` is its sync twin).
@@ -177,6 +192,9 @@ async def achat(
         settings: settings for this call; default `aikit.get_settings()`.
         raise_on_invalid: raise `StructuredOutputError` when the answer fails validation
             twice (by default `Reply.parsed` is None and `Reply.error` says why).
+        stream: called with each piece of the answer's text as the model produces it (e.g.
+            `lambda t: print(t, end="")`); the whole `Reply` is still returned. An answer from
+            the response store arrives as one piece. See `aikit/_stream.py`.
         **params: any other `chat.completions.create` argument (`seed`, `stop`, `top_p`,
             ...); a misspelt name is a `ConfigError` that suggests the right one.
 
@@ -190,19 +208,20 @@ async def achat(
     async def get_client() -> openai.AsyncOpenAI:
         return await client_for(endpoint)
 
-    return await ask(
-        prompt_or_messages,
-        endpoint=endpoint,
-        get_client=get_client,
-        model=model,
-        system=system,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        response_format=response_format,
-        repeat=repeat,
-        raise_on_invalid=raise_on_invalid,
-        params=params,
-    )
+    with _stream.streaming_to(stream):  # stream=callback: each piece of text as it arrives
+        return await ask(
+            prompt_or_messages,
+            endpoint=endpoint,
+            get_client=get_client,
+            model=model,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            response_format=response_format,
+            repeat=repeat,
+            raise_on_invalid=raise_on_invalid,
+            params=params,
+        )
 
 
 async def ask(
@@ -239,9 +258,7 @@ async def ask(
     started = time.perf_counter()
 
     async def one(messages: Messages) -> tuple[ChatCompletion, bool]:
-        return await _complete(
-            settings, get_client, endpoint.identity, model, messages, request, repeat
-        )
+        return await _complete(settings, get_client, endpoint, model, messages, request, repeat)
 
     completions = [await one(messages)]
     text = _text_of(completions[-1][0])

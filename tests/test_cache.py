@@ -67,7 +67,7 @@ def test_endpoint_identity_drops_credentials_and_query() -> None:
         endpoint_identity("HTTPS://user:pw@API.example.com:8443/v1/?api-version=2024")
         == "https://api.example.com:8443/v1"
     )
-    from aikit.endpoint import resolve_endpoint
+    from aikit.provider import resolve_endpoint
     from aikit.settings import Settings
 
     assert resolve_endpoint(Settings.resolve(provider="local", dotenv=None)).identity == (

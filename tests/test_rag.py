@@ -18,8 +18,8 @@ from conftest import API_KEY, ROOT
 from openai_server import OpenAIServer, fake_embedding
 
 from aikit import evals, rag
-from aikit.endpoint import resolve_endpoint
 from aikit.errors import EndpointError
+from aikit.provider import resolve_endpoint
 from aikit.settings import Settings
 
 KB = ROOT / "notebooks" / "data" / "kb"

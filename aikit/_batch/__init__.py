@@ -29,8 +29,8 @@ from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_co
 from aikit._structured import schema_format
 from aikit._sync import sync_of
 from aikit.costs import Usage, cost_of
-from aikit.endpoint import resolve_endpoint
 from aikit.errors import ConfigError
+from aikit.provider import resolve_endpoint
 from aikit.settings import get_settings
 
 if TYPE_CHECKING:  # the machinery (openai, pandas, jinja2) loads on first use: see _job

@@ -22,7 +22,6 @@ import pandas as pd
 from aikit import llm
 from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
 from aikit.costs import Usage, cost_of
-from aikit.endpoint import Endpoint
 from aikit.errors import (
     AikitError,
     CacheMissError,
@@ -32,6 +31,7 @@ from aikit.errors import (
     TemplateError,
 )
 from aikit.prompts import Messages, Template, to_messages
+from aikit.provider import Endpoint
 from aikit.settings import Settings
 
 SKIPPED = "skipped: budget"

@@ -104,6 +104,84 @@ class Dataset:
         records = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
         return cls.from_records(records, name=name)
 
+    @classmethod
+    def from_requests(
+        cls,
+        log: pd.DataFrame | None = None,
+        *,
+        endpoint: str | None = None,
+        n: int | None = None,
+        seed: int = 0,
+        input_field: str | None = None,
+        expected_from_output: bool = False,
+        name: str | None = None,
+    ) -> Dataset:
+        """Requests that `aikit api` answered (status 200), sampled into an eval dataset.
+
+        Closes the loop from production to evaluation: each answered call (and each item of a
+        batch) becomes an item with id = request id (`#i` for a batch item) and input = the
+        request's JSON object, or its field `input_field` (the other fields go to metadata).
+        `expected` stays None to be labelled, or is the logged answer with
+        `expected_from_output=True` (a regression set: does a change alter the answers?).
+
+        Args:
+            log: rows of `aikit.requests()` (default: read the log of the current AIKIT_HOME).
+            endpoint: only this endpoint's requests.
+            n: sample this many items at random (reproducible with `seed`); default all.
+            seed: the sample's seed.
+            input_field: use this request field as the input.
+            expected_from_output: take `expected` from the logged output.
+            name: the dataset's name (default `requests` or `requests-<endpoint>`).
+        """
+        import random
+
+        from aikit.api._log import parse, requests
+
+        frame = requests(endpoint) if log is None else log
+        if endpoint is not None:
+            frame = frame[frame["endpoint"] == endpoint]
+        records: list[dict[str, Any]] = []
+        for row in frame[frame["status"] == 200].itertuples():
+            try:
+                given, answered = parse(str(row.input)), parse(str(row.output))
+            except ValueError:  # clipped: too long to keep whole
+                continue
+            if row.kind == "batch":
+                pairs = [
+                    (f"{row.request_id}#{i}", one, out.get("output"))
+                    for i, (one, out) in enumerate(
+                        zip(given.get("inputs", []), answered.get("outputs", []), strict=False)
+                    )
+                    if out.get("error") is None
+                ]
+            else:
+                pairs = [(str(row.request_id), given, answered)]
+            for item_id, request, output in pairs:
+                metadata = {"endpoint": row.endpoint, "time": str(row.time)}
+                value: Any = request
+                if input_field is not None:
+                    if not isinstance(request, Mapping) or input_field not in request:
+                        raise DatasetError(
+                            f"request {item_id} has no field {input_field!r}; pick one of"
+                            f" {', '.join(request) if isinstance(request, Mapping) else 'none'}"
+                        )
+                    value = request[input_field]
+                    metadata |= {k: v for k, v in request.items() if k != input_field}
+                records.append(
+                    {
+                        "id": item_id,
+                        "input": value,
+                        "expected": output if expected_from_output else None,
+                        **metadata,
+                    }
+                )
+        if n is not None and n < len(records):
+            records = sorted(random.Random(seed).sample(records, n), key=lambda r: r["id"])
+        label = name or ("requests" if endpoint is None else f"requests-{endpoint}")
+        if not records:
+            return cls((), name=label)
+        return cls.from_records(records, name=label)
+
     def to_df(self) -> pd.DataFrame:
         """One row per item: id, input, expected, then the metadata columns."""
         import pandas as pd

@@ -3,7 +3,7 @@
 Everything aikit knows about it lives in this package: the server's lifecycle (`ensure_server`,
 `stop_server`, `server_info`), the child process (`aikit.local._process`), the transcript
 format shared by the server and the token counter, and the defaults a 270M base model needs.
-`aikit.endpoint.resolve_endpoint` hands these to the rest of aikit, so no other module asks
+`aikit.provider.resolve_endpoint` hands these to the rest of aikit, so no other module asks
 whether a call goes to the embedded model.
 """
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aikit._sync import sync_of
-from aikit.endpoint import resolve_endpoint
 from aikit.errors import RagError
 from aikit.llm import achat
+from aikit.provider import resolve_endpoint
 from aikit.rag._index import Index, Mode
 from aikit.settings import get_settings
 
@@ -74,8 +74,9 @@ class Answer:
     sources: list[str] = field(default_factory=list)
     cited_by: str | None = None
     context: Any = None
-    messages: list[dict[str, str]] = field(default_factory=list)
-    reply: Reply | None = None
+    # Not part of an `aikit api` response (the whole prompt; the raw reply): see aikit.api.
+    messages: list[dict[str, str]] = field(default_factory=list, metadata={"api": False})
+    reply: Reply | None = field(default=None, metadata={"api": False})
 
     def __str__(self) -> str:
         return self.text

@@ -1,4 +1,5 @@
-"""Where a call goes: `resolve_endpoint(settings, client)` is the one place that branches on
+"""The provider seam, where a model call goes: `resolve_endpoint(settings, client)` is the one
+place that branches on
 the provider. Everything provider-specific (the cache identity, the API key, how to reach the
 server, default concurrency, answer defaults for a tiny base model, the token counter) comes
 from the `Endpoint` it returns, so no call site asks "is this the embedded model?".

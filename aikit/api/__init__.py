@@ -1,0 +1,37 @@
+"""A notebook's functions as a typed REST API: `aikit api NOTEBOOK`.
+
+Mark a function in a notebook with `@aikit.endpoint`; `aikit api` executes the notebook once
+per server process (its parameters checked as in `aikit run`) and serves each marked function
+with FastAPI + uvicorn: `POST /{name}`, `/{name}/batch`, `/{name}/stream` (SSE), with schemas
+from the type hints, `/docs` offline, a bearer token, limits, and a request log that
+`aikit.requests()` reads. See `playbooks/serving.md`.
+
+Only the marker and the log reader load eagerly; FastAPI and uvicorn load when serving.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from aikit.api._marker import EndpointSpec, endpoint
+
+if TYPE_CHECKING:
+    from aikit.api._app import Config, create_app
+    from aikit.api._log import requests
+    from aikit.api._serve import serve
+
+_LAZY = {
+    "Config": "aikit.api._app",
+    "create_app": "aikit.api._app",
+    "requests": "aikit.api._log",
+    "serve": "aikit.api._serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aikit.api' has no attribute {name!r}")
+
+
+__all__ = ["Config", "EndpointSpec", "create_app", "endpoint", "requests", "serve"]

@@ -1,0 +1,275 @@
+"""What `aikit api` costs over calling a notebook's function directly.
+
+- Overhead: a trivial endpoint (`echo`), called one request at a time over a keep-alive
+  connection, against calling the same function in-process; p50 and p99 of each, and their
+  difference (target: p50 overhead <= 2 ms).
+- Throughput: an endpoint that makes one model call (`aikit.achat`, response store off) to a
+  loopback OpenAI-compatible server answering in 200 ms (`tests/fault_server.py`), driven at
+  concurrency 32 for 30 s by an async httpx client in its own process, against the same
+  function called directly by 32 asyncio workers in another process (target: >= 0.9x,
+  0 errors).
+
+The server is `aikit api` on 127.0.0.1, one worker, in its own process; the request log is on.
+
+    .venv/bin/python benchmarks/api.py [--seconds 30] [--concurrency 32] [--latency 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OVERHEAD_TARGET_MS, THROUGHPUT_TARGET = 2.0, 0.9
+NOTEBOOK_CODE = """\
+import aikit
+
+
+@aikit.endpoint
+def echo(text: str) -> str:
+    return text
+
+
+@aikit.endpoint
+async def ask(question: str) -> str:
+    reply = await aikit.achat(question, max_tokens=16)
+    return reply.text
+"""
+
+
+def write_notebook(folder: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CODE)]
+    path = folder / "bench_service.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- clients, each run in a process of its own --------------------------------------------------
+def overhead_direct(notebook: Path, n: int) -> dict[str, Any]:
+    from aikit.api._notebook import execute
+
+    echo = execute(notebook, {})["echo"]
+    times = []
+    for i in range(n + 200):
+        started = time.perf_counter()
+        echo(text=f"hello {i}")
+        if i >= 200:
+            times.append(time.perf_counter() - started)
+    return {"latencies": times, "errors": 0}
+
+
+def overhead_api(url: str, n: int) -> dict[str, Any]:
+    import httpx
+
+    times, errors = [], 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(n + 200):
+            started = time.perf_counter()
+            r = client.post("/echo", json={"text": f"hello {i}"})
+            if i >= 200:
+                times.append(time.perf_counter() - started)
+                errors += r.status_code != 200
+    return {"latencies": times, "errors": errors}
+
+
+async def _closed_loop(call: Any, concurrency: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                ok = await call(f"worker {w} question {i}: what is {i} + {w}?")
+            except Exception:
+                ok = False
+            latencies.append(time.perf_counter() - started)
+            errors += not ok
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
+
+
+def throughput_direct(notebook: Path, concurrency: int, seconds: float) -> dict[str, Any]:
+    from aikit.api._notebook import execute
+
+    ask = execute(notebook, {})["ask"]
+
+    async def call(question: str) -> bool:
+        return bool(await ask(question=question))
+
+    return asyncio.run(_closed_loop(call, concurrency, seconds))
+
+
+def throughput_api(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    async def main() -> dict[str, Any]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+            async def call(question: str) -> bool:
+                r = await client.post("/ask", json={"question": question})
+                return r.status_code == 200 and bool(r.json())
+
+            return await _closed_loop(call, concurrency, seconds)
+
+    return asyncio.run(main())
+
+
+def child(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"client {args[0]} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_child(argv: list[str]) -> None:
+    kind, target = argv[0], argv[1]
+    numbers = [float(a) for a in argv[2:]]
+    if kind == "overhead-direct":
+        figures = overhead_direct(Path(target), int(numbers[0]))
+    elif kind == "overhead-api":
+        figures = overhead_api(target, int(numbers[0]))
+    elif kind == "throughput-direct":
+        figures = throughput_direct(Path(target), int(numbers[0]), numbers[1])
+    else:
+        figures = throughput_api(target, int(numbers[0]), numbers[1])
+    print(json.dumps(figures))
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        run_child(sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--calls", type=int, default=2000, help="calls timed for the overhead")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="aikit-bench-api-"))
+    notebook = write_notebook(folder)
+    model = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fault_server.py"), "--latency", str(args.latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert model.stdout is not None
+    base_url = model.stdout.readline().strip()
+    env = {
+        **os.environ,
+        "AIKIT_PROVIDER": "openai",
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": "bench",
+        "AIKIT_MODEL": "bench-model",
+        "AIKIT_CACHE": "off",
+        "AIKIT_HOME": str(folder / "home"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aikit.cli", "api", str(notebook), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "server.log").open("w"),
+    )
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"aikit api did not start:\n{(folder / 'server.log').read_text()}")
+                time.sleep(0.2)
+        n, c, s = str(args.calls), str(args.concurrency), str(args.seconds)
+        direct = child("overhead-direct", str(notebook), n, env=env)
+        via_api = child("overhead-api", url, n, env=env)
+        direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
+        api_tp = child("throughput-api", url, c, s, env=env)
+        import aikit
+
+        logged = len(aikit.requests(home=folder / "home"))
+    finally:
+        server.terminate()
+        server.wait(30)
+        model.terminate()
+        model.wait(10)
+
+    d50, d99 = (percentile(direct["latencies"], q) * 1000 for q in (0.5, 0.99))
+    a50, a99 = (percentile(via_api["latencies"], q) * 1000 for q in (0.5, 0.99))
+    print(f"aikit api overhead: {args.calls} sequential calls of a trivial endpoint (keep-alive)")
+    print(f"  direct call     p50 {d50:8.3f} ms   p99 {d99:8.3f} ms")
+    print(f"  through the API p50 {a50:8.3f} ms   p99 {a99:8.3f} ms   errors {via_api['errors']}")
+    overhead = a50 - d50
+    print(
+        f"p50 overhead: {overhead:.2f} ms (target <= {OVERHEAD_TARGET_MS} ms);"
+        f" p99 overhead: {a99 - d99:.2f} ms"
+    )
+    ideal = args.concurrency / args.latency
+    rows = []
+    for name, figures in (("direct (asyncio workers)", direct_tp), ("through the API", api_tp)):
+        rps = len(figures["latencies"]) / figures["seconds"]
+        p50, p99 = (percentile(figures["latencies"], q) * 1000 for q in (0.5, 0.99))
+        rows.append((name, rps, p50, p99, figures["errors"]))
+    print(
+        f"throughput: one model call per request, {args.latency * 1000:.0f} ms server latency,"
+        f" concurrency {args.concurrency}, {args.seconds:.0f} s each (ideal {ideal:.0f} req/s)"
+    )
+    for name, rps, p50, p99, errors in rows:
+        print(
+            f"  {name:<26} {rps:7.1f} req/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms"
+            f"   errors {errors}"
+        )
+    ratio = rows[1][1] / rows[0][1]
+    print(f"API / direct throughput: {ratio:.2f}x (target >= {THROUGHPUT_TARGET}x, 0 errors)")
+    print(f"request log rows written: {logged}")
+    missed = overhead > OVERHEAD_TARGET_MS or ratio < THROUGHPUT_TARGET or rows[1][4] > 0
+    if missed:
+        print("MISSED a target")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
