@@ -184,16 +184,17 @@ def _run(args: argparse.Namespace) -> int:
             force=args.force,
             overrides=overrides,
         )
+        from aikit import _storage as storage
+
         table = summary(runs)
-        folder = Path(args.out) / runs[0].name if runs else Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        table.to_csv(folder / "summary.csv", index=False)
+        folder = storage.join(args.out, runs[0].name) if runs else storage.normalize(args.out)
+        csv = storage.write_text(storage.join(folder, "summary.csv"), table.to_csv(index=False))
         with _wide_pandas():
             print(table.drop(columns=["error"]).to_string(index=False))
         failed = [r for r in runs if not r.ok]
         for run in failed:
             print(run.error, file=sys.stderr)
-        print(f"runs: {folder}/  summary: {folder / 'summary.csv'}")
+        print(f"runs: {folder}/  summary: {csv}")
         from aikit.runner.playbook import load_playbook
 
         gate = load_playbook(target)[0].fail_under | thresholds
@@ -291,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parameter value (YAML rules for lists, dicts, bools)",
     )
     run.add_argument("-f", "--file", help="a YAML file of parameter values")
-    run.add_argument("--out", default="runs", help="where runs are written (default: runs)")
+    run.add_argument(
+        "--out", default="runs", help="where runs are written: a folder or a URL (default: runs)"
+    )
     run.add_argument("--workers", type=int, help="parallel runs (playbooks)")
     run.add_argument("--executor", choices=["local", "dask"], default="local")
     run.add_argument("--scheduler", help="address of a Dask scheduler, tcp://HOST:PORT")
@@ -306,12 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     runs = commands.add_parser("runs", help="list recorded runs")
     runs.add_argument("name", nargs="?", help="only runs of this notebook or playbook")
-    runs.add_argument("--out", default="runs")
+    runs.add_argument("--out", default="runs", help="the runs folder or URL (s3://...)")
     runs.set_defaults(func=_runs)
     compare = commands.add_parser("compare", help="two runs' values side by side")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
-    compare.add_argument("--out", default="runs")
+    compare.add_argument("--out", default="runs", help="the runs folder or URL (s3://...)")
     compare.set_defaults(func=_compare)
     record = commands.add_parser(
         "record", help="re-run notebooks on the model, rewrite their cassettes and outputs"

@@ -1,5 +1,6 @@
 """Runs are data: every notebook run leaves `runs/<name>/<run_id>/` with the executed notebook
 and `run.json`; this module reads them back as a pandas DataFrame and compares two runs.
+The runs folder is a local path or any fsspec URL (`s3://bucket/runs`; see `aikit._storage`).
 
 run.json (schema version 1): run_id, name, playbook, notebook, notebook_sha256, key (notebook
 content + parameters, used to skip runs that already succeeded), parameters (secrets as
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+from aikit import _storage as storage
 from aikit.errors import AikitError
 
 SCHEMA_VERSION = 1
@@ -26,24 +28,37 @@ RUN_FILE = "run.json"
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
-def write_run(run_dir: Path, record: dict[str, Any]) -> Path:
-    """Write `run.json` atomically."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / RUN_FILE
-    tmp = path.with_name(RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **record}, indent=2, default=str))
-    tmp.replace(path)
-    return path
+def write_run(run_dir: str | Path, record: dict[str, Any]) -> str:
+    """Write `run.json` atomically (a local folder or a URL)."""
+    text = json.dumps({"schema_version": SCHEMA_VERSION, **record}, indent=2, default=str)
+    return storage.write_text(storage.join(run_dir, RUN_FILE), text)
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
-    """A run record, migrated to the current schema; `path` is run.json or its folder."""
+    """A run record, migrated to the current schema; `path` is run.json or its folder
+    (a local path or a URL)."""
+    if storage.is_url(path):
+        file = path if storage.name(path) == RUN_FILE else storage.join(path, RUN_FILE)
+        try:
+            text = storage.read_text(file)
+        except FileNotFoundError as exc:
+            raise AikitError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+        return _parse(text, str(file))
     file = Path(path)
     if file.is_dir():
         file = file / RUN_FILE
     try:
-        record: dict[str, Any] = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
+        text = file.read_text()
+    except OSError as exc:
+        raise AikitError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+    return _parse(text, str(file))
+
+
+def _parse(text: str, file: str) -> dict[str, Any]:
+    """A run record from run.json's text, migrated; `dir` is the folder it was read from."""
+    try:
+        record: dict[str, Any] = json.loads(text)
+    except ValueError as exc:
         raise AikitError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
     version = int(record.get("schema_version", 0))
     if version > SCHEMA_VERSION:
@@ -52,16 +67,18 @@ def load_run(path: str | Path) -> dict[str, Any]:
         record = MIGRATIONS[version](record)
         version += 1
     record["schema_version"] = version
-    record["dir"] = str(file.parent)
+    record["dir"] = storage.parent(file)
     return record
 
 
 def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[dict[str, Any]]:
     """Every run record under `root` (optionally only `root/name`), oldest first."""
-    base = Path(root) / name if name else Path(root)
-    if not base.exists():
-        return []
-    records = [load_run(p) for p in sorted(base.rglob(RUN_FILE))]
+    base = storage.join(root, name) if name else root
+    if storage.is_url(base):  # one listing, then the records fetched concurrently
+        texts = storage.read_many(storage.find(base, RUN_FILE))
+        records = [_parse(text.decode("utf-8"), file) for file, text in texts.items()]
+    else:
+        records = [load_run(p) for p in storage.find(base, RUN_FILE)]
     return sorted(records, key=lambda r: (str(r.get("started")), str(r.get("run_id"))))
 
 
@@ -107,7 +124,7 @@ def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
 
 def find_run(ref: str, root: str | Path = "runs") -> dict[str, Any]:
     """The run whose id (or a unique prefix of it) or folder is `ref`."""
-    if Path(ref, RUN_FILE).exists():
+    if storage.exists(storage.join(ref, RUN_FILE)):
         return load_run(ref)
     matches = [r for r in iter_runs(root) if str(r.get("run_id", "")).startswith(ref)]
     if len(matches) == 1:

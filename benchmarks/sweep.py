@@ -1,5 +1,8 @@
 """An 8-run grid of a small notebook: `aikit run --workers 2` versus the same 8 runs through the
-plain papermill CLI one after another, and `aikit run --workers 1` for aikit's own overhead.
+plain papermill CLI one after another, and `aikit run --workers 1` for aikit's own overhead;
+then the same grid through a two-worker Dask cluster (scheduler and workers as separate
+processes, each worker in its own folder, see tests/cluster.py) writing to an S3 server on
+127.0.0.1 (moto), against `--workers 2` on the local executor writing to disk.
 
 Run: `.venv/bin/python benchmarks/sweep.py` (or `make bench`). Prints the figures and ratios.
 The notebook waits 1.5 s per run, standing in for model calls (I/O, not CPU), plus a little
@@ -8,6 +11,7 @@ compute; kernel start-up (~1-3 s of CPU) is the rest.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +19,9 @@ import time
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from cluster import DaskCluster, S3Server  # the test suite's miniature cluster
 
 RUNS = 8
 BIN = Path(sys.executable).parent
@@ -40,10 +47,27 @@ def make_notebook(folder: Path) -> Path:
     return path
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        command, cwd=cwd, check=True, capture_output=True, env={**os.environ, **(env or {})}
+    )
     return time.perf_counter() - started
+
+
+def on_cluster(folder: Path, book: Path) -> float:
+    """The grid through a two-worker cluster, runs to S3 (moto on 127.0.0.1)."""
+    s3 = S3Server(folder / "moto.log").start()
+    cluster = DaskCluster(folder / "cluster", workers=2, env=s3.env)
+    try:
+        bucket = s3.bucket("bench")
+        cluster.start()
+        command = [str(BIN / "aikit"), "run", str(book), "--executor", "dask"]
+        command += ["--scheduler", cluster.address, "--out", f"{bucket}/runs", "--force"]
+        return timed(command, folder, s3.env)
+    finally:
+        cluster.stop()
+        s3.stop()
 
 
 def main() -> None:
@@ -76,6 +100,7 @@ def main() -> None:
         parallel = timed(
             [str(BIN / "aikit"), "run", str(book), "--workers", "2", "--force"], folder
         )
+        cluster = on_cluster(folder, book)
 
     print(f"{RUNS} runs of a small notebook (1.5 s wait + a little compute each), 2 cores")
     print(
@@ -90,6 +115,11 @@ def main() -> None:
     print(
         f"aikit per-run overhead over bare papermill (--workers 1): "
         f"{(serial - papermill) / papermill:+.1%} (target <= 10%)"
+    )
+    print(f"  2-worker Dask cluster, runs to S3 : {cluster:6.1f} s  ({cluster / RUNS:.2f} s/run)")
+    print(
+        f"cluster + object storage over local executor + disk (both 2 workers): "
+        f"{(cluster - parallel) / parallel:+.1%} (target <= 15%)"
     )
 
 

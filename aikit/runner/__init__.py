@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
+from aikit._storage import is_url, normalize
 from aikit.errors import AikitError
 from aikit.registry import iter_runs
 from aikit.runner.execute import execute_run, make_spec
@@ -20,6 +21,7 @@ from aikit.runner.kernel import KERNEL_NAME, KernelMissingError, check_kernel
 from aikit.runner.params import ParameterError, convert, describe, read_parameters
 from aikit.runner.playbook import PlaybookError, load_playbook
 from aikit.runner.record import record_notebook
+from aikit.runner.ship import upload
 
 Executor = Literal["local", "dask"]
 
@@ -33,7 +35,7 @@ class Run:
     notebook: str
     status: str
     parameters: dict[str, Any]
-    dir: Path
+    dir: Path | str  # a URL (runs on object storage) stays a string
     error: str | None = None
     output: str | None = None
     records: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +55,7 @@ class Run:
             notebook=str(record["notebook"]),
             status=str(record["status"]),
             parameters=dict(record.get("parameters") or {}),
-            dir=Path(str(record.get("dir", ""))),
+            dir=_location(str(record.get("dir", ""))),
             error=record.get("error"),
             output=record.get("output"),
             records=dict(record.get("records") or {}),
@@ -63,9 +65,15 @@ class Run:
         )
 
 
+def _location(text: str) -> Path | str:
+    return text if is_url(text) else Path(text)
+
+
 def notebook_dir() -> Path:
     """The folder of the notebook being run (its data files live beside it). Under `aikit run`
-    the kernel works in the run's own folder; in Jupyter and nbval, in the notebook's."""
+    the kernel works in the run's own folder; in Jupyter and nbval, in the notebook's. A run
+    going to a URL (`--out s3://...`) gets a scratch copy of the notebook's folder holding
+    the files it declares (see `aikit.runner.ship`), on whichever machine runs it."""
     return Path(os.environ.get("AIKIT_NOTEBOOK_DIR", ".")).resolve()
 
 
@@ -82,11 +90,17 @@ def run_notebook(
         raise AikitError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
     check_kernel(notebook)
-    spec = make_spec(notebook, checked, out=Path(out), name=name or notebook.stem)
+    spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
+    upload([spec])  # a URL as `out`: the notebook and its data/ go to the bucket first
     return Run.from_record(execute_run(spec))
 
 
-def _succeeded(out: Path, name: str) -> dict[str, dict[str, Any]]:
+def _out(out: str | Path) -> str | Path:
+    """A runs folder: a local path as given, a URL checked (no credentials in it)."""
+    return normalize(out) if is_url(out) else Path(out)
+
+
+def _succeeded(out: str | Path, name: str) -> dict[str, dict[str, Any]]:
     return {str(r["key"]): r for r in iter_runs(out, name) if r.get("status") == "succeeded"}
 
 
@@ -99,16 +113,18 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], dict[str, Any] | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
-    done = {} if force else _succeeded(Path(out), playbook.name)
+    out = _out(out)
+    done = {} if force else _succeeded(out, playbook.name)
     plan = []
-    for notebook, parameter_sets in steps:
+    for (notebook, parameter_sets), step in zip(steps, playbook.steps, strict=True):
         check_kernel(notebook)
         extra = {k: v for k, v in (overrides or {}).items() if k in read_parameters(notebook)}
+        files = step.files if step.files is not None else playbook.files  # shipped with a URL
         specs = []
         for params in parameter_sets:
             merged = {**params, **convert(notebook, extra)} if extra else params
             spec = make_spec(
-                notebook, merged, out=Path(out), name=playbook.name, playbook=playbook.name
+                notebook, merged, out=out, name=playbook.name, playbook=playbook.name, files=files
             )
             specs.append((spec, done.get(spec["key"])))
         plan.append(specs)
@@ -156,6 +172,7 @@ def run_playbook(
     with _executor(executor, n_workers, scheduler) as submit:
         for step in plan:
             todo = [spec for spec, earlier in step if earlier is None]
+            upload(todo)  # a URL as `out`: each needed file goes to the bucket once
             records = iter(submit(todo))
             for _, earlier in step:
                 if earlier is not None:

@@ -4,6 +4,10 @@ results written to `runs/<name>/<run_id>/`.
 `execute_run(spec)` is what every executor calls (a local thread, a Dask worker): it starts
 `python -m aikit.runner.execute` with the spec on stdin, so each run has its own process,
 kernel, environment and working directory, and a crash cannot take other runs with it.
+
+A run whose folder is a URL (`--out s3://bucket/runs`) runs in a local scratch folder on
+whichever machine picked it up, from the files shipped with it (`aikit.runner.ship`); the
+finished folder is then uploaded, `run.json` last, so a reader never sees half a run.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from aikit import _storage as storage
 from aikit.record import read_records
-from aikit.registry import load_run, write_run
+from aikit.registry import RUN_FILE, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
 from aikit.usage import RUN_USAGE_ENV, summarize
 
@@ -46,26 +51,66 @@ def make_spec(
     notebook: Path,
     parameters: dict[str, Any],
     *,
-    out: Path,
+    out: str | Path,
     name: str,
     playbook: str | None = None,
+    files: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything a worker needs to execute one run (JSON-able)."""
+    """Everything a worker needs to execute one run (JSON-able). With a URL as `out`, the
+    spec also lists the files to ship (the notebook, its cassette, `files` or `data/`)."""
     notebook = notebook.resolve()
     run_id = new_run_id(notebook.stem)
-    return {
+    spec = {
         "notebook": str(notebook),
         "parameters": parameters,
         "name": name,
         "playbook": playbook,
         "run_id": run_id,
-        "run_dir": str((out / name / run_id).resolve()),
+        "run_dir": (
+            storage.join(out, name, run_id)
+            if storage.is_url(out)
+            else str((Path(out) / name / run_id).resolve())
+        ),
         "key": run_key(notebook, parameters),
     }
+    if storage.is_url(out):  # aikit[cloud]: no shared disk, ship the run's files
+        from aikit.runner.ship import pack
+
+        spec |= pack(notebook, files, storage.normalize(out))
+    return spec
 
 
 def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
     """Run `spec` in a child process and return its run record (also on a crash)."""
+    if storage.is_url(spec["run_dir"]):
+        return _execute_shipped(spec)
+    return _execute_here(spec)
+
+
+def _execute_shipped(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run in a scratch folder from the shipped files, then upload the run folder."""
+    from aikit.runner.ship import materialize
+
+    with tempfile.TemporaryDirectory(prefix="aikit-run-") as tmp:
+        scratch = Path(tmp)
+        here = dict(spec, run_dir=str(scratch / "run"))
+        if spec.get("files"):
+            here["notebook"] = str(materialize(spec, scratch / "notebook"))
+        record = _execute_here(here)
+        return _publish(scratch / "run", spec["run_dir"], record)
+
+
+def _publish(folder: Path, url: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Upload a finished run folder to `url`, run.json last (its `output` pointing there)."""
+    if record.get("output"):
+        record["output"] = storage.join(url, Path(str(record["output"])).name)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != RUN_FILE)
+    storage.put_files([(p, storage.join(url, *p.relative_to(folder).parts)) for p in files])
+    write_run(url, {k: v for k, v in record.items() if k not in ("dir", "schema_version")})
+    return record | {"dir": url}
+
+
+def _execute_here(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir = Path(spec["run_dir"])
     done = subprocess.run(
         [sys.executable, "-m", "aikit.runner.execute"],
@@ -101,15 +146,16 @@ def _run_env(spec: dict[str, Any]) -> dict[str, str]:
 
 def _base_record(spec: dict[str, Any]) -> dict[str, Any]:
     notebook = Path(spec["notebook"])
+    origin = spec.get("origin")  # a shipped run: where the notebook came from, not the scratch
     return {
         "run_id": spec["run_id"],
         "name": spec["name"],
         "playbook": spec.get("playbook"),
-        "notebook": _display_path(notebook),
+        "notebook": origin["notebook"] if origin else _display_path(notebook),
         "notebook_sha256": hashlib.sha256(notebook.read_bytes()).hexdigest(),
         "key": spec["key"],
         "parameters": spec["parameters"],
-        "git_commit": _git_commit(notebook.parent),
+        "git_commit": origin["git_commit"] if origin else _git_commit(notebook.parent),
         "aikit_version": version("aikit"),
     }
 
