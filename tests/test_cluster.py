@@ -156,11 +156,18 @@ def test_runs_go_to_the_bucket_with_only_their_declared_files(
     assert any("outputs" in c for c in executed.cells)
     blobs = [p for p in objects if "/.aikit-files/" in p]
     assert len(blobs) == 2  # the notebook and words.txt, once each for three runs
+    # One notebook, no playbook: its data/ folder is shipped by default (the same two blobs).
+    notebook = str(tmp_path / "notebooks" / "words.ipynb")
+    single = cli("run", notebook, "-p", "index", "3", "--out", out, cwd=tmp_path, env={})
+    assert single.returncode == 0, single.stderr
+    assert single.stdout.startswith(f"executed notebook: {out}/words/")
+    assert "word = 'delta'" in single.stdout and "sees_undeclared = False" in single.stdout
+    assert sorted(p for p in all_objects(s3, out) if "/.aikit-files/" in p) == sorted(blobs)
     # A declared file that is not there is a playbook error, before anything runs.
     bad = write_project(tmp_path / "bad", files="files: [data/missing.csv]\n")
     refused = cli("run", str(bad), "--out", out, cwd=tmp_path, env={})
     assert refused.returncode == 2
-    assert refused.stderr.startswith(f"aikit: error: {bad}: steps[0].files: data/missing.csv")
+    assert refused.stderr.startswith(f"aikit: error: {bad}: files: data/missing.csv does not")
 
 
 def test_a_sweep_on_a_two_worker_cluster_sharing_only_a_bucket(

@@ -103,7 +103,8 @@ def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dic
             try:
                 declared_files(notebook, files)
             except AikitError as exc:
-                raise PlaybookError(f"{file}: steps[{index}].{exc}") from exc
+                where = f"steps[{index}]." if step.files is not None else ""
+                raise PlaybookError(f"{file}: {where}{exc}") from exc
         declared = read_parameters(notebook)
         grid = {k: v for k, v in playbook.grid.items() if k in declared}
         used_grid |= set(grid)
