@@ -40,6 +40,7 @@ aikit.record("word", words[index])
 aikit.record("notebook_dir", str(notebook_dir()))
 aikit.record("home", os.environ["HOME"])
 aikit.record("sees_undeclared", (notebook_dir() / "notes.txt").exists())
+aikit.record("key_length", len(api_key))
 if calls:
     aikit.record("reply", aikit.chat(f"say {words[index]}", max_tokens=8).text)
 open("artifact.txt", "w").write(words[index])
@@ -54,7 +55,8 @@ def write_project(folder: Path, *, files: str = "", parameters: str = "{}") -> P
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "index: int = 0  # which word\ncalls: bool = False  # ask the model",
+            "index: int = 0  # which word\ncalls: bool = False  # ask the model\n"
+            'api_key: str = ""  # a secret: pass secret:NAME',
             metadata={"tags": ["parameters"]},
         ),
         nbformat.v4.new_code_cell(BODY),
@@ -176,8 +178,11 @@ def test_a_sweep_on_a_two_worker_cluster_sharing_only_a_bucket(
     """Item 4 of issue 16: scheduler and two workers as separate processes, each worker in its
     own empty folder; the notebook and its data reach the workers through the bucket, the
     model key only exists in the workers' environment, and every run lands in the bucket."""
-    book = write_project(tmp_path / "project", parameters="{calls: true}")
+    book = write_project(
+        tmp_path / "project", parameters="{calls: true, api_key: 'secret:OPENAI_API_KEY'}"
+    )
     out = f"{bucket}/runs"
+    assert "OPENAI_API_KEY" not in os.environ  # the submitter has no model key
     model = OpenAIServer().start()
     worker_env = {  # the model's settings and key exist on the workers only
         "AIKIT_PROVIDER": "openai",
@@ -200,6 +205,9 @@ def test_a_sweep_on_a_two_worker_cluster_sharing_only_a_bucket(
             assert run_id in listed.stdout and word in listed.stdout
         assert sorted(frame["reply"]) == ["echo: say alpha", "echo: say beta", "echo: say gamma"]
         assert list(frame["calls"]) == [1, 1, 1]  # usage.jsonl came back with each run
+        # `secret:OPENAI_API_KEY` was read on the workers: the submitter has no such variable.
+        assert list(frame["key_length"]) == [len(API_KEY)] * 3
+        assert set(frame["api_key"]) == {"secret:OPENAI_API_KEY"}
         homes = {str(d / "home") for d in cluster.worker_dirs}
         assert set(frame["home"]) == homes  # both workers ran some of the three
         for home, where in zip(frame["home"], frame["notebook_dir"], strict=True):
