@@ -160,6 +160,7 @@ def _param_file(path: str | None) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from aikit import _storage as storage
     from aikit.evals.gate import gate_failures, parse_thresholds
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
 
@@ -198,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         for line in result.gate_failures:
             print(f"aikit: {line}", file=sys.stderr)
         print(
-            f"runs: {Path(args.out) / result.name}/  summary: {result.summary_html}"
+            f"runs: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
             f" and {result.summary_csv}"
         )
         return 0 if result.ok else 1
@@ -317,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parameter value (YAML rules for lists, dicts, bools)",
     )
     run.add_argument("-f", "--file", help="a YAML file of parameter values")
-    run.add_argument("--out", default="runs", help="where runs are written (default: runs)")
+    run.add_argument(
+        "--out", default="runs", help="where runs are written: a folder or a URL (default: runs)"
+    )
     run.add_argument("--workers", type=int, help="parallel runs (playbooks)")
     run.add_argument("--executor", choices=["local", "dask"], default="local")
     run.add_argument("--scheduler", help="address of a Dask scheduler, tcp://HOST:PORT")
@@ -332,12 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     runs = commands.add_parser("runs", help="list recorded runs")
     runs.add_argument("name", nargs="?", help="only runs of this notebook or playbook")
-    runs.add_argument("--out", default="runs")
+    runs.add_argument("--out", default="runs", help="the runs folder or URL (s3://...)")
     runs.set_defaults(func=_runs)
     compare = commands.add_parser("compare", help="two runs' values side by side")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
-    compare.add_argument("--out", default="runs")
+    compare.add_argument("--out", default="runs", help="the runs folder or URL (s3://...)")
     compare.set_defaults(func=_compare)
     api = commands.add_parser(
         "api", help="serve a notebook's @aikit.endpoint functions as a REST API"

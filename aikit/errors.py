@@ -31,6 +31,10 @@ class TemplateError(AikitError):
     """A prompt template is invalid, unsafe, or rendered with missing/unknown variables."""
 
 
+class StorageError(AikitError):
+    """A runs folder, shipped file or index location (path or fsspec URL) cannot be used."""
+
+
 class StructuredOutputError(AikitError):
     """A structured answer failed validation twice (raised only when asked for)."""
 
@@ -119,6 +123,7 @@ __all__ = [
     "RecordError",
     "RegistryError",
     "RunError",
+    "StorageError",
     "StructuredOutputError",
     "TemplateError",
 ]

@@ -1,6 +1,7 @@
 """Runs are data: every notebook run leaves `runs/<name>/<run_id>/` with the executed notebook,
 `usage.jsonl` and `run.json`, the `Run` below written as JSON. This module owns that type,
 reads runs back (`runs()` is a pandas DataFrame, one row per run) and compares two runs.
+The runs folder is a local path or any fsspec URL (`s3://bucket/runs`; see `aikit._storage`).
 
 run.json (schema version 1): run_id, name, playbook, notebook, notebook_sha256, key (notebook
 content + parameters, used to skip runs that already succeeded), parameters (secrets as
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit import _storage as storage
 from aikit.errors import RegistryError, RunError
 
 if TYPE_CHECKING:
@@ -36,8 +38,9 @@ TABLE_COLUMNS = ["run_id", "name", "notebook", "status", "started", "duration_s"
 class Run:
     """One notebook run, as `run.json` holds it (see the module docstring for the fields).
 
-    `dir` is where it was read from or written to; `skipped` marks a run a playbook reused
-    instead of executing again. Neither is stored.
+    `dir` is where it was read from or written to (a path, or a URL string for object
+    storage); `skipped` marks a run a playbook reused instead of executing again. Neither is
+    stored.
     """
 
     run_id: str
@@ -59,7 +62,7 @@ class Run:
     git_commit: str | None = None
     aikit_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    dir: Path = field(default=Path("."), compare=False)
+    dir: Path | str = field(default=Path("."), compare=False)
     skipped: bool = field(default=False, compare=False)
 
     @property
@@ -99,7 +102,7 @@ class Run:
         return {"schema_version": SCHEMA_VERSION, **data, **self.extra}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], dir: Path | None = None) -> Run:
+    def from_json(cls, data: Mapping[str, Any], dir: Path | str | None = None) -> Run:
         """A run from a (migrated) `run.json` object; unknown keys go to `extra`."""
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "dir", "skipped"}
         values = {k: v for k, v in data.items() if k in known}
@@ -107,24 +110,29 @@ class Run:
         return cls(**values, extra=extra, dir=dir or Path("."))
 
 
-def write_run(run: Run) -> Path:
-    """Write `run.json` into `run.dir` atomically (a reader never sees half of it)."""
-    run.dir.mkdir(parents=True, exist_ok=True)
-    path = run.dir / RUN_FILE
-    tmp = path.with_name(RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(run.to_json(), indent=2, default=str))
-    tmp.replace(path)
-    return path
+def write_run(run: Run) -> str:
+    """Write `run.json` into `run.dir` whole (a reader never sees half of it); a local folder
+    or a URL."""
+    text = json.dumps(run.to_json(), indent=2, default=str)
+    return storage.write_text(storage.join(run.dir, RUN_FILE), text)
 
 
 def load_run(path: str | Path) -> Run:
-    """A run, migrated to the current schema; `path` is run.json or its folder."""
-    file = Path(path)
-    if file.is_dir():
-        file = file / RUN_FILE
+    """A run, migrated to the current schema; `path` is run.json or its folder (a local
+    path or a URL)."""
+    file = path if storage.name(path) == RUN_FILE else storage.join(path, RUN_FILE)
     try:
-        data: dict[str, Any] = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
+        text = storage.read_text(file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+    return _parse(text, str(file))
+
+
+def _parse(text: str, file: str) -> Run:
+    """A run from run.json's text, migrated; its `dir` is the folder it was read from."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
         raise RegistryError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
     if not isinstance(data, dict):
         raise RegistryError(f"{file} is not a run record (a JSON object); move it away")
@@ -134,15 +142,18 @@ def load_run(path: str | Path) -> Run:
     while version < SCHEMA_VERSION:
         data = MIGRATIONS[version](data)
         version += 1
-    return Run.from_json(data, dir=file.parent)
+    folder = storage.parent(file)
+    return Run.from_json(data, dir=folder if storage.is_url(folder) else Path(folder))
 
 
 def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[Run]:
     """Every run under `root` (optionally only `root/name`), oldest first."""
-    base = Path(root) / name if name else Path(root)
-    if not base.exists():
-        return []
-    found = [load_run(p) for p in sorted(base.rglob(RUN_FILE))]
+    base = storage.join(root, name) if name else root
+    if storage.is_url(base):  # one listing, then the records fetched concurrently
+        texts = storage.read_many(storage.find(base, RUN_FILE))
+        found = [_parse(text.decode("utf-8"), file) for file, text in texts.items()]
+    else:
+        found = [load_run(p) for p in storage.find(base, RUN_FILE)]
     return sorted(found, key=lambda r: (str(r.started), r.run_id))
 
 
@@ -183,7 +194,7 @@ def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
 
 def find_run(ref: str, root: str | Path = "runs") -> Run:
     """The run whose id (or a unique prefix of it) or folder is `ref`."""
-    if Path(ref, RUN_FILE).exists():
+    if storage.exists(storage.join(ref, RUN_FILE)):
         return load_run(ref)
     matches = [r for r in iter_runs(root) if r.run_id.startswith(ref)]
     if len(matches) == 1:

@@ -3,8 +3,11 @@ hybrid (reciprocal rank fusion of the two).
 
 The folder holds the LanceDB database and `aikit-index.json` (format version, the embedder's
 name and vector size), so re-opening with another embedder is an error, not silent garbage.
-The table is plain Lance format: the same data opens from object storage (`s3://...`) or
-LanceDB Cloud with `lancedb.connect` (see playbooks/rag.md).
+The folder may be a URL (`s3://bucket/index`, `gs://`, `az://`): LanceDB reads and writes
+object storage itself, full-text index included, with credentials from the environment
+(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` and
+`AWS_ALLOW_HTTP=true` for an S3-compatible endpoint such as MinIO); `aikit-index.json` goes
+through fsspec (`aikit[cloud]`). The embedding cache stays on each machine.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aikit import _storage as storage
 from aikit.errors import RagError
 from aikit.rag._chunk import (
     DEFAULT_CHUNK_OVERLAP,
@@ -56,8 +60,8 @@ class Index:
     """A LanceDB table of chunks with their vectors and a full-text index, on disk.
 
     Args:
-        path: folder of the index; default `$AIKIT_HOME/rag/index`. Re-opening a folder
-            finds the index as it was left.
+        path: folder of the index, or a URL (`s3://bucket/index`); default
+            `$AIKIT_HOME/rag/index`. Re-opening a folder finds the index as it was left.
         embedder: `"local"` (all-MiniLM-L6-v2, offline), `"openai:MODEL"`, or an `Embedder`.
         chunk_size: tokens per chunk when `add` is given documents; default what the index
             was built with, else 200.
@@ -80,10 +84,14 @@ class Index:
         table: str = "chunks",
     ) -> None:
         home = get_settings().home
-        self.path = Path(path).expanduser() if path is not None else home / "rag" / "index"
+        self.path: Path | str  # a URL (object storage) stays a string
+        if path is not None and storage.is_url(path):
+            self.path = storage.normalize(path)
+        else:
+            self.path = Path(path).expanduser() if path is not None else home / "rag" / "index"
         self.embedder = get_embedder(embedder)
         self.table_name = table
-        self._db = _lancedb().connect(str(self.path))
+        self._db = self._connect()
         self._table: Any = None
         meta = self._check_meta()
         self.chunk_size = chunk_size or int(meta.get("chunk_size", DEFAULT_CHUNK_SIZE))
@@ -104,15 +112,25 @@ class Index:
     def __len__(self) -> int:
         return 0 if self._table is None else int(self._table.count_rows())
 
+    def _connect(self) -> Any:
+        try:
+            return _lancedb().connect(str(self.path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise RagError(
+                f"cannot open index {self.path}: {str(exc).splitlines()[0]}; check the path, and"
+                " for object storage the bucket and the credentials in the environment"
+            ) from exc
+
     # -- metadata ---------------------------------------------------------------------------
-    def _meta_path(self) -> Path:
-        return self.path / META_FILE
+    def _meta_path(self) -> str:
+        return storage.join(self.path, META_FILE)
 
     def _check_meta(self) -> dict[str, Any]:
-        file = self._meta_path()
-        if not file.is_file():
+        try:
+            text = storage.read_text(self._meta_path())
+        except FileNotFoundError:
             return {}
-        meta: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+        meta: dict[str, Any] = json.loads(text)
         if meta.get("version", 0) > INDEX_VERSION:
             raise RagError(
                 f"index {self.path} has format {meta['version']}, newer than this aikit"
@@ -127,7 +145,6 @@ class Index:
         return meta
 
     def _write_meta(self, dim: int) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
         meta = {
             "version": INDEX_VERSION,
             "embedder": self.embedder.name,
@@ -135,7 +152,7 @@ class Index:
             "chunk_size": self.chunk_size,
             "chunk_overlap": self.chunk_overlap,
         }
-        self._meta_path().write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        storage.write_text(self._meta_path(), json.dumps(meta, indent=1) + "\n")
 
     # -- writing ----------------------------------------------------------------------------
     def _chunks_of(self, items: Document | Chunk | Iterable[Document | Chunk]) -> list[Chunk]:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
+from aikit import _storage as storage
 from aikit._record import notebook_dir
+from aikit._storage import is_url, normalize
 from aikit.errors import ExecutorError, ParameterError
 from aikit.registry import Run, iter_runs, table
 from aikit.runner.cassettes import rerecord
@@ -20,6 +22,7 @@ from aikit.runner.execute import execute_run, make_spec
 from aikit.runner.kernel import KERNEL_NAME, check_kernel
 from aikit.runner.params import convert, describe_parameters, read_parameters
 from aikit.runner.playbook import load_playbook
+from aikit.runner.ship import upload
 
 Executor = Literal["local", "dask"]
 
@@ -33,8 +36,8 @@ class PlaybookResult:
     runs: list[Run]
     thresholds: dict[str, float] = field(default_factory=dict)
     gate_failures: list[str] = field(default_factory=list)
-    summary_csv: Path | None = None
-    summary_html: Path | None = None
+    summary_csv: str | None = None  # a path or URL
+    summary_html: str | None = None
 
     @property
     def failed(self) -> list[Run]:
@@ -68,11 +71,17 @@ def run_notebook(
         raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
     check_kernel(notebook)
-    spec = make_spec(notebook, checked, out=Path(out), name=name or notebook.stem)
+    spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
+    upload([spec])  # a URL as `out`: the notebook and its data/ go to the bucket first
     return execute_run(spec)
 
 
-def _succeeded(out: Path, name: str) -> dict[str, Run]:
+def _out(out: str | Path) -> str | Path:
+    """A runs folder: a local path as given, a URL checked (no credentials in it)."""
+    return normalize(out) if is_url(out) else Path(out)
+
+
+def _succeeded(out: str | Path, name: str) -> dict[str, Run]:
     return {str(r.key): r for r in iter_runs(out, name) if r.ok}
 
 
@@ -85,16 +94,18 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
-    done = {} if force else _succeeded(Path(out), playbook.name)
+    out = _out(out)
+    done = {} if force else _succeeded(out, playbook.name)
     plan = []
-    for notebook, parameter_sets in steps:
+    for (notebook, parameter_sets), step in zip(steps, playbook.steps, strict=True):
         check_kernel(notebook)
         extra = {k: v for k, v in (overrides or {}).items() if k in read_parameters(notebook)}
+        files = step.files if step.files is not None else playbook.files  # shipped with a URL
         specs = []
         for params in parameter_sets:
             merged = {**params, **convert(notebook, extra)} if extra else params
             spec = make_spec(
-                notebook, merged, out=Path(out), name=playbook.name, playbook=playbook.name
+                notebook, merged, out=out, name=playbook.name, playbook=playbook.name, files=files
             )
             specs.append((spec, done.get(spec["key"])))
         plan.append(specs)
@@ -147,6 +158,7 @@ def run_playbook(
     with _executor(executor, n_workers, scheduler) as submit:
         for step in plan:
             todo = [spec for spec, earlier in step if earlier is None]
+            upload(todo)  # a URL as `out`: each needed file goes to the bucket once
             done = iter(submit(todo))
             for _, earlier in step:
                 if earlier is not None:
@@ -158,12 +170,14 @@ def run_playbook(
     result = PlaybookResult(name=name, runs=results, thresholds=thresholds)
     if not result.failed:
         result.gate_failures = gate_failures([r.records for r in results], thresholds)
-    folder = Path(out) / name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = storage.join(_out(out), name)
     frame = result.table()
-    result.summary_csv, result.summary_html = folder / "summary.csv", folder / "summary.html"
-    frame.to_csv(result.summary_csv, index=False)
-    frame.to_html(result.summary_html, index=False, na_rep="")
+    result.summary_csv = storage.write_text(
+        storage.join(folder, "summary.csv"), frame.to_csv(index=False)
+    )
+    result.summary_html = storage.write_text(
+        storage.join(folder, "summary.html"), frame.to_html(index=False, na_rep="")
+    )
     return result
 
 

@@ -62,7 +62,7 @@ def rerecord(notebook: str | Path) -> Path:
             "AIKIT_CASSETTES": str(recorded),
         }
         run = _execute(path, Path(tmp), replay)
-        replayed = run.dir / path.name
+        replayed = Path(run.dir) / path.name
         _strip_run_metadata(replayed)
         recorded.replace(cassette)
         replayed.replace(path)

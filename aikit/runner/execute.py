@@ -5,6 +5,10 @@ results written to `runs/<name>/<run_id>/`.
 recorder): it starts `python -m aikit.runner.execute` with the spec on stdin, so each run has
 its own process, kernel, environment and working directory, and a crash cannot take other runs
 with it. It returns the run as `aikit.registry.Run`.
+
+A run whose folder is a URL (`--out s3://bucket/runs`) runs in a local scratch folder on
+whichever machine picked it up, from the files shipped with it (`aikit.runner.ship`); the
+finished folder is then uploaded, `run.json` last, so a reader never sees half a run.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from aikit import _storage as storage
 from aikit._record import NOTEBOOK_DIR_ENV, read_records
 from aikit.costs import RUN_USAGE_ENV, total_usage
-from aikit.registry import Run, load_run, write_run
+from aikit.registry import RUN_FILE, Run, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
 
 SECRETS_TAG = "aikit-secrets"
@@ -47,29 +52,70 @@ def make_spec(
     notebook: Path,
     parameters: dict[str, Any],
     *,
-    out: Path,
+    out: str | Path,
     name: str,
     playbook: str | None = None,
+    files: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything a worker needs to execute one run (JSON-able); `env` adds to the kernel's
-    environment (the cassette recorder sets `AIKIT_CACHE` there)."""
+    """Everything a worker needs to execute one run (JSON-able). With a URL as `out`, the
+    spec also lists the files to ship (the notebook, its cassette, `files` or `data/`);
+    `env` adds to the kernel's environment (the cassette recorder sets `AIKIT_CACHE` there)."""
     notebook = notebook.resolve()
     run_id = new_run_id(notebook.stem)
-    return {
+    spec = {
         "notebook": str(notebook),
         "parameters": parameters,
         "name": name,
         "playbook": playbook,
         "run_id": run_id,
-        "run_dir": str((out / name / run_id).resolve()),
+        "run_dir": (
+            storage.join(out, name, run_id)
+            if storage.is_url(out)
+            else str((Path(out) / name / run_id).resolve())
+        ),
         "key": run_key(notebook, parameters),
         "env": dict(env or {}),
     }
+    if storage.is_url(out):  # aikit[cloud]: no shared disk, ship the run's files
+        from aikit.runner.ship import pack
+
+        spec |= pack(notebook, files, storage.normalize(out))
+    return spec
 
 
 def execute_run(spec: dict[str, Any]) -> Run:
     """Run `spec` in a child process and return the run (also when the process crashed)."""
+    if storage.is_url(spec["run_dir"]):
+        return _execute_shipped(spec)
+    return _execute_here(spec)
+
+
+def _execute_shipped(spec: dict[str, Any]) -> Run:
+    """Run in a scratch folder from the shipped files, then upload the run folder."""
+    from aikit.runner.ship import materialize
+
+    with tempfile.TemporaryDirectory(prefix="aikit-run-") as tmp:
+        scratch = Path(tmp)
+        here = dict(spec, run_dir=str(scratch / "run"))
+        if spec.get("files"):
+            here["notebook"] = str(materialize(spec, scratch / "notebook"))
+        run = _execute_here(here)
+        return _publish(scratch / "run", spec["run_dir"], run)
+
+
+def _publish(folder: Path, url: str, run: Run) -> Run:
+    """Upload a finished run folder to `url`, run.json last (its `output` pointing there)."""
+    if run.output:
+        run.output = storage.join(url, Path(run.output).name)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != RUN_FILE)
+    storage.put_files([(p, storage.join(url, *p.relative_to(folder).parts)) for p in files])
+    run.dir = url
+    write_run(run)
+    return run
+
+
+def _execute_here(spec: dict[str, Any]) -> Run:
     run_dir = Path(spec["run_dir"])
     done = subprocess.run(
         [sys.executable, "-m", "aikit.runner.execute"],
@@ -104,27 +150,28 @@ def _run_env(spec: dict[str, Any]) -> dict[str, str]:
 
 def _base_run(spec: dict[str, Any]) -> Run:
     notebook = Path(spec["notebook"])
+    origin = spec.get("origin")  # a shipped run: where the notebook came from, not the scratch
     return Run(
         run_id=spec["run_id"],
         name=spec["name"],
         playbook=spec.get("playbook"),
-        notebook=_display_path(notebook),
+        notebook=origin["notebook"] if origin else display_path(notebook),
         notebook_sha256=hashlib.sha256(notebook.read_bytes()).hexdigest(),
         key=spec["key"],
         parameters=spec["parameters"],
-        git_commit=_git_commit(notebook.parent),
+        git_commit=origin["git_commit"] if origin else git_commit_of(notebook.parent),
         aikit_version=version("aikit"),
         dir=Path(spec["run_dir"]),
     )
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
 
 
-def _git_commit(folder: Path) -> str | None:
+def git_commit_of(folder: Path) -> str | None:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
@@ -181,7 +228,7 @@ def run_in_process(spec: dict[str, Any]) -> Run:
 
     notebook = Path(spec["notebook"])
     run = _base_run(spec)
-    run_dir = run.dir
+    run_dir = Path(run.dir)  # always a local folder here (see _execute_shipped)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     run.started = _iso(started)
@@ -233,7 +280,7 @@ def run_in_process(spec: dict[str, Any]) -> Run:
     run.duration_s = round(ended - started, 3)
     run.records = read_records(executed) if executed else {}
     run.usage = total_usage(calls)
-    run.output = _display_path(output) if output.exists() else None
+    run.output = display_path(output) if output.exists() else None
     write_run(run)
     return run
 

@@ -10,7 +10,11 @@ steps:
 grid:                           # cartesian product, applied to every step declaring the name
   temperature: [0.0, 0.7]
 fail_under: {accuracy: 0.8}     # exit non-zero if a run records accuracy below 0.8
+files: [data/prompting.jsonl]   # shipped with each run when runs go to a URL (default: data/)
 ```
+`files` (top level, or per step) lists the paths, relative to each notebook's folder, that
+its runs read; with `--out s3://...` only those (plus the notebook and its cassette) reach a
+worker (see `aikit.runner.ship`).
 The whole file is checked before anything runs; an error names the file, the field and why.
 """
 
@@ -23,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aikit.errors import ParameterError, PlaybookError
+from aikit.errors import ParameterError, PlaybookError, StorageError
 from aikit.runner.params import convert, read_parameters
 
 
@@ -32,6 +36,7 @@ class Step(BaseModel):
 
     notebook: str
     parameters: dict[str, Any] = Field(default_factory=dict)
+    files: list[str] | None = None  # what its runs read, beside the notebook (default data/)
 
 
 class Playbook(BaseModel):
@@ -43,6 +48,7 @@ class Playbook(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     workers: int = Field(default=1, ge=1)
     fail_under: dict[str, float] = Field(default_factory=dict)  # metric -> lowest allowed
+    files: list[str] | None = None  # default `files` of every step
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -86,6 +92,15 @@ def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dic
                 f"{file}: steps[{index}].notebook: {step.notebook} does not exist"
                 f" (looked beside the playbook and in {file.resolve().parent.parent})"
             )
+        files = step.files if step.files is not None else playbook.files
+        if files is not None:  # checked now, shipped when runs go to a URL
+            from aikit.runner.ship import declared_files
+
+            try:
+                declared_files(notebook, files)
+            except StorageError as exc:
+                where = f"steps[{index}]." if step.files is not None else ""
+                raise PlaybookError(f"{file}: {where}{exc}") from exc
         declared = read_parameters(notebook)
         grid = {k: v for k, v in playbook.grid.items() if k in declared}
         used_grid |= set(grid)
