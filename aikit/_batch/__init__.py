@@ -79,7 +79,7 @@ def estimate(
     Example:
         >>> aikit.estimate(["Hi", "Hello"], model="gpt-4o-mini", max_tokens=50)  # doctest: +SKIP
         Estimate(model='gpt-4o-mini', rows=2, prompt_tokens=16, max_completion_tokens=100,
-                 prompt_cost_usd=2.4e-06, max_cost_usd=6.5e-05, tokenizer='tiktoken o200k_base')
+                 prompt_cost_usd=2.4e-06, max_cost_usd=6.5e-05, tokenizer='o200k_base')
     """
     from aikit._batch import _job  # pandas, openai
     from aikit.llm import check_params  # openai
