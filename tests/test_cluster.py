@@ -141,7 +141,10 @@ def test_runs_go_to_the_bucket_with_only_their_declared_files(
     out = f"{bucket}/runs"
     done = cli("run", str(book), "--out", out, "--workers", "2", cwd=tmp_path, env={})
     assert done.returncode == 0, done.stderr
-    assert f"runs: {out}/words/  summary: {out}/words/summary.csv" in done.stdout
+    assert (
+        f"runs: {out}/words/  summary: {out}/words/summary.html and {out}/words/summary.csv"
+        in done.stdout
+    )
     frame = aikit.runs(out)
     assert sorted(frame["word"]) == ["alpha", "beta", "gamma"]
     assert not frame["sees_undeclared"].any()  # notes.txt was not declared, so not shipped
