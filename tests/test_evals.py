@@ -165,6 +165,14 @@ def test_evaluate_counts_errors_and_unscored_apart_from_wrong() -> None:
     assert result.means() == {"maybe": 0.75, "exact_match": round(6 / 9, 6)}
 
 
+def test_keywords_match_whole_words_and_numbers_written_either_way() -> None:
+    assert ev.keywords("You get two laptops for 1,500 EUR.", ["2", "1500"]) == 1.0
+    assert ev.keywords("The 3rd floor", "third") == 1.0
+    assert ev.keywords("Catalogue", "cat") == 0.0  # whole words only
+    assert ev.keywords("25 days", ["25", "weeks"]) == 0.0  # every keyword
+    assert ev.keywords("anything", []) is None  # nothing to look for: unscored
+
+
 def test_a_metric_that_raises_is_an_error_of_that_sample_not_a_zero() -> None:
     def picky(output: str, expected: str) -> float:
         if output == "b":

@@ -24,6 +24,7 @@ __all__ = [
     "exact_match",
     "json_schema",
     "json_valid",
+    "keywords",
     "normalize",
     "numeric_match",
     "regex_match",
@@ -69,6 +70,31 @@ def contains(
         text, needles = text.casefold(), [n.casefold() for n in needles]
     found = [n in text for n in needles]
     return float(any(found) if mode == "any" else all(found))
+
+
+_NUMBER_WORDS = dict(
+    zip(
+        "one two three four five six seven eight nine ten".split(),
+        map(str, range(1, 11)),
+        strict=True,
+    )
+) | {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th"}
+
+
+def _words(text: Any) -> str:
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", str(text).lower())  # 1,500 -> 1500
+    return " ".join(_NUMBER_WORDS.get(w, w) for w in re.findall(r"[a-z0-9]+", text))
+
+
+def keywords(output: Any, expected: Any) -> float | None:
+    """1.0 if every expected keyword appears in the output as whole words, after lower-casing,
+    dropping thousands separators and writing number words as digits ("two" is "2"); None
+    (unscored) when there is no keyword to look for."""
+    wanted = [_words(k) for k in _expected_list(expected) if _words(k)]
+    if not wanted:
+        return None
+    said = _words(output)
+    return float(all(re.search(rf"\b{re.escape(k)}\b", said) for k in wanted))
 
 
 def regex_match(output: Any, expected: Any, *, flags: int = 0, full: bool = False) -> float:
