@@ -224,8 +224,9 @@ def test_run_playbook_returns_what_the_cli_prints(tmp_path: Path) -> None:
     assert result.thresholds == {"score": 0.8}
     assert result.gate_failures == ["fail_under: score = 0.5 is below 0.8"]
     assert not result.ok
-    assert result.summary_csv == tmp_path / "runs" / "sweep" / "summary.csv"
-    assert len(pd.read_csv(result.summary_csv)) == 2 and result.summary_html.is_file()
+    assert result.summary_csv == str(tmp_path / "runs" / "sweep" / "summary.csv")
+    assert result.summary_html is not None and Path(result.summary_html).is_file()
+    assert len(pd.read_csv(result.summary_csv)) == 2
     stricter = run_playbook(book, out=tmp_path / "runs", fail_under={"score": 0.1})
     assert all(r.skipped for r in stricter.runs) and stricter.gate_failures == []
     assert stricter.ok  # the call's threshold replaces the playbook's for that metric

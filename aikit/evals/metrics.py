@@ -74,7 +74,7 @@ def contains(
 
 _NUMBER_WORDS = dict(
     zip(
-        "one two three four five six seven eight nine ten".split(),
+        ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"],
         map(str, range(1, 11)),
         strict=True,
     )
