@@ -197,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         from aikit.runner.playbook import load_playbook
 
         gate = load_playbook(target)[0].fail_under | thresholds
+        _keep_gate([r for r in runs if not r.skipped], gate)
         return 1 if failed else _gate([r.records for r in runs], gate)
     if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:
         raise AikitError("--workers/--executor/--scheduler/--dry-run/--force are for playbooks")
@@ -207,10 +208,20 @@ def _run(args: argparse.Namespace) -> int:
     print(f"executed notebook: {run.output}")
     for key, value in run.records.items():
         print(f"  {key} = {value!r:.200}")
+    _keep_gate([run], thresholds)
     if not run.ok:
         print(run.error, file=sys.stderr)
         return 1
     return _gate([run.records], thresholds)
+
+
+def _keep_gate(runs: list[Any], thresholds: dict[str, float]) -> None:
+    """issue 11: each run's run.json keeps its gate thresholds and whether it passed."""
+    from aikit.evals.gate import write_gate
+
+    if thresholds:
+        for run in runs:
+            write_gate(run.dir, thresholds)
 
 
 def _gate(records: list[dict[str, Any]], thresholds: dict[str, float]) -> int:

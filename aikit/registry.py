@@ -5,7 +5,8 @@ run.json (schema version 1): run_id, name, playbook, notebook, notebook_sha256, 
 content + parameters, used to skip runs that already succeeded), parameters (secrets as
 `secret:NAME`), status (`running` | `succeeded` | `failed`), error, started, ended,
 duration_s, records (from `aikit.record`), usage (calls, tokens, cost of the kernel's model
-calls), output (the executed notebook), git_commit, aikit_version.
+calls), output (the executed notebook), git_commit, aikit_version; and, when the run had a
+`fail_under` gate, gate (`fail_under` thresholds, `passed`, `failures`; see `aikit.evals.gate`).
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def _scalar(value: Any) -> bool:
 
 
 def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
-    """One row per run: id, name, notebook, status, times, cost, then parameters and
-    scalar recorded values as columns (a recorded value wins a name clash)."""
+    """One row per run: id, name, notebook, status, times, calls, tokens, cost, then parameters
+    and scalar recorded values as columns (a recorded value wins a name clash); with a gate,
+    `gate_passed` and `fail_under_METRIC`."""
     import pandas as pd
 
     rows = []
@@ -85,11 +87,16 @@ def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
             "started": pd.Timestamp(r["started"]) if r.get("started") else pd.NaT,
             "duration_s": r.get("duration_s"),
             "calls": usage.get("calls", 0),
+            # issue 11 (monitoring): tokens per run beside the cost
+            "tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0),
             "cost_usd": usage.get("cost_usd"),
             "error": r.get("error"),
         }
         row.update({k: v for k, v in (r.get("parameters") or {}).items() if _scalar(v)})
         row.update({k: v for k, v in (r.get("records") or {}).items() if _scalar(v)})
+        if r.get("gate"):  # issue 11: the run's fail_under gate (aikit.evals.gate.write_gate)
+            row["gate_passed"] = r["gate"].get("passed")
+            row.update({f"fail_under_{m}": t for m, t in r["gate"]["fail_under"].items()})
         rows.append(row)
     columns = [
         "run_id",
@@ -99,6 +106,7 @@ def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
         "started",
         "duration_s",
         "calls",
+        "tokens",
         "cost_usd",
         "error",
     ]

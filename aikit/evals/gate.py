@@ -1,9 +1,11 @@
-"""The quality gate: `fail_under` thresholds checked against the values runs recorded."""
+"""The quality gate: `fail_under` thresholds checked against the values runs recorded, and
+kept in each run's record (`run.json` field `gate`: `fail_under`, `passed`, `failures`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aikit.errors import AikitError
@@ -48,3 +50,27 @@ def gate_failures(
             elif number < threshold:
                 lines.append(f"fail_under: {metric} = {number:g} is below {threshold:g}")
     return lines
+
+
+def run_gate(record: Mapping[str, Any], thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """The gate as one run's record keeps it: the thresholds of the metrics this run recorded
+    (all of them if the run failed), whether it passed, and the lines of what broke."""
+    records = record.get("records") or {}
+    if record.get("status") != "succeeded":
+        failures = [f"run {record.get('status')}: {record.get('error')}"]
+        return {"fail_under": dict(thresholds), "passed": False, "failures": failures}
+    applicable = {m: float(t) for m, t in thresholds.items() if m in records}
+    failures = gate_failures([records], applicable)
+    return {"fail_under": applicable, "passed": not failures, "failures": failures}
+
+
+def write_gate(run_dir: str | Path, thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """Add the `gate` of `run_gate` to the run.json in `run_dir` (so monitoring can mark the
+    runs that fell below their gate) and return it."""
+    from aikit.registry import load_run, write_run
+
+    record = load_run(run_dir)
+    gate = run_gate(record, thresholds)
+    stored = {k: v for k, v in record.items() if k not in ("dir", "schema_version")}
+    write_run(Path(run_dir), stored | {"gate": gate})
+    return gate
