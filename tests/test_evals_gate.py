@@ -109,3 +109,44 @@ def test_each_run_record_keeps_its_gate(tmp_path: Path) -> None:
     assert main(["run", str(nb), "--out", str(tmp_path / "plain")]) == 0
     [plain] = iter_runs(tmp_path / "plain")
     assert "gate" not in plain and "gate_passed" not in runs(tmp_path / "plain").columns
+
+
+def test_eval_nightly_is_a_gated_grid_of_variants_and_slices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import ROOT
+
+    from aikit.runner.playbook import load_playbook
+
+    playbook = ROOT / "playbooks" / "eval-nightly.yaml"
+    spec, [(notebook, runs)] = load_playbook(playbook)
+    assert notebook.name == "03_evals.ipynb" and spec.fail_under == {"accuracy": 0.6}
+    assert sorted((r["task"], r["subset"]) for r in runs) == [
+        ("prompting:few_shot", "city"),
+        ("prompting:few_shot", "sentiment"),
+        ("prompting:instructed", "city"),
+        ("prompting:instructed", "sentiment"),
+    ]
+    assert all(r["report"] == "eval_report.html" for r in runs)
+    assert main(["run", str(playbook), "--dry-run", "--out", str(tmp_path)]) == 0
+    assert "playbook eval-nightly: 4 runs" in capsys.readouterr().out
+
+
+def test_the_example_history_was_made_by_the_runner_over_two_weeks() -> None:
+    from conftest import ROOT
+
+    from aikit.registry import iter_runs, runs
+
+    folder = ROOT / "notebooks" / "data" / "monitoring"
+    records = iter_runs(folder, "eval-nightly")
+    table = runs(folder, "eval-nightly")
+    assert len(records) >= 20
+    assert (table["started"].max() - table["started"].min()).days >= 14
+    assert table["task"].nunique() >= 2
+    # What the runner writes (not hand-made): key, notebook hash, usage, gate, aikit version.
+    for record in records:
+        assert {"key", "notebook_sha256", "usage", "aikit_version", "gate"} <= set(record)
+        assert record["gate"]["fail_under"] == {"accuracy": 0.6}
+        assert record["gate"]["passed"] == (record["records"]["accuracy"] >= 0.6)
+        assert record["output"] is None  # executed notebooks are not kept (make_history.py)
+    assert 0 < (~table["gate_passed"].astype(bool)).sum() < len(table)
