@@ -12,7 +12,7 @@ random sample of 16 items per variant and slice, and the runner writes every run
 usage, and the `fail_under` gate with whether the run passed).
 
 What this script changes afterwards, and nothing else: the runs all happened within minutes, so
-it moves each night's runs to their simulated night, one every second day over two weeks
+it moves each night's runs to their simulated night, five nights over two weeks (days 0, 4, 7, 11 and 14)
 (`started`, `ended` and the time stamp at the start of `run_id` and of the run folder are shifted
 by the same amount; durations and order stay). It keeps only `run.json` and `usage.jsonl` of
 each run (the executed notebooks and HTML reports would add megabytes), so `output` is set to
@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 PLAYBOOK = ROOT / "playbooks" / "eval-nightly.yaml"
 FIRST_NIGHT = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)  # runs start at 02:00 UTC
-NIGHTS = range(0, 15, 2)  # every second day over two weeks: 8 nights
+NIGHTS = (0, 4, 7, 11, 14)  # five nights over two weeks
 
 
 def shift(record: dict[str, object], night: datetime, first: datetime) -> dict[str, object]:
