@@ -161,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aikit import _storage as storage
-    from aikit.evals.gate import gate_failures, parse_thresholds
+    from aikit.evals.gate import gate_failures, parse_thresholds, write_gate
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
 
     target = Path(args.target)
@@ -214,6 +214,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"executed notebook: {run.output}")
     for key, value in run.records.items():
         print(f"  {key} = {value!r:.200}")
+    if thresholds:  # the run keeps its gate, for monitoring (04_monitoring)
+        write_gate(run, thresholds)
     if not run.ok:
         print(run.error, file=sys.stderr)
         return 1

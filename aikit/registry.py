@@ -9,7 +9,9 @@ content + parameters, used to skip runs that already succeeded), parameters (sec
 failed cell: `cell`, `ename`, `evalue`), started, ended, duration_s, records (from
 `aikit.record`; a DataFrame in pandas' "split" layout under `{"dataframe": ...}`), usage
 (calls, tokens, cost of the kernel's model calls), output (the executed notebook), git_commit,
-aikit_version. Keys this version does not know are kept as they are (`Run.extra`).
+aikit_version; and, when the run had a `fail_under` gate, gate (`fail_under` thresholds,
+`passed`, `failures`; see `aikit.evals.gate`). Keys this version does not know are kept as they
+are (`Run.extra`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 # MIGRATIONS[v] turns a version-v record into version v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-TABLE_COLUMNS = ["run_id", "name", "notebook", "status", "started", "duration_s", "calls"]
+TABLE_COLUMNS = ["run_id", "name", "notebook", "status", "started", "duration_s", "calls", "tokens"]
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Run:
     output: str | None = None
     git_commit: str | None = None
     aikit_version: str | None = None
+    gate: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     dir: Path | str = field(default=Path("."), compare=False)
     skipped: bool = field(default=False, compare=False)
@@ -162,9 +165,10 @@ def _scalar(value: Any) -> bool:
 
 
 def table(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run: id, name, notebook, status, start, duration, calls, cost, then the
-    parameters and scalar recorded values as columns (a recorded value wins a name clash),
-    then the error. The one table builder behind `runs()` and a playbook's summary."""
+    """One row per run: id, name, notebook, status, start, duration, calls, tokens, cost, then
+    the parameters and scalar recorded values as columns (a recorded value wins a name clash);
+    with a gate, `gate_passed` and `fail_under_METRIC`; then the error. The one table builder
+    behind `runs()` and a playbook's summary."""
     import pandas as pd
 
     rows = []
@@ -177,10 +181,14 @@ def table(runs: Iterable[Run]) -> pd.DataFrame:
             "started": pd.Timestamp(run.started) if run.started else pd.NaT,
             "duration_s": run.duration_s,
             "calls": run.usage.get("calls", 0),
+            "tokens": run.usage.get("prompt_tokens", 0) + run.usage.get("completion_tokens", 0),
             "cost_usd": run.usage.get("cost_usd"),
         }
         row.update({k: v for k, v in run.parameters.items() if _scalar(v)})
         row.update({k: v for k, v in run.records.items() if _scalar(v)})
+        if run.gate:  # the run's fail_under gate (aikit.evals.gate.write_gate)
+            row["gate_passed"] = run.gate.get("passed")
+            row.update({f"fail_under_{m}": t for m, t in run.gate["fail_under"].items()})
         row["error"] = run.error
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else [*TABLE_COLUMNS, "cost_usd", "error"])

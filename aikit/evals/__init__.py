@@ -4,7 +4,9 @@
 `precision_at_k`, `mrr`, `ndcg_at_k`), re-exported here. Evals of a model or pipeline:
 `Dataset`, the metrics (`exact_match`, `contains`, `token_f1`, ...; any function
 `(output, expected) -> float`), `judge` / `calibrate`, `evaluate` -> `EvalResult`, and
-`compare` -> `Comparison`.
+`compare` -> `Comparison`. RAG answers: `faithfulness`, `answer_relevance`,
+`context_precision`, `context_recall` (`aikit.evals.rag_metrics`; offline on the embedded
+embedding model, or with a judge).
 """
 
 from aikit.errors import DatasetError
@@ -24,6 +26,15 @@ from aikit.evals.metrics import (
     regex_match,
     token_f1,
 )
+from aikit.evals.rag_metrics import (
+    answer_relevance,
+    claim_support,
+    context_precision,
+    context_recall,
+    faithfulness,
+    split_claims,
+    support_judge,
+)
 from aikit.evals.retrieval import dcg, hit_at_k, mrr, ndcg_at_k, precision_at_k, recall_at_k
 
 __all__ = [
@@ -34,14 +45,19 @@ __all__ = [
     "EvalResult",
     "Item",
     "Judge",
+    "answer_relevance",
     "calibrate",
+    "claim_support",
     "compare",
     "contains",
+    "context_precision",
+    "context_recall",
     "dcg",
     "edit_ratio",
     "embedding_similarity",
     "evaluate",
     "exact_match",
+    "faithfulness",
     "hit_at_k",
     "json_schema",
     "json_valid",
@@ -53,5 +69,7 @@ __all__ = [
     "precision_at_k",
     "recall_at_k",
     "regex_match",
+    "split_claims",
+    "support_judge",
     "token_f1",
 ]

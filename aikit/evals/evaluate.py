@@ -5,11 +5,16 @@ summarise each metric with a bootstrap 95% interval.
 them), sent through `aikit.abatch`; or any callable from input to output (a RAG pipeline, a
 non-LLM baseline). A sample whose task failed is an *error*; a metric that returns None or NaN
 leaves it *unscored*; neither is averaged in as 0, and each is counted apart.
+
+A callable task may return a `rag.Answer` or a mapping with `output`, `context` (passage
+texts) and `question`: the samples keep them, and a metric that declares a `context` or
+`question` keyword (the RAG metrics of `aikit.evals.rag_metrics`) receives them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import math
 import time
@@ -32,7 +37,7 @@ if TYPE_CHECKING:
 Metric = Callable[..., Any]
 Metrics = Sequence[Metric] | Mapping[str, Metric]
 SUMMARY_COLUMNS = ["metric", "mean", "stderr", "ci_low", "ci_high", "n_scored", "n_unscored",
-                   "n_errors"]  # fmt: skip
+                   "n_errors", "agreement"]  # fmt: skip
 
 
 @dataclass
@@ -40,10 +45,12 @@ class EvalResult:
     """What `evaluate` found.
 
     `samples`: one row per sample and repeat (`id`, `repeat`, `input`, `expected`, `output`,
-    `error`, `latency_s`, `cost_usd`, tokens, a column per metric; judges add `NAME_passed`,
-    `NAME_reason`, `NAME_agreement`; `metric_errors` holds a metric's exception text).
-    `summary`: one row per metric (`mean`, `stderr`, `ci_low`, `ci_high`, `n_scored`,
-    `n_unscored`, `n_errors`). `usage`: cost and tokens of the task and of the judges, apart.
+    `context`, `question`, `error`, `latency_s`, `cost_usd`, tokens, a column per metric;
+    judges add `NAME_passed`, `NAME_reason`, `NAME_agreement`; `metric_errors` holds a metric's
+    exception text). `summary`: one row per metric (`mean`, `stderr`, `ci_low`, `ci_high`,
+    `n_scored`, `n_unscored`, `n_errors`, and for a judge `agreement`: the mean share of its
+    repeated verdicts that agree with their majority, 1.0 when it always agrees with itself).
+    `usage`: cost and tokens of the task and of the judges, apart.
     """
 
     samples: pd.DataFrame
@@ -142,6 +149,12 @@ def summarize(
         values = per_item(samples[scored], name).to_numpy(dtype=float)
         n = values.size
         low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        agree = f"{name}_agreement"  # a judge's self-agreement over its repeats
+        agreement = (
+            pd.to_numeric(samples.loc[scored, agree], errors="coerce").mean()
+            if agree in samples.columns
+            else math.nan
+        )
         rows.append(
             {
                 "metric": name,
@@ -152,6 +165,7 @@ def summarize(
                 "n_scored": int(scored.sum()),
                 "n_unscored": int((~scored & ~failed).sum()),
                 "n_errors": int(failed.sum()),
+                "agreement": float(agreement),
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -222,8 +236,9 @@ def evaluate(
     return EvalResult(frame, summary, names, usage, name=name, threshold=threshold)
 
 
-_BASE = ["id", "repeat", "input", "expected", "output", "error", "latency_s", "cost_usd",
-         "prompt_tokens", "completion_tokens", "metric_errors"]  # fmt: skip
+_BASE = ["id", "repeat", "input", "expected", "output", "context", "question", "error",
+         "latency_s", "cost_usd", "prompt_tokens", "completion_tokens",
+         "metric_errors"]  # fmt: skip
 
 
 def _total(costs: pd.Series) -> float | None:
@@ -265,6 +280,8 @@ async def _template_task(
                     "input": [i.input for i in ds],
                     "expected": [i.expected for i in ds],
                     "output": out["output"].to_numpy(),
+                    "context": None,
+                    "question": [i.input for i in ds],
                     "error": out["error"].to_numpy(),
                     "latency_s": out["latency_s"].to_numpy(),
                     "cost_usd": out["cost_usd"].to_numpy(),
@@ -280,8 +297,9 @@ def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, A
     from aikit._sync import run_sync
 
     row: dict[str, Any] = {"id": item.id, "repeat": repeat, "input": item.input,
-                           "expected": item.expected, "output": None, "error": None,
-                           "cost_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
+                           "expected": item.expected, "output": None, "context": None,
+                           "question": item.input, "error": None, "cost_usd": 0.0,
+                           "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
     started = time.perf_counter()
     try:
         out = task(item.input)
@@ -291,6 +309,7 @@ def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, A
         row["error"] = f"{type(exc).__name__}: {exc}"
         out = None
     row["latency_s"] = time.perf_counter() - started
+    out = _unpack_rag(out, row)
     usage = getattr(out, "usage", None)
     if hasattr(out, "text") and usage is not None:  # an aikit Reply
         row.update(
@@ -302,6 +321,36 @@ def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, A
     else:
         row["output"] = out
     return row
+
+
+def _unpack_rag(out: Any, row: dict[str, Any]) -> Any:
+    """A `rag.Answer` or a mapping with `output`: keep its context and question in `row` and
+    return what counts as the output (the Answer's model reply, for its usage, or its text)."""
+    if isinstance(out, Mapping) and "output" in out:
+        row["context"] = _context_texts(out.get("context"))
+        if out.get("question") is not None:
+            row["question"] = out["question"]
+        return out["output"]
+    is_answer = all(hasattr(out, a) for a in ("question", "context", "text", "found"))
+    if not is_answer:
+        return out
+    row["context"] = _context_texts(out.context)
+    row["question"] = out.question
+    reply = getattr(out, "reply", None)
+    if reply is not None and hasattr(reply, "usage"):
+        return dataclasses.replace(reply, text=out.text)  # the answer's text, the call's usage
+    return out.text
+
+
+def _context_texts(context: Any) -> list[str] | None:
+    """Passage texts from a DataFrame with a `text` column (a `rag.Answer`'s hits) or a list."""
+    if context is None:
+        return None
+    if isinstance(context, str):
+        return [context]
+    if hasattr(context, "columns"):
+        return [str(t) for t in context["text"]] if "text" in context.columns else None
+    return [str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in context]
 
 
 async def _awaited(value: Any) -> Any:
@@ -338,6 +387,7 @@ def _score(
     errors: list[dict[str, str]] = [{} for _ in range(len(frame))]
     ok = frame["error"].isna().to_numpy()
     outputs, expected, inputs = list(frame["output"]), list(frame["expected"]), list(frame["input"])
+    contexts, questions = list(frame["context"]), list(frame["question"])
     judge_cost: float | None = 0.0
     judge_tokens = [0, 0]
     limit = 8 if concurrency == "auto" else max(1, int(concurrency))
@@ -360,11 +410,14 @@ def _score(
             frame[f"{name}_reason"] = [None if v is None else v.reason for v in found]
             frame[f"{name}_agreement"] = [None if v is None else v.agreement for v in found]
         else:
+            wants = _wanted_keywords(metric)
             for i in range(len(frame)):
                 if not ok[i]:
                     continue
+                extra = {k: v for k, v in (("context", contexts[i]), ("question", questions[i]))
+                         if k in wants}  # fmt: skip
                 try:
-                    scores[i] = _as_score(metric(outputs[i], expected[i]))
+                    scores[i] = _as_score(metric(outputs[i], expected[i], **extra))
                 except Exception as exc:  # a metric's bug on one sample is that sample's error
                     errors[i][name] = f"{type(exc).__name__}: {exc}"
         frame[name] = scores
@@ -374,6 +427,16 @@ def _score(
         "judge_prompt_tokens": judge_tokens[0],
         "judge_completion_tokens": judge_tokens[1],
     }
+
+
+def _wanted_keywords(metric: Metric) -> set[str]:
+    """Which of `context`, `question` a metric takes as a keyword (read once per metric)."""
+    try:
+        params = inspect.signature(metric).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return set()
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {n for n in ("context", "question") if n in params and params[n].kind in keyword}
 
 
 async def _judge_all(

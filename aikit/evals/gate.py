@@ -1,4 +1,5 @@
-"""The quality gate: `fail_under` thresholds checked against the values runs recorded."""
+"""The quality gate: `fail_under` thresholds checked against the values runs recorded, and
+kept in each run's record (`run.json` field `gate`: `fail_under`, `passed`, `failures`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aikit.errors import EvalError
+from aikit.registry import Run, write_run
 
 
 def parse_thresholds(pairs: Sequence[str]) -> dict[str, float]:
@@ -48,3 +50,23 @@ def gate_failures(
             elif number < threshold:
                 lines.append(f"fail_under: {metric} = {number:g} is below {threshold:g}")
     return lines
+
+
+def run_gate(run: Run, thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """The gate as one run keeps it: the thresholds of the metrics this run recorded (all of
+    them if the run failed), whether it passed, and the lines of what broke."""
+    records = run.records
+    if not run.ok:
+        failures = [f"run {run.status}: {run.error}"]
+        return {"fail_under": dict(thresholds), "passed": False, "failures": failures}
+    applicable = {m: float(t) for m, t in thresholds.items() if m in records}
+    failures = gate_failures([records], applicable)
+    return {"fail_under": applicable, "passed": not failures, "failures": failures}
+
+
+def write_gate(run: Run, thresholds: Mapping[str, float]) -> dict[str, Any]:
+    """Keep the `gate` of `run_gate` in the run's run.json (so monitoring can mark the runs
+    that fell below their gate) and return it."""
+    run.gate = run_gate(run, thresholds)
+    write_run(run)
+    return run.gate

@@ -159,25 +159,30 @@ def judge(
 @dataclass(frozen=True)
 class Calibration:
     """How a judge agrees with human pass/fail labels: accuracy and Cohen's kappa over the
-    labelled samples it could score; `table` has one row per sample."""
+    labelled samples it could score (`kappa` is None when undefined: every label the same);
+    `table` has one row per sample."""
 
     accuracy: float
-    kappa: float
+    kappa: float | None
     n: int
     n_unscored: int
     table: pd.DataFrame = field(repr=False)
 
 
-def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
-    """Cohen's kappa of two raters' labels: (observed - chance agreement) / (1 - chance)."""
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
+    """Cohen's kappa of two raters' labels: (observed - chance agreement) / (1 - chance).
+
+    None when chance agreement is 1 (both raters gave every item the same one label): kappa
+    is then 0 / 0, undefined (scikit-learn returns nan), not perfect agreement.
+    """
     if len(a) != len(b) or not a:
         raise ValueError("cohen_kappa needs two label lists of the same, non-zero length")
     n = len(a)
     observed = float(sum(x == y for x, y in zip(a, b, strict=True))) / n
     labels = set(a) | set(b)
     chance = sum((list(a).count(k) / n) * (list(b).count(k) / n) for k in labels)
-    if chance == 1.0:
-        return 1.0 if observed == 1.0 else 0.0
+    if chance >= 1.0:
+        return None
     return (observed - chance) / (1.0 - chance)
 
 

@@ -150,7 +150,7 @@ def run_playbook(
     """Run every step of a playbook in order, grid items in parallel, then check its gates
     (the playbook's `fail_under` and `fail_under` here) and write `summary.csv` and
     `summary.html` beside the runs."""
-    from aikit.evals.gate import gate_failures
+    from aikit.evals.gate import gate_failures, write_gate
 
     name, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
     n_workers = workers or default_workers
@@ -167,6 +167,10 @@ def run_playbook(
                 else:
                     results.append(next(done))
     thresholds = {**load_playbook(path)[0].fail_under, **(fail_under or {})}
+    if thresholds:  # each executed run keeps its gate, for monitoring (04_monitoring)
+        for run in results:
+            if not run.skipped:
+                write_gate(run, thresholds)
     result = PlaybookResult(name=name, runs=results, thresholds=thresholds)
     if not result.failed:
         result.gate_failures = gate_failures([r.records for r in results], thresholds)
