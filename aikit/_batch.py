@@ -1,5 +1,19 @@
-"""The machinery of `aikit.batch`: inputs to messages, the run (client, hooks, pacing,
-progress bar) and the result frame. The public functions and their docs are in `aikit.batch`."""
+"""The machinery of `aikit.batch`: inputs to messages, the run (client, hooks, pacing, retries,
+progress bar) and the result frame. The public functions and their docs are in `aikit.batch`.
+
+Retries (robust, issue 15). The batch's client has the SDK's own `max_retries=0`, and the retry
+loop is here (`Run._retrying`, wrapped around each HTTP call through `llm.call_wrapper`): one
+loop that sees every attempt of a row, so that
+- what the SDK does not retry is retried too: a 200 whose body is cut short (malformed JSON),
+- one per-row attempt budget (`max_attempts`) spans every kind of failure, and one per-batch
+  deadline (`deadline_s`) bounds the whole job,
+- a row gives its concurrency slot back while it waits (Retry-After or backoff), so waiting rows
+  never hold up answering ones,
+- each retry shows in the progress bar.
+Retried: 429 (waits Retry-After), 408/409/5xx, timeouts, connection errors, malformed bodies;
+the wait is Retry-After when the server sends one (x 1-1.1, jitter), else exponential backoff
+(0.25 s doubling, at most 8 s) with full jitter in its upper half. Nothing else is retried.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +22,7 @@ import contextvars
 import importlib
 import json
 import math
+import random
 import sys
 import time
 import warnings
@@ -20,12 +35,14 @@ import pandas as pd
 
 from aikit import llm
 from aikit._pacing import Budget, Concurrency
+from aikit._scrub import redact_urls
 from aikit._tokens import completion_bound, counter_for, upper_cost
 from aikit.errors import (
     AikitError,
     CacheMissError,
     ConfigError,
     EndpointError,
+    StoreError,
     StructuredOutputError,
     TemplateError,
 )
@@ -181,17 +198,54 @@ def reservations(
 class _Attempts:
     count: int = 0
     sent_at: float = 0.0
+    holding: bool = True  # holds a concurrency slot (given back while waiting to retry)
 
 
 _row: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar("aikit_row", default=None)
+
+
+DEFAULT_MAX_ATTEMPTS = 8
+BACKOFF_S, BACKOFF_CAP_S, RETRY_AFTER_CAP_S = 0.25, 8.0, 60.0
+
+
+def _retryable(exc: Exception) -> bool:
+    """Transient failures worth another attempt (see the module docstring)."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(
+        exc, openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError
+    )
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """The server's Retry-After (seconds, or `retry-after-ms`), when it sent one."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                continue
+            if 0 <= seconds <= RETRY_AFTER_CAP_S:
+                return seconds
+    return None
 
 
 def _fatal(exc: Exception) -> bool:
     """Errors that every row would hit: they stop the batch instead of failing each row."""
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return True
-    if isinstance(exc, EndpointError):
-        return isinstance(exc.__cause__, openai.AuthenticationError)
+    if isinstance(exc, EndpointError):  # a rejected key, or nothing listening at all
+        cause = exc.__cause__
+        return isinstance(cause, openai.AuthenticationError) or (
+            isinstance(cause, openai.APIConnectionError)
+            and not isinstance(cause, openai.APITimeoutError)
+            and "connect" in type(cause.__cause__).__name__.lower()
+        )
     return isinstance(exc, AikitError) and not isinstance(
         exc, CacheMissError | StructuredOutputError
     )
@@ -224,13 +278,17 @@ class Run:
         budget: Budget,
         reservations: list[float] | None,
         client: openai.AsyncOpenAI | None,
-        max_retries: int,
+        max_attempts: int,
+        deadline_s: float | None,
         call: dict[str, Any],
         progress: bool,
     ) -> None:
         self.prepared, self.settings, self.model = prepared, settings, model
         self.concurrency, self.budget, self.reservations = concurrency, budget, reservations
-        self.user_client, self.max_retries, self.call = client, max_retries, call
+        self.user_client, self.max_attempts, self.call = client, max_attempts, call
+        self.deadline_s = deadline_s
+        self.deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self.retries = 0  # attempts after a row's first, over the whole batch
         self.endpoint = llm._endpoint_of(settings, client)
         self.results: list[dict[str, Any] | None] = [None] * len(prepared.messages)
         self.failed = 0
@@ -248,9 +306,9 @@ class Run:
             row.sent_at = time.monotonic()
 
     async def _on_response(self, response: Any) -> None:
-        if response.status_code == 429:
-            row = _row.get()
-            self.concurrency.rate_limited(row.sent_at if row else time.monotonic())
+        row = _row.get()
+        sent_at = row.sent_at if row else time.monotonic()
+        self.concurrency.observe(sent_at, response.status_code == 429)
 
     async def client(self) -> openai.AsyncOpenAI:
         if self._sdk is not None:
@@ -267,7 +325,7 @@ class Run:
         }
         http = openai.DefaultAsyncHttpxClient(event_hooks=hooks)
         if self.user_client is not None:
-            return self.user_client.with_options(http_client=http, max_retries=self.max_retries)
+            return self.user_client.with_options(http_client=http, max_retries=0)
         settings = self.settings
         if settings.provider == "local":
             from aikit import local
@@ -285,9 +343,47 @@ class Run:
             base_url=base_url,
             api_key=api_key,
             timeout=settings.timeout,
-            max_retries=self.max_retries,
+            max_retries=0,  # the retry loop is `_retrying` (see the module docstring)
             http_client=http,
         )
+
+    # -- retries ---------------------------------------------------------------------------
+    async def _retrying(self, send: llm.Send) -> Any:
+        """Run one HTTP call of a row, retrying transient failures (module docstring)."""
+        row = _row.get()
+        while True:
+            try:
+                return await send()
+            except Exception as exc:
+                wait = self._wait_before_retry(exc, row)
+                if wait is None:
+                    raise
+            self.retries += 1
+            self._refresh(0)
+            if row is None:
+                await asyncio.sleep(wait)
+                continue
+            row.holding = False  # let answering rows use the slot meanwhile
+            self.concurrency.release()
+            await asyncio.sleep(wait)
+            await self.concurrency.acquire()
+            row.holding = True
+
+    def _wait_before_retry(self, exc: Exception, row: _Attempts | None) -> float | None:
+        if not _retryable(exc) or self.fatal is not None:
+            return None
+        attempts = row.count if row is not None else 1
+        if attempts >= self.max_attempts:
+            return None
+        wait = _retry_after(exc)
+        if wait is not None:
+            wait *= random.uniform(1.0, 1.1)
+        else:
+            ceiling = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** (attempts - 1))
+            wait = random.uniform(ceiling / 2, ceiling)
+        if self.deadline is not None and time.monotonic() + wait >= self.deadline:
+            return None
+        return wait
 
     # -- rows ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -333,6 +429,15 @@ class Run:
         if self.fatal is not None:
             self.concurrency.release()
             return
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.concurrency.release()
+            self._finish(
+                group,
+                _failed(
+                    f"not run: the batch deadline of {self.deadline_s:g} s (deadline_s) passed"
+                ),
+            )
+            return
         reserved: float | None = None if self.reservations is None else self.reservations[group[0]]
         settings = self.settings
         if reserved is not None and not await self.budget.reserve(reserved):
@@ -355,6 +460,9 @@ class Run:
     ) -> None:
         attempts = _Attempts()
         _row.set(attempts)  # this task's own context: the hooks find the row here
+        llm.call_wrapper.set(self._retrying)
+        failures: list[StoreError] = []
+        llm.store_failures.set(failures)
         started = time.perf_counter()
         cost = 0.0
         try:
@@ -375,7 +483,7 @@ class Run:
             else:
                 if _fatal(exc) and self.fatal is None:
                     self.fatal = exc
-                text = " ".join(f"{type(exc).__name__}: {exc}".split())
+                text = redact_urls(" ".join(f"{type(exc).__name__}: {exc}".split()))
                 result = _failed(text[:500], attempts.count, time.perf_counter() - started)
         else:
             cost = reply.cost or 0.0
@@ -394,8 +502,11 @@ class Run:
                 "error": reply.error,
             }
         finally:
-            self.concurrency.release()
+            if attempts.holding:
+                self.concurrency.release()
             self.budget.settle(reserved, cost)
+        if failures and self.fatal is None:  # the answer is kept; the batch stops here
+            self.fatal = failures[0]
         self._finish(group, result)
 
     def _finish(self, group: list[int], result: dict[str, Any]) -> None:
@@ -414,7 +525,8 @@ class Run:
             return
         spent = "unknown (unpriced model)" if self.unpriced else f"${self.budget.spent:.4f}"
         self._bar.set_postfix_str(
-            f"failed={self.failed} concurrency={self.concurrency.limit} spent={spent}",
+            f"failed={self.failed} retries={self.retries} concurrency={self.concurrency.limit}"
+            f" spent={spent}",
             refresh=False,
         )
         self._bar.update(done)
@@ -432,6 +544,7 @@ class Run:
             cost_usd=None if any(c is None for c in costs) else float(sum(costs)),
             budget_usd=self.budget.limit,
             concurrency=list(self.concurrency.trace),
+            retries=self.retries,
         )
         return frame
 

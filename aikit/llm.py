@@ -8,6 +8,7 @@ in a script and in a notebook cell whose loop is already running.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
 import json
 import re
@@ -24,7 +25,8 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsBas
 from pydantic import BaseModel, ValidationError
 
 from aikit import cache as _cache
-from aikit.errors import ConfigError, EndpointError, StructuredOutputError
+from aikit._scrub import redact_url, redact_urls
+from aikit.errors import ConfigError, EndpointError, StoreError, StructuredOutputError
 from aikit.settings import Settings, get_settings
 from aikit.usage import Usage, cost_of, log_call
 
@@ -211,28 +213,77 @@ async def _complete(
     if store is not None and settings.cache == "replay":
         return ChatCompletion.model_validate(store.lookup(canonical, settings.cassettes)), True
     if store is not None and settings.cache == "on":
-        hit = store.get(key)
+        hit = store.find(canonical)  # also under the version-1 key (see aikit.cache)
         if hit is not None:
             return ChatCompletion.model_validate(hit), True
     client = await get_client()
-    try:
-        completion = await client.chat.completions.create(
+    url = redact_url(str(client.base_url))  # never a credential or query string in a message
+
+    async def send() -> ChatCompletion:
+        completion: ChatCompletion = await client.chat.completions.create(
             model=model,
             messages=cast(Any, messages),
             **{k: v for k, v in params.items() if v is not None},
         )
-    except openai.APIConnectionError as exc:
+        return completion
+
+    wrapper = call_wrapper.get()  # robust (issue 15): aikit.batch's retry loop, if any
+    try:
+        completion = await (send() if wrapper is None else wrapper(send))
+    except json.JSONDecodeError as exc:
         raise EndpointError(
-            f"cannot reach the model endpoint {client.base_url} ({exc.__cause__ or exc});"
+            f"the model endpoint {url} sent a malformed response body ({exc});"
+            " the server or a proxy cut it short, try again"
+        ) from exc
+    except openai.APITimeoutError as exc:
+        raise EndpointError(
+            f"the model endpoint {url} timed out after {_timeout_of(client, params)} s"
+            " (AIKIT_TIMEOUT); raise AIKIT_TIMEOUT or check the server"
+        ) from exc
+    except openai.APIConnectionError as exc:
+        if type(exc.__cause__).__name__ == "RemoteProtocolError":  # connected, answer cut short
+            raise EndpointError(
+                f"the model endpoint {url} cut its answer short"
+                f" ({redact_urls(str(exc.__cause__))}); the server or a proxy dropped it, try again"
+            ) from exc
+        raise EndpointError(
+            f"cannot reach the model endpoint {url} ({redact_urls(str(exc.__cause__ or exc))});"
             " check OPENAI_BASE_URL or run `aikit doctor`"
         ) from exc
     except openai.AuthenticationError as exc:
         raise EndpointError(
-            f"{client.base_url} rejected the API key (401); set OPENAI_API_KEY to a valid key"
+            f"{url} rejected the API key (401); set OPENAI_API_KEY to a valid key"
         ) from exc
     if store is not None and _storable(completion):
-        store.put(key, canonical, completion.model_dump(mode="json"))
+        try:
+            store.put(key, canonical, completion.model_dump(mode="json"))
+        except StoreError as exc:
+            # robust (issue 15): a paid answer is never thrown away. Under aikit.batch the
+            # failure is handed over (the batch keeps the answer and stops); else it raises.
+            failures = store_failures.get()
+            if failures is None:
+                raise
+            failures.append(exc)
     return completion, False
+
+
+# Set by aikit.batch for each row: wraps each HTTP call (the batch's retry loop, which sees the
+# SDK's typed errors and the malformed bodies the SDK does not retry).
+Send = Callable[[], Awaitable[ChatCompletion]]
+call_wrapper: contextvars.ContextVar[Callable[[Send], Awaitable[ChatCompletion]] | None] = (
+    contextvars.ContextVar("aikit_call_wrapper", default=None)
+)
+# Set by aikit.batch for each row: store write failures are collected here instead of raised,
+# so the answer already paid for is still returned (the batch then stops with the error).
+store_failures: contextvars.ContextVar[list[StoreError] | None] = contextvars.ContextVar(
+    "aikit_store_failures", default=None
+)
+
+
+def _timeout_of(client: openai.AsyncOpenAI, params: Mapping[str, Any]) -> str:
+    timeout = params.get("timeout") or client.timeout
+    seconds = getattr(timeout, "read", timeout)
+    return f"{seconds:g}" if isinstance(seconds, int | float) else str(seconds)
 
 
 def _storable(completion: ChatCompletion) -> bool:

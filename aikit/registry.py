@@ -5,20 +5,28 @@ run.json (schema version 1): run_id, name, playbook, notebook, notebook_sha256, 
 content + parameters, used to skip runs that already succeeded), parameters (secrets as
 `secret:NAME`), status (`running` | `succeeded` | `failed`), error, started, ended,
 duration_s, records (from `aikit.record`), usage (calls, tokens, cost of the kernel's model
-calls), output (the executed notebook), git_commit, aikit_version.
+calls), output (the executed notebook), git_commit, aikit_version, pid and host (the process
+that wrote a `running` record, so `runs()` can flag one whose process is gone).
+
+A run.json that cannot be read (not JSON, not a record, a bad date, an unknown schema) is
+skipped by `iter_runs` with one warning naming it, so one bad file never blocks the others.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-from aikit.errors import AikitError
+from aikit.errors import AikitError, RunRecordError
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -42,18 +50,56 @@ def load_run(path: str | Path) -> dict[str, Any]:
     if file.is_dir():
         file = file / RUN_FILE
     try:
-        record: dict[str, Any] = json.loads(file.read_text())
+        record: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise AikitError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
-    version = int(record.get("schema_version", 0))
+        raise RunRecordError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+    if not isinstance(record, dict):
+        raise RunRecordError(f"{file} is not a run record (a JSON {type(record).__name__})")
+    version = record.get("schema_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise RunRecordError(f"{file} has an unknown schema_version {version!r}")
     if version > SCHEMA_VERSION:
-        raise AikitError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
+        raise RunRecordError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
     while version < SCHEMA_VERSION:
         record = MIGRATIONS[version](record)
         version += 1
+    for name in ("started", "ended"):
+        value = record.get(name)
+        if value is not None:
+            try:
+                datetime.fromisoformat(str(value))
+            except ValueError as exc:
+                raise RunRecordError(f"{file}: {name}={value!r} is not an ISO date") from exc
+    for name in ("run_id", "name", "status"):
+        if not isinstance(record.get(name), str):
+            raise RunRecordError(f"{file}: {name} is missing or not a string")
     record["schema_version"] = version
     record["dir"] = str(file.parent)
     return record
+
+
+class RunRecordWarning(UserWarning):
+    """A run.json under the runs folder was skipped (the message names it and why)."""
+
+
+def process_gone(record: dict[str, Any]) -> bool:
+    """Whether a `running` record's process (pid + host in the record) no longer exists."""
+    if record.get("status") != "running" or record.get("host") != socket.gethostname():
+        return False
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie is gone too
+    except (OSError, IndexError):
+        return False
 
 
 def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[dict[str, Any]]:
@@ -61,7 +107,12 @@ def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[dict[s
     base = Path(root) / name if name else Path(root)
     if not base.exists():
         return []
-    records = [load_run(p) for p in sorted(base.rglob(RUN_FILE))]
+    records = []
+    for path in sorted(base.rglob(RUN_FILE)):
+        try:
+            records.append(load_run(path))
+        except RunRecordError as exc:  # one bad file must not block the runs beside it
+            warnings.warn(f"skipping {path}: {exc}", RunRecordWarning, stacklevel=2)
     return sorted(records, key=lambda r: (str(r.get("started")), str(r.get("run_id"))))
 
 
@@ -81,7 +132,7 @@ def runs(root: str | Path = "runs", name: str | None = None) -> pd.DataFrame:
             "run_id": r.get("run_id"),
             "name": r.get("name"),
             "notebook": Path(str(r.get("notebook"))).name,
-            "status": r.get("status"),
+            "status": "running (process gone)" if process_gone(r) else r.get("status"),
             "started": pd.Timestamp(r["started"]) if r.get("started") else pd.NaT,
             "duration_s": r.get("duration_s"),
             "calls": usage.get("calls", 0),

@@ -81,9 +81,18 @@ def run_notebook(
     if not notebook.is_file():
         raise AikitError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
+    _check_settings()
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=Path(out), name=name or notebook.stem)
     return Run.from_record(execute_run(spec))
+
+
+def _check_settings() -> None:
+    """robust (issue 15): a bad AIKIT_*/OPENAI_* value (e.g. AIKIT_CACHE=bogus) is refused here,
+    in one line, before a kernel starts, not after seconds in every run's kernel."""
+    from aikit.settings import Settings
+
+    Settings.resolve()
 
 
 def _succeeded(out: Path, name: str) -> dict[str, dict[str, Any]]:
@@ -99,6 +108,7 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], dict[str, Any] | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
+    _check_settings()
     done = {} if force else _succeeded(Path(out), playbook.name)
     plan = []
     for notebook, parameter_sets in steps:

@@ -12,16 +12,16 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from aikit._scrub import Scrubber, redact_urls
 from aikit.record import read_records
 from aikit.registry import load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
@@ -80,9 +80,11 @@ def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
         record = {}
     if done.returncode != 0 or record.get("status") not in ("succeeded", "failed"):
         tail = [ln for ln in done.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
+        # robust (issue 15): the worker's own words may hold a secret or a URL's credentials
+        line = redact_urls(_scrubber(spec).text(tail[0]))
         record = _base_record(spec) | {
             "status": "failed",
-            "error": f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {tail[0]}",
+            "error": f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {line}",
         }
         write_run(run_dir, record)
         record = load_run(run_dir)
@@ -151,11 +153,10 @@ def _prepare(notebook: Path, parameters: dict[str, Any]) -> tuple[Any, dict[str,
     return nb, plain
 
 
-def _scrub(text: str, secrets: dict[str, str]) -> str:
-    for name, value in secrets.items():
-        if value:
-            text = text.replace(value, f"{SECRET_PREFIX}{name}")
-    return text
+def _scrubber(spec: dict[str, Any]) -> Scrubber:
+    """Every form of the run's secret parameters (`secret:NAME` values) -> `secret:NAME`."""
+    names = [str(v)[len(SECRET_PREFIX) :] for v in spec["parameters"].values() if is_secret_ref(v)]
+    return Scrubber({name: os.environ.get(name, "") for name in names})
 
 
 def _failed_cell(nb: dict[str, Any]) -> str | None:
@@ -176,7 +177,10 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     base = _base_record(spec)
-    write_run(run_dir, base | {"status": "running", "started": _iso(started)})
+    # pid + host: `aikit runs` flags a record left at `running` by a process that is gone.
+    running = {"status": "running", "started": _iso(started)}
+    write_run(run_dir, base | running | {"pid": os.getpid(), "host": socket.gethostname()})
+    scrubber = _scrubber(spec)
     secrets = {
         str(v)[len(SECRET_PREFIX) :]: os.environ.get(str(v)[len(SECRET_PREFIX) :], "")
         for v in spec["parameters"].values()
@@ -184,12 +188,15 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
     }
     nb, plain = _prepare(notebook, spec["parameters"])
     output = run_dir / notebook.name
-    private = Path(tempfile.mkdtemp(prefix="aikit-run-"))  # papermill saves as it goes
+    # robust (issue 15): papermill saves as it goes, straight into the run folder, through a
+    # handler that scrubs every save (no unscrubbed working copy anywhere, even after kill -9).
+    from aikit.runner.scrubbed_io import scrubbed_path
+
     error = None
     try:
         papermill.execute_notebook(
             nb,
-            str(private / notebook.name),
+            scrubbed_path(output, secrets),
             parameters=plain,
             cwd=str(run_dir),
             progress_bar=False,
@@ -199,14 +206,10 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, missing kernel, ...
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    executed_text = ""
-    if (private / notebook.name).exists():
-        executed_text = _scrub((private / notebook.name).read_text(encoding="utf-8"), secrets)
-        output.write_text(executed_text, encoding="utf-8")
-    shutil.rmtree(private, ignore_errors=True)
-    executed = json.loads(executed_text) if executed_text else {}
+    executed = json.loads(output.read_text(encoding="utf-8")) if output.exists() else {}
     if error is not None:
-        error = f"{notebook.name}: {_failed_cell(executed) or _scrub(error, secrets)}"
+        error = f"{notebook.name}: {_failed_cell(executed) or error}"
+        error = redact_urls(scrubber.text(error))
     usage_file = run_dir / "usage.jsonl"
     calls = (
         [json.loads(ln) for ln in usage_file.read_text().splitlines()]
@@ -217,6 +220,7 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
     record = base | {
         "status": "failed" if error else "succeeded",
         "error": error,
+        "pid": None,
         "started": _iso(started),
         "ended": _iso(ended),
         "duration_s": round(ended - started, 3),
@@ -224,7 +228,9 @@ def run_in_process(spec: dict[str, Any]) -> dict[str, Any]:
         "usage": summarize(calls),
         "output": _display_path(output) if output.exists() else None,
     }
-    write_run(run_dir, _jsonable_records(record))
+    record = _jsonable_records(record)
+    record["records"] = scrubber.json(record["records"])  # scrubbed like the notebook
+    write_run(run_dir, record)
     return record
 
 
