@@ -326,13 +326,13 @@ def read_cassette(
                 f"{str(path)!r} line {number} is not a cassette entry ({exc});"
                 " export one with `aikit cache export FILE`"
             ) from exc
-        if validate:
-            _check_completion(path, number, response)
         if request_key(request) != key:
             raise ConfigError(
                 f"{str(path)!r} line {number}: key {key[:15]} does not match its request;"
                 " re-record the cassette instead of editing it by hand"
             )
+        if validate:
+            _check_completion(path, number, response)
         entries.append((str(key), dict(request), dict(response)))
     return entries
 

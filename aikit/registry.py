@@ -61,6 +61,8 @@ def load_run(path: str | Path) -> dict[str, Any]:
     if version > SCHEMA_VERSION:
         raise RunRecordError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
     while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise RunRecordError(f"{file} has schema_version {version}, which aikit cannot read")
         record = MIGRATIONS[version](record)
         version += 1
     for name in ("started", "ended"):
