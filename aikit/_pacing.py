@@ -2,10 +2,12 @@
 
 `Concurrency` is AIMD, as TCP paces a connection, cut on a *rate* of 429s rather than on each
 one: the outcomes of the last `WINDOW` attempts sent since the last cut are kept, and the limit
-halves when at least `MIN_429` of them and more than `CUT_SHARE` of them are 429s. A burst
-(every answer a 429) cuts once per round trip; a steady random rate (a provider refusing 20 %
-of calls whatever the load) does not pin the limit low, where every slot would also wait out
-every slow answer. Attempts sent before the last cut are ignored: that cut was the answer to
+halves when the window holds at least `2 * limit` outcomes (4 at least, `WINDOW` at most), at
+least `MIN_429` of them 429s, and more than `CUT_SHARE` of them. A burst (every answer a 429)
+cuts about once per round trip; a steady random rate (a provider refusing 20 % of calls
+whatever the load) practically never does (at 20 %, 13 or more 429s in 20 answers has odds of
+1.5e-5), so it does not pin the limit low, where every slot would also wait out every slow
+answer. Attempts sent before the last cut are ignored: that cut was the answer to
 their congestion. After a window of `limit` successful rows (sent since the last cut), the
 limit doubles back up to the level of the last cut, then grows by one per window, up to the
 ceiling. A row gives its slot back while it waits out a Retry-After or a backoff (see
@@ -22,7 +24,7 @@ from collections import deque
 
 WINDOW = 20  # attempts (sent since the last cut) whose outcomes decide a cut
 MIN_429 = 4  # at least this many 429s in the window ...
-CUT_SHARE = 0.5  # ... and more than this share of it
+CUT_SHARE = 0.6  # ... and more than this share of it
 
 
 class Concurrency:
@@ -53,8 +55,9 @@ class Concurrency:
         if sent_at < self._last_cut:
             return  # sent before the last cut: that cut was the answer to this congestion
         self._window.append(limited)
-        hits = sum(self._window)
-        if limited and hits >= MIN_429 and hits > CUT_SHARE * len(self._window):
+        seen, hits = len(self._window), sum(self._window)
+        enough = seen >= min(WINDOW, max(4, 2 * self.limit))
+        if limited and enough and hits >= MIN_429 and hits > CUT_SHARE * seen:
             self._cut()
 
     def rate_limited(self, sent_at: float) -> None:

@@ -217,7 +217,7 @@ async def _complete(
         if hit is not None:
             return ChatCompletion.model_validate(hit), True
     client = await get_client()
-    url = redact_url(str(client.base_url))  # never a credential or query string in a message
+    url = redact_url(str(client.base_url)).rstrip("/")  # never a credential or query string
 
     async def send() -> ChatCompletion:
         completion: ChatCompletion = await client.chat.completions.create(

