@@ -149,8 +149,8 @@ async def abatch(
         if max_attempts is not None:
             raise ConfigError("pass max_attempts or max_retries, not both (max_attempts wins)")
         max_attempts = max_retries + 1
-    if max_attempts is None:
-        max_attempts = _batch.DEFAULT_MAX_ATTEMPTS
+    if max_attempts is None:  # AIKIT_MAX_RETRIES=0 turns retries off here too
+        max_attempts = _batch.DEFAULT_MAX_ATTEMPTS if settings.max_retries > 0 else 1
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
         raise ConfigError(f"max_attempts={max_attempts!r} is not valid; pass an int >= 1 such as 8")
     if deadline_s is not None and (
@@ -215,7 +215,7 @@ def batch(
             widget in Jupyter, text on stderr elsewhere and under papermill).
         **params: `system`, `temperature`, `max_tokens`, `response_format`, `repeat`,
             `max_attempts` (HTTP attempts per row over every transient failure: 429, 5xx,
-            timeouts, malformed bodies; default 8), `deadline_s` (seconds for the whole batch:
+            timeouts, malformed bodies; default 8, or 1 when `AIKIT_MAX_RETRIES=0`), `deadline_s` (seconds for the whole batch:
             no retry waits past it, and rows not started by then fail with `not run: the batch
             deadline ...`; default none), `max_retries` (older spelling: `max_attempts - 1`),
             `client`, `settings`, and any other `chat.completions.create` argument.
