@@ -215,9 +215,9 @@ def batch(
             widget in Jupyter, text on stderr elsewhere and under papermill).
         **params: `system`, `temperature`, `max_tokens`, `response_format`, `repeat`,
             `max_attempts` (HTTP attempts per row over every transient failure: 429, 5xx,
-            timeouts, malformed bodies; default 8, or 1 when `AIKIT_MAX_RETRIES=0`), `deadline_s` (seconds for the whole batch:
-            no retry waits past it, and rows not started by then fail with `not run: the batch
-            deadline ...`; default none), `max_retries` (older spelling: `max_attempts - 1`),
+            timeouts, malformed bodies; default 8, or 1 when `AIKIT_MAX_RETRIES=0`),
+            `deadline_s` (seconds for the whole batch: no retry waits past it, and rows not
+            started by then fail with `not run: the batch deadline ...`; default none), `max_retries` (older spelling: `max_attempts - 1`),
             `client`, `settings`, and any other `chat.completions.create` argument.
 
     Returns:

@@ -353,6 +353,12 @@ CASES = [
     # the library
     Case("Dataset.from_jsonl not UTF-8", call=dataset("jsonl")),
     Case("Dataset.from_csv not UTF-8", call=dataset("csv")),
+    Case(
+        "aikit.chat on a corrupt store",
+        env={"AIKIT_CACHE_PATH": "{tmp}/bad.sqlite"},
+        setup=lambda tmp: corrupt_store(tmp / "bad.sqlite"),
+        call=lambda tmp: __import__("aikit").chat("hi"),
+    ),
     Case("batch max_attempts=0", call=batch_call(max_attempts=0)),
     Case("batch deadline_s=-1", call=batch_call(deadline_s=-1)),
 ]

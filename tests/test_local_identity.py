@@ -88,3 +88,13 @@ def test_the_server_sends_its_token_on_every_answer() -> None:
         IdentityHeader(app, "t0k3n")({"type": "http", "path": "/v1/models"}, receive, record)
     )  # type: ignore[arg-type]
     assert (b"x-aikit-server-token", b"t0k3n") in sent[0]["headers"]  # type: ignore[operator]
+
+
+@pytest.mark.live
+def test_the_embedded_server_is_recognised_by_its_token(live: Path) -> None:
+    base_url = local.ensure_server(get_settings())
+    info = json.loads((live / local.DISCOVERY).read_text())
+    assert info["base_url"] == base_url and len(info["token"]) == 32
+    assert local.answers(base_url, token=info["token"])
+    assert not local.answers(base_url, token="0" * 32)  # a server with another token: not ours
+    assert local.server_info(get_settings()) == info
