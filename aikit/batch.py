@@ -217,8 +217,9 @@ def batch(
             `max_attempts` (HTTP attempts per row over every transient failure: 429, 5xx,
             timeouts, malformed bodies; default 8, or 1 when `AIKIT_MAX_RETRIES=0`),
             `deadline_s` (seconds for the whole batch: no retry waits past it, and rows not
-            started by then fail with `not run: the batch deadline ...`; default none), `max_retries` (older spelling: `max_attempts - 1`),
-            `client`, `settings`, and any other `chat.completions.create` argument.
+            started by then fail with `not run: the batch deadline ...`; default none),
+            `max_retries` (older spelling: `max_attempts - 1`), `client`, `settings`, and any
+            other `chat.completions.create` argument.
 
     Returns:
         The input (or its columns), then `output`, `parsed` (with `response_format`),
