@@ -1,18 +1,9 @@
 """The machinery of `aikit.batch`: inputs to messages, the run (client, hooks, pacing, retries,
 progress bar) and the result frame. The public functions and their docs are in `aikit.batch`.
 
-Retries (robust, issue 15). The batch's client has the SDK's own `max_retries=0`, and the retry
-loop is here (`Run._retrying`, wrapped around each HTTP call through `llm.call_wrapper`): one
-loop that sees every attempt of a row, so that
-- what the SDK does not retry is retried too: a 200 whose body is cut short (malformed JSON),
-- one per-row attempt budget (`max_attempts`) spans every kind of failure, and one per-batch
-  deadline (`deadline_s`) bounds the whole job,
-- a row gives its concurrency slot back while it waits (Retry-After or backoff), so waiting rows
-  never hold up answering ones,
-- each retry shows in the progress bar.
-Retried: 429 (waits Retry-After), 408/409/5xx, timeouts, connection errors, malformed bodies;
-the wait is Retry-After when the server sends one (x 1-1.1, jitter), else exponential backoff
-(0.25 s doubling, at most 8 s) with full jitter in its upper half. Nothing else is retried.
+Retries (robust, issue 15): the batch's client has the SDK's own `max_retries=0`; the loop is
+`Run._retrying`, wrapped around each HTTP call through `llm.call_wrapper`, with the policy of
+`aikit._retry` (whose docstring says why the loop is here and not in the SDK).
 """
 
 from __future__ import annotations
@@ -22,7 +13,6 @@ import contextvars
 import importlib
 import json
 import math
-import random
 import sys
 import time
 import warnings
@@ -35,6 +25,7 @@ import pandas as pd
 
 from aikit import llm
 from aikit._pacing import Budget, Concurrency
+from aikit._retry import retry_wait
 from aikit._scrub import redact_urls
 from aikit._tokens import completion_bound, counter_for, upper_cost
 from aikit.errors import (
@@ -204,37 +195,6 @@ class _Attempts:
 _row: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar("aikit_row", default=None)
 
 
-DEFAULT_MAX_ATTEMPTS = 8
-BACKOFF_S, BACKOFF_CAP_S, RETRY_AFTER_CAP_S = 0.25, 8.0, 60.0
-
-
-def _retryable(exc: Exception) -> bool:
-    """Transient failures worth another attempt (see the module docstring)."""
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(
-        exc, openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError
-    )
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """The server's Retry-After (seconds, or `retry-after-ms`), when it sent one."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                seconds = float(value) * scale
-            except ValueError:
-                continue
-            if 0 <= seconds <= RETRY_AFTER_CAP_S:
-                return seconds
-    return None
-
-
 def _fatal(exc: Exception) -> bool:
     """Errors that every row would hit: they stop the batch instead of failing each row."""
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
@@ -370,20 +330,10 @@ class Run:
             row.holding = True
 
     def _wait_before_retry(self, exc: Exception, row: _Attempts | None) -> float | None:
-        if not _retryable(exc) or self.fatal is not None:
+        if self.fatal is not None:
             return None
         attempts = row.count if row is not None else 1
-        if attempts >= self.max_attempts:
-            return None
-        wait = _retry_after(exc)
-        if wait is not None:
-            wait *= random.uniform(1.0, 1.1)
-        else:
-            ceiling = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** (attempts - 1))
-            wait = random.uniform(ceiling / 2, ceiling)
-        if self.deadline is not None and time.monotonic() + wait >= self.deadline:
-            return None
-        return wait
+        return retry_wait(exc, attempts, self.max_attempts, self.deadline)
 
     # -- rows ------------------------------------------------------------------------------
     async def run(self) -> None:

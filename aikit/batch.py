@@ -133,6 +133,7 @@ async def abatch(
     """Ask a model once per input; the async core of `batch` (same arguments)."""
     from aikit import _batch, llm
     from aikit._pacing import Budget, Concurrency
+    from aikit._retry import DEFAULT_MAX_ATTEMPTS
     from aikit.errors import AikitError, ConfigError
     from aikit.settings import get_settings
 
@@ -150,7 +151,7 @@ async def abatch(
             raise ConfigError("pass max_attempts or max_retries, not both (max_attempts wins)")
         max_attempts = max_retries + 1
     if max_attempts is None:  # AIKIT_MAX_RETRIES=0 turns retries off here too
-        max_attempts = _batch.DEFAULT_MAX_ATTEMPTS if settings.max_retries > 0 else 1
+        max_attempts = DEFAULT_MAX_ATTEMPTS if settings.max_retries > 0 else 1
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
         raise ConfigError(f"max_attempts={max_attempts!r} is not valid; pass an int >= 1 such as 8")
     if deadline_s is not None and (
