@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aikit.errors import ConfigError
+from aikit.errors import ConfigError, StoreError
 
 
 @contextmanager
@@ -24,6 +24,15 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """SQLite's own words for a damaged file ("database disk image is malformed", "file is not
+    a database"); its other errors (locked, read-only, full) are OperationalError."""
+    text = str(exc).lower()
+    return (
+        isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+    ) or any(word in text for word in ("malformed", "not a database", "corrupt"))
 
 
 def _wal(conn: sqlite3.Connection) -> None:
@@ -62,15 +71,42 @@ class SQLiteFile:
             conn.execute("PRAGMA busy_timeout = 60000")
             _wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.DatabaseError as exc:
+            raise self.error(exc) from exc
+        except OSError as exc:
             raise ConfigError(
                 f"cannot open the {self.what} {str(self.path)!r} ({exc}); {self.fix}"
             ) from exc
         self._local.conn, self._local.pid = conn, os.getpid()
         if not self._ready:
-            self._migrate(conn)
+            with self.errors():
+                self._migrate(conn)
             self._ready = True
         return conn
+
+    def error(self, exc: sqlite3.Error) -> ConfigError:
+        """The one-line error for a failed SQLite operation on this file: corrupt (say so, and
+        how to start afresh), cannot be written (name the file), or cannot be opened."""
+        text = str(exc)
+        where = f"{self.what} {str(self.path)!r}"
+        if _corrupt(exc):
+            return StoreError(
+                f"the {where} is corrupt ({text}); move it away or delete it (with its -wal and"
+                " -shm files) to start an empty one, e.g. `aikit cache clear --force`"
+            )
+        if isinstance(exc, sqlite3.OperationalError) and any(
+            word in text for word in ("readonly", "disk", "full", "I/O", "locked")
+        ):
+            return StoreError(f"cannot write the {where} ({text}); {self.fix}")
+        return ConfigError(f"cannot open the {where} ({text}); {self.fix}")
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn a SQLite error inside the block into `error(exc)`."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise self.error(exc) from exc
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         latest = len(self.migrations)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
+from aikit._scrub import redact_url
 from aikit.errors import AikitError, ParameterError
 
 
@@ -47,9 +49,9 @@ def _doctor(_: argparse.Namespace) -> int:
             listed = ", ".join(models[:5]) or "none listed"
             print(f"answers    yes, in {took:.2f} s (models: {listed})")
         except openai.APIStatusError as exc:
-            problem = f"{base_url} answered HTTP {exc.status_code} to GET /models"
+            problem = f"{redact_url(base_url)} answered HTTP {exc.status_code} to GET /models"
         except openai.OpenAIError as exc:
-            problem = f"{base_url} does not answer ({exc.__cause__ or exc})"
+            problem = f"{redact_url(base_url)} does not answer ({exc.__cause__ or exc})"
         finally:
             client.close()
     if problem is not None:
@@ -113,7 +115,16 @@ def _cache(args: argparse.Namespace) -> int:
     from aikit.cache import store_at
     from aikit.settings import get_settings
 
-    store = store_at(get_settings().cache_path)
+    path = get_settings().cache_path
+    if args.force and args.action != "clear":
+        raise AikitError("--force is for `aikit cache clear` (it deletes a corrupt store file)")
+    if args.action == "clear" and args.force:  # a corrupt file cannot be opened to be cleared
+        gone = [p for p in _store_files(path) if p.exists()]
+        for file in gone:
+            file.unlink()
+        print(f"deleted {path}" if gone else f"no store at {path}")
+        return 0
+    store = store_at(path)
     if args.action == "stats":
         stats: dict[str, Any] = store.stats()
         print(f"path     {stats['path']}")
@@ -133,6 +144,12 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_files(path: Any) -> list[Any]:
+    from pathlib import Path
+
+    return [Path(path), Path(f"{path}-wal"), Path(f"{path}-shm")]
+
+
 def _params(args: argparse.Namespace) -> int:
     from aikit.runner import describe_parameters
 
@@ -149,9 +166,20 @@ def _param_file(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParameterError(f"cannot read parameters file {path}: {exc}") from exc
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ParameterError(f"cannot read parameters file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ParameterError(
+            f"parameters file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+        ) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterError(
+            f"parameters file {path}{where} is not valid YAML ({problem})"
+        ) from exc
     if not isinstance(loaded, dict):
         raise ParameterError(f"{path} must be a mapping of parameter names to values")
     return loaded
@@ -167,6 +195,8 @@ def _run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     cli_values = dict(args.param or [])
     thresholds = parse_thresholds(args.fail_under or [])
+    if not storage.is_url(args.out) and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ParameterError(f"--out {args.out} is a file; pass a folder for the runs")
     file_values = _param_file(args.file)
     if target.suffix in (".yaml", ".yml"):
         overrides = file_values | cli_values
@@ -211,18 +241,29 @@ def _run(args: argparse.Namespace) -> int:
         )
     params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
     run = run_notebook(target, params, out=args.out)
+    scrub = _secret_scrubber(params).text  # the record is scrubbed; this is a second belt
     print(f"executed notebook: {run.output}")
     for key, value in run.records.items():
-        print(f"  {key} = {value!r:.200}")
+        print(scrub(f"  {key} = {value!r:.200}"))
     if thresholds:  # the run keeps its gate, for monitoring (04_monitoring)
         write_gate(run, thresholds)
     if not run.ok:
-        print(run.error, file=sys.stderr)
+        print(scrub(run.error or ""), file=sys.stderr)
         return 1
     lines = gate_failures([run.records], thresholds)
     for line in lines:
         print(f"aikit: {line}", file=sys.stderr)
     return 1 if lines else 0
+
+
+def _secret_scrubber(params: dict[str, Any]) -> Any:
+    import os
+
+    from aikit._scrub import Scrubber
+    from aikit.runner.params import SECRET_PREFIX, is_secret_ref
+
+    names = [str(v)[len(SECRET_PREFIX) :] for v in params.values() if is_secret_ref(v)]
+    return Scrubber({name: os.environ.get(name, "") for name in names})
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -292,8 +333,36 @@ def _rerecord(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other (`aikit: error: ...`, exit 2)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"aikit: error: {message}; see `{self.prog} --help`\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number such as 2")
+    return value
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    print(f"aikit: warning: {message}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aikit", description="aikit: the AI team notebook kit")
+    parser = _Parser(prog="aikit", description="aikit: the AI team notebook kit")
     parser.add_argument("--version", action="version", version=f"aikit {version('aikit')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     doctor = commands.add_parser("doctor", help="check settings, the endpoint, cache and kernel")
@@ -305,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="the response store: stats, clear, export, import")
     cache.add_argument("action", choices=["stats", "clear", "export", "import"])
     cache.add_argument("file", nargs="?", help="JSONL cassette for export/import")
+    cache.add_argument(
+        "--force", action="store_true", help="clear: delete the store file, even a corrupt one"
+    )
     cache.set_defaults(func=_cache)
     params = commands.add_parser("params", help="list a notebook's parameters")
     params.add_argument("notebook")
@@ -320,10 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parameter value (YAML rules for lists, dicts, bools)",
     )
     run.add_argument("-f", "--file", help="a YAML file of parameter values")
-    run.add_argument(
-        "--out", default="runs", help="where runs are written: a folder or a URL (default: runs)"
-    )
-    run.add_argument("--workers", type=int, help="parallel runs (playbooks)")
+    run.add_argument("--out", default="runs", help="where runs are written (default: runs)")
+    run.add_argument("--workers", type=_positive_int, help="parallel runs (playbooks)")
     run.add_argument("--executor", choices=["local", "dask"], default="local")
     run.add_argument("--scheduler", help="address of a Dask scheduler, tcp://HOST:PORT")
     run.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
@@ -387,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `aikit` command."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning  # e.g. a skipped run.json: one line, no source
     try:
         code: int = args.func(args)
     except AikitError as exc:

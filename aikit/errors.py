@@ -6,9 +6,17 @@ on stderr and exit code 2 (see `aikit.cli`); library users catch the subclass th
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AikitError(Exception):
-    """Base class: a mistake or condition the user can fix; its message says how."""
+    """Base class: a mistake or condition the user can fix; its message says how.
+
+    `frame` is set when `aikit.batch` stops early on this error: a DataFrame like the one it
+    returns, with every answer received before the stop (the rest of the rows say `not run`).
+    """
+
+    frame: Any = None
 
 
 class ConfigError(AikitError):
@@ -25,6 +33,11 @@ class LocalModelError(AikitError):
 
 class CacheMissError(AikitError):
     """`AIKIT_CACHE=replay` and the response store holds no answer for this request."""
+
+
+class StoreError(ConfigError):
+    """A SQLite file of aikit's (the response store, the embedding cache) is corrupt or cannot
+    be written; the message names the file and the fix."""
 
 
 class TemplateError(AikitError):
@@ -80,6 +93,11 @@ class RegistryError(AikitError):
     """A run record (`run.json`) is missing, unreadable, too new, or a run id is ambiguous."""
 
 
+class RunRecordError(RegistryError):
+    """A run record (`run.json`) cannot be read: not JSON, not a record, or a bad field (the
+    registry skips such a file with one warning naming it)."""
+
+
 class RagError(AikitError):
     """A RAG building block got something it cannot use; the message says how to fix it."""
 
@@ -123,7 +141,9 @@ __all__ = [
     "RecordError",
     "RegistryError",
     "RunError",
+    "RunRecordError",
     "StorageError",
+    "StoreError",
     "StructuredOutputError",
     "TemplateError",
 ]

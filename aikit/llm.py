@@ -8,7 +8,9 @@ in a script and in a notebook cell whose loop is already running.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
+import json
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,10 +24,11 @@ from pydantic import ValidationError
 
 from aikit import _stream
 from aikit import cache as _cache
+from aikit._scrub import redact_url, redact_urls
 from aikit._structured import schema_format, validation_message
 from aikit._sync import sync_of
 from aikit.costs import Usage, cost_of, log_call
-from aikit.errors import ConfigError, EndpointError, StructuredOutputError
+from aikit.errors import ConfigError, EndpointError, StoreError, StructuredOutputError
 from aikit.prompts import Messages, to_messages
 from aikit.provider import Endpoint, resolve_endpoint
 from aikit.settings import Settings, get_settings
@@ -120,15 +123,17 @@ async def _complete(
         stored = store.lookup(canonical, settings.cassettes)
         return _stream.whole(ChatCompletion.model_validate(stored)), True
     if store is not None and settings.cache == "on":
-        hit = store.get(key)
+        hit = store.find(canonical)  # also under the version-1 key (see aikit.cache)
         if hit is not None:
             return _stream.whole(ChatCompletion.model_validate(hit)), True
     client = await get_client()
+    url = redact_url(str(client.base_url)).rstrip("/")  # never a credential or query string
     on_text = _stream.current()
     sent = {k: v for k, v in params.items() if v is not None}
-    try:
+
+    async def send() -> ChatCompletion:
         if on_text is not None:
-            completion = await _stream.create(
+            return await _stream.create(
                 client,
                 on_text,
                 model=model,
@@ -136,22 +141,68 @@ async def _complete(
                 count_prompt=lambda: _stream.count_prompt(endpoint.counter(model), messages),
                 **sent,
             )
-        else:
-            completion = await client.chat.completions.create(
-                model=model, messages=cast(Any, messages), **sent
-            )
-    except openai.APIConnectionError as exc:
+        completion: ChatCompletion = await client.chat.completions.create(
+            model=model, messages=cast(Any, messages), **sent
+        )
+        return completion
+
+    wrapper = call_wrapper.get()  # aikit.batch's retry loop, if any
+    try:
+        completion = await (send() if wrapper is None else wrapper(send))
+    except json.JSONDecodeError as exc:
         raise EndpointError(
-            f"cannot reach the model endpoint {client.base_url} ({exc.__cause__ or exc});"
+            f"the model endpoint {url} sent a malformed response body ({exc});"
+            " the server or a proxy cut it short, try again"
+        ) from exc
+    except openai.APITimeoutError as exc:
+        raise EndpointError(
+            f"the model endpoint {url} timed out after {_timeout_of(client, params)} s"
+            " (AIKIT_TIMEOUT); raise AIKIT_TIMEOUT or check the server"
+        ) from exc
+    except openai.APIConnectionError as exc:
+        if type(exc.__cause__).__name__ == "RemoteProtocolError":  # connected, answer cut short
+            raise EndpointError(
+                f"the model endpoint {url} cut its answer short"
+                f" ({redact_urls(str(exc.__cause__))}); the server or a proxy dropped it, try again"
+            ) from exc
+        raise EndpointError(
+            f"cannot reach the model endpoint {url} ({redact_urls(str(exc.__cause__ or exc))});"
             " check OPENAI_BASE_URL or run `aikit doctor`"
         ) from exc
     except openai.AuthenticationError as exc:
         raise EndpointError(
-            f"{client.base_url} rejected the API key (401); set OPENAI_API_KEY to a valid key"
+            f"{url} rejected the API key (401); set OPENAI_API_KEY to a valid key"
         ) from exc
     if store is not None and _storable(completion):
-        store.put(key, canonical, completion.model_dump(mode="json"))
+        try:
+            store.put(key, canonical, completion.model_dump(mode="json"))
+        except StoreError as exc:
+            # A paid answer is never thrown away. Under aikit.batch the failure is handed over
+            # (the batch keeps the answer and stops); else it raises.
+            failures = store_failures.get()
+            if failures is None:
+                raise
+            failures.append(exc)
     return completion, False
+
+
+# Set by aikit.batch for each row: wraps each HTTP call (the batch's retry loop, which sees the
+# SDK's typed errors and the malformed bodies the SDK does not retry).
+Send = Callable[[], Awaitable[ChatCompletion]]
+call_wrapper: contextvars.ContextVar[Callable[[Send], Awaitable[ChatCompletion]] | None] = (
+    contextvars.ContextVar("aikit_call_wrapper", default=None)
+)
+# Set by aikit.batch for each row: store write failures are collected here instead of raised,
+# so the answer already paid for is still returned (the batch then stops with the error).
+store_failures: contextvars.ContextVar[list[StoreError] | None] = contextvars.ContextVar(
+    "aikit_store_failures", default=None
+)
+
+
+def _timeout_of(client: openai.AsyncOpenAI, params: Mapping[str, Any]) -> str:
+    timeout = params.get("timeout") or client.timeout
+    seconds = getattr(timeout, "read", timeout)
+    return f"{seconds:g}" if isinstance(seconds, int | float) else str(seconds)
 
 
 def _storable(completion: ChatCompletion) -> bool:

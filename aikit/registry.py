@@ -10,21 +10,29 @@ failed cell: `cell`, `ename`, `evalue`), started, ended, duration_s, records (fr
 `aikit.record`; a DataFrame in pandas' "split" layout under `{"dataframe": ...}`), usage
 (calls, tokens, cost of the kernel's model calls), output (the executed notebook), git_commit,
 aikit_version; and, when the run had a `fail_under` gate, gate (`fail_under` thresholds,
-`passed`, `failures`; see `aikit.evals.gate`). Keys this version does not know are kept as they
-are (`Run.extra`).
+`passed`, `failures`; see `aikit.evals.gate`); pid and host (the process that wrote a
+`running` record, so `runs()` can flag one whose process is gone). Keys this version does not
+know are kept as they are (`Run.extra`).
+
+A run.json that cannot be read (not JSON, not a record, a bad date, an unknown schema) is
+skipped by `iter_runs` with one warning naming it, so one bad file never blocks the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aikit import _storage as storage
-from aikit.errors import RegistryError, RunError
+from aikit.errors import RegistryError, RunError, RunRecordError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +72,8 @@ class Run:
     git_commit: str | None = None
     aikit_version: str | None = None
     gate: dict[str, Any] | None = None
+    pid: int | None = None
+    host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     dir: Path | str = field(default=Path("."), compare=False)
     skipped: bool = field(default=False, compare=False)
@@ -127,36 +137,84 @@ def load_run(path: str | Path) -> Run:
     try:
         text = storage.read_text(file)
     except (OSError, UnicodeDecodeError) as exc:
-        raise RegistryError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+        raise RunRecordError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
     return _parse(text, str(file))
 
 
 def _parse(text: str, file: str) -> Run:
-    """A run from run.json's text, migrated; its `dir` is the folder it was read from."""
+    """A run from run.json's text, checked and migrated; its `dir` is the folder it was in."""
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise RegistryError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
+        raise RunRecordError(f"cannot read run record {file}: {exc}; is it a run folder?") from exc
     if not isinstance(data, dict):
-        raise RegistryError(f"{file} is not a run record (a JSON object); move it away")
-    version = int(data.get("schema_version", 0))
+        raise RunRecordError(f"{file} is not a run record (a JSON {type(data).__name__})")
+    version = data.get("schema_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise RunRecordError(f"{file} has an unknown schema_version {version!r}")
     if version > SCHEMA_VERSION:
-        raise RegistryError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
+        raise RunRecordError(f"{file} has schema {version}, newer than this aikit's; upgrade aikit")
     while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise RunRecordError(f"{file} has schema_version {version}, which aikit cannot read")
         data = MIGRATIONS[version](data)
         version += 1
+    for name in ("started", "ended"):
+        value = data.get(name)
+        if value is not None:
+            try:
+                datetime.fromisoformat(str(value))
+            except ValueError as exc:
+                raise RunRecordError(f"{file}: {name}={value!r} is not an ISO date") from exc
+    for name in ("run_id", "name", "status"):
+        if not isinstance(data.get(name), str):
+            raise RunRecordError(f"{file}: {name} is missing or not a string")
     folder = storage.parent(file)
     return Run.from_json(data, dir=folder if storage.is_url(folder) else Path(folder))
 
 
+class RunRecordWarning(UserWarning):
+    """A run.json under the runs folder was skipped (the message names it and why)."""
+
+
+def process_gone(run: Run) -> bool:
+    """Whether a `running` run's process (pid + host in its record) no longer exists."""
+    if run.status != "running" or run.host != socket.gethostname():
+        return False
+    if not isinstance(run.pid, int) or run.pid <= 0:
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    stat = Path(f"/proc/{run.pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie is gone too
+    except (OSError, IndexError):
+        return False
+
+
 def iter_runs(root: str | Path = "runs", name: str | None = None) -> list[Run]:
-    """Every run under `root` (optionally only `root/name`), oldest first."""
+    """Every run under `root` (optionally only `root/name`), oldest first; a run.json that
+    cannot be read is skipped with a `RunRecordWarning` naming it."""
     base = storage.join(root, name) if name else root
+    found: list[Run] = []
+
+    def add(file: str, read: Callable[[], str]) -> None:
+        try:
+            found.append(_parse(read(), file))
+        except (RunRecordError, OSError, UnicodeDecodeError) as exc:
+            warnings.warn(f"skipping {file}: {exc}", RunRecordWarning, stacklevel=3)
+
     if storage.is_url(base):  # one listing, then the records fetched concurrently
         texts = storage.read_many(storage.find(base, RUN_FILE))
-        found = [_parse(text.decode("utf-8"), file) for file, text in texts.items()]
+        for file, data in texts.items():
+            add(file, lambda data=data: data.decode("utf-8"))  # type: ignore[misc]
     else:
-        found = [load_run(p) for p in storage.find(base, RUN_FILE)]
+        for file in storage.find(base, RUN_FILE):
+            add(file, lambda file=file: storage.read_text(file))  # type: ignore[misc]
     return sorted(found, key=lambda r: (str(r.started), r.run_id))
 
 
@@ -177,7 +235,13 @@ def table(runs: Iterable[Run]) -> pd.DataFrame:
             "run_id": run.run_id,
             "name": run.name,
             "notebook": Path(run.notebook).name,
-            "status": "skipped (done)" if run.skipped else run.status,
+            "status": (
+                "skipped (done)"
+                if run.skipped
+                else "running (process gone)"
+                if process_gone(run)
+                else run.status
+            ),
             "started": pd.Timestamp(run.started) if run.started else pd.NaT,
             "duration_s": run.duration_s,
             "calls": run.usage.get("calls", 0),

@@ -166,7 +166,7 @@ def test_unreachable_endpoint_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     reset_settings()
     with pytest.raises(
         EndpointError,
-        match=r"cannot reach the model endpoint http://127.0.0.1:9/v1/ .*OPENAI_BASE_URL",
+        match=r"cannot reach the model endpoint http://127.0.0.1:9/v1 .*OPENAI_BASE_URL",
     ):
         aikit.chat("anyone there?")
 

@@ -4,19 +4,27 @@ Every row is an `aikit.llm` call, so each answer is committed to the response st
 arrives: re-running a batch after a crash (even `kill -9`) sends only the rows that had no
 answer yet (with `AIKIT_CACHE=on`, the default). Identical requests in one batch are sent once.
 
-- Retries are the openai SDK's own loop (`max_retries`, Retry-After honoured). An httpx event
-  hook on the batch's client sees every HTTP attempt: `attempts` counts the SDK's retries, and
-  a 429 cuts the concurrency.
-- Concurrency adapts (AIMD, see `aikit._batch._pacing`): halved on a 429, once per round trip; after
-  each window of `limit` successful rows doubled back up to the level of the last cut, then
-  one more per window, up to the ceiling. 5xx errors and timeouts leave it alone: they are not
-  a sign of load.
+- Retries: a batch is a long unattended job, so each row retries 429s (waiting out
+  Retry-After), 5xx, timeouts, dropped connections and malformed (cut short) bodies, with
+  exponential backoff and jitter, up to `max_attempts` HTTP attempts per row and until the
+  batch's `deadline_s` (the policy is `aikit._batch._retry`; the SDK's own retries are off
+  there, so one loop sees every attempt). An httpx event hook sees every HTTP attempt: `attempts`
+  counts them, and the progress bar shows the retries.
+- Concurrency adapts (AIMD, see `aikit._batch._pacing`): halved when 429s make up most of the recent
+  answers (a burst), once per round trip, not on every 429 (a steady random rate of 429s is
+  retried, not a reason to crawl); after each window of `limit` successful rows doubled back
+  up to the level of the last cut, then one more per window, up to the ceiling. 5xx errors and
+  timeouts leave it alone: they are not a sign of load.
 - Budget: before a call starts it reserves an upper bound of its cost (prompt tokens counted
   with the model's tokenizer, `max_tokens` of answer, a re-ask with `response_format`); the
   real cost is settled when it ends. A call that cannot fit is not started; its row says
   `skipped: budget` (unless the store already has its answer, which costs nothing). The
   budget is per run: re-running a batch spends up to it again, on the rows still unanswered.
-- A row that still fails after the SDK's retries keeps its error text in `error`.
+- A row that still fails after its attempts keeps its error text in `error`.
+- The store: each answer is committed as it arrives, so a crash repeats only the calls in
+  flight. If the store cannot be written (corrupt, disk full), the batch stops at once with a
+  `StoreError` naming the file; the answers received so far are in its `frame` attribute (a
+  DataFrame like the one `batch` returns). Every error that stops a batch carries `frame`.
 """
 
 from __future__ import annotations
@@ -26,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
+from aikit._batch._retry import DEFAULT_MAX_ATTEMPTS
 from aikit._structured import schema_format
 from aikit._sync import sync_of
 from aikit.costs import Usage, cost_of
-from aikit.errors import ConfigError
+from aikit.errors import AikitError, ConfigError
 from aikit.provider import resolve_endpoint
 from aikit.settings import get_settings
 
@@ -123,6 +132,8 @@ async def abatch(
     max_tokens: int | None = None,
     response_format: Any = None,
     repeat: int = 0,
+    max_attempts: int | None = None,
+    deadline_s: float | None = None,
     max_retries: int | None = None,
     client: openai.AsyncOpenAI | None = None,
     settings: Settings | None = None,
@@ -138,10 +149,22 @@ async def abatch(
     wire, _ = schema_format(response_format)
     endpoint = resolve_endpoint(settings, client)
     start, ceiling = _job.limits(concurrency, endpoint)
-    if max_retries is None:
-        max_retries = settings.max_retries
-    elif isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError(f"max_retries={max_retries!r} is not valid; pass an int >= 0 such as 5")
+    if max_retries is not None:  # the older spelling: retries after the first attempt
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(
+                f"max_retries={max_retries!r} is not valid; pass an int >= 0 such as 5"
+            )
+        if max_attempts is not None:
+            raise ConfigError("pass max_attempts or max_retries, not both (max_attempts wins)")
+        max_attempts = max_retries + 1
+    if max_attempts is None:  # AIKIT_MAX_RETRIES=0 turns retries off here too
+        max_attempts = DEFAULT_MAX_ATTEMPTS if settings.max_retries > 0 else 1
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ConfigError(f"max_attempts={max_attempts!r} is not valid; pass an int >= 1 such as 8")
+    if deadline_s is not None and (
+        isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float) or deadline_s <= 0
+    ):
+        raise ConfigError(f"deadline_s={deadline_s!r} is not valid; pass seconds > 0 such as 3600")
     prepared = _job.prepare(inputs, template, system)
     reservations = None
     if budget_usd is not None:
@@ -155,7 +178,8 @@ async def abatch(
         concurrency=Concurrency(start, ceiling),
         budget=Budget(budget_usd),
         reservations=reservations,
-        max_retries=max_retries,
+        max_attempts=max_attempts,
+        deadline_s=deadline_s,
         call=dict(
             temperature=temperature,
             max_tokens=max_tokens,
@@ -165,7 +189,11 @@ async def abatch(
         ),
         progress=progress,
     )
-    await job.run()
+    try:
+        await job.run()
+    except AikitError as exc:
+        exc.frame = job.frame(structured=wire is not None)
+        raise
     return job.frame(structured=wire is not None)
 
 
@@ -186,19 +214,25 @@ def batch() -> None:
             Jupyter, text on stderr elsewhere and under papermill).
         system, temperature, max_tokens, response_format, repeat, client, settings: as in
             `aikit.chat`.
-        max_retries: the SDK's retries per call; default `AIKIT_MAX_RETRIES`.
+        max_attempts: HTTP attempts per row over every transient failure (429, 5xx,
+            timeouts, malformed bodies); default 8, or 1 when `AIKIT_MAX_RETRIES=0`.
+        deadline_s: seconds for the whole batch: no retry waits past it, and rows not started
+            by then fail with `not run: the batch deadline ...`; default none.
+        max_retries: the older spelling of `max_attempts - 1`.
         **params: any other `chat.completions.create` argument.
 
     Returns:
         The input (or its columns), then `output`, `parsed` (with `response_format`),
         `prompt_tokens`, `completion_tokens`, `cost_usd`, `latency_s`, `cached`, `attempts`
         (HTTP attempts, the SDK's retries included) and `error` (None when all went well).
-        `attrs` holds the model, the total `cost_usd`, `budget_usd` and the `concurrency`
-        trace as (seconds, limit) pairs.
+        `attrs` holds the model, the total `cost_usd`, `budget_usd`, the `concurrency`
+        trace as (seconds, limit) pairs and the number of `retries`.
 
     Raises:
         AikitError: for a mistake every row would hit (bad arguments, no API key, a rejected
-            key); rows answered before it stay in the response store for the re-run.
+            key, nothing listening) or a store that cannot be written (`StoreError`); rows
+            answered before it stay in the response store for the re-run, and are in the
+            error's `frame` (a DataFrame like the return value).
 
     Example:
         >>> aikit.batch(["What is 2 + 2?", "Name a colour."])["output"]  # doctest: +SKIP

@@ -1,5 +1,10 @@
-"""The machinery of `aikit.batch`: inputs to messages, the job (client, hooks, pacing,
-progress bar) and the result frame. The public functions and their docs are in `aikit._batch`."""
+"""The machinery of `aikit.batch`: inputs to messages, the job (client, hooks, pacing, retries,
+progress bar) and the result frame. The public functions and their docs are in `aikit._batch`.
+
+Retries: the batch's client has the SDK's own `max_retries=0`; the loop is
+`BatchJob._retrying`, wrapped around each HTTP call through `llm.call_wrapper`, with the policy
+of `aikit._batch._retry` (whose docstring says why the loop is here and not in the SDK).
+"""
 
 from __future__ import annotations
 
@@ -21,12 +26,15 @@ import pandas as pd
 
 from aikit import llm
 from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
+from aikit._batch._retry import retry_wait
+from aikit._scrub import redact_urls
 from aikit.costs import Usage, cost_of
 from aikit.errors import (
     AikitError,
     CacheMissError,
     ConfigError,
     EndpointError,
+    StoreError,
     StructuredOutputError,
     TemplateError,
 )
@@ -180,6 +188,7 @@ def reservations(
 class _Attempts:
     count: int = 0
     sent_at: float = 0.0
+    holding: bool = True  # holds a concurrency slot (given back while waiting to retry)
 
 
 _row: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar("aikit_row", default=None)
@@ -189,8 +198,13 @@ def _fatal(exc: Exception) -> bool:
     """Errors that every row would hit: they stop the batch instead of failing each row."""
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return True
-    if isinstance(exc, EndpointError):
-        return isinstance(exc.__cause__, openai.AuthenticationError)
+    if isinstance(exc, EndpointError):  # a rejected key, or nothing listening at all
+        cause = exc.__cause__
+        return isinstance(cause, openai.AuthenticationError) or (
+            isinstance(cause, openai.APIConnectionError)
+            and not isinstance(cause, openai.APITimeoutError)
+            and "connect" in type(cause.__cause__).__name__.lower()
+        )
     return isinstance(exc, AikitError) and not isinstance(
         exc, CacheMissError | StructuredOutputError
     )
@@ -222,14 +236,18 @@ class BatchJob:
         concurrency: Concurrency,
         budget: Budget,
         reservations: list[float] | None,
-        max_retries: int,
+        max_attempts: int,
+        deadline_s: float | None,
         call: dict[str, Any],
         progress: bool,
     ) -> None:
         self.prepared, self.endpoint, self.model = prepared, endpoint, model
         self.settings: Settings = endpoint.settings
         self.concurrency, self.budget, self.reservations = concurrency, budget, reservations
-        self.max_retries, self.call = max_retries, call
+        self.max_attempts, self.call = max_attempts, call
+        self.deadline_s = deadline_s
+        self.deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self.retries = 0  # attempts after a row's first, over the whole batch
         self.results: list[dict[str, Any] | None] = [None] * len(prepared.messages)
         self.failed = 0
         self.unpriced = False  # some answer's cost is unknown: the spend shown is a floor
@@ -246,9 +264,9 @@ class BatchJob:
             row.sent_at = time.monotonic()
 
     async def _on_response(self, response: Any) -> None:
-        if response.status_code == 429:
-            row = _row.get()
-            self.concurrency.rate_limited(row.sent_at if row else time.monotonic())
+        row = _row.get()
+        sent_at = row.sent_at if row else time.monotonic()
+        self.concurrency.observe(sent_at, response.status_code == 429)
 
     async def client(self) -> openai.AsyncOpenAI:
         if self._sdk is not None:
@@ -264,7 +282,36 @@ class BatchJob:
             "response": [self._on_response],
         }
         http = openai.DefaultAsyncHttpxClient(event_hooks=hooks)
-        return await self.endpoint.open(max_retries=self.max_retries, http_client=http)
+        # max_retries=0: the retry loop is `_retrying` (see the module docstring)
+        return await self.endpoint.open(max_retries=0, http_client=http)
+
+    # -- retries ---------------------------------------------------------------------------
+    async def _retrying(self, send: llm.Send) -> Any:
+        """Run one HTTP call of a row, retrying transient failures (module docstring)."""
+        row = _row.get()
+        while True:
+            try:
+                return await send()
+            except Exception as exc:
+                wait = self._wait_before_retry(exc, row)
+                if wait is None:
+                    raise
+            self.retries += 1
+            self._refresh(0)
+            if row is None:
+                await asyncio.sleep(wait)
+                continue
+            row.holding = False  # let answering rows use the slot meanwhile
+            self.concurrency.release()
+            await asyncio.sleep(wait)
+            await self.concurrency.acquire()
+            row.holding = True
+
+    def _wait_before_retry(self, exc: Exception, row: _Attempts | None) -> float | None:
+        if self.fatal is not None:
+            return None
+        attempts = row.count if row is not None else 1
+        return retry_wait(exc, attempts, self.max_attempts, self.deadline)
 
     # -- rows ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -310,6 +357,15 @@ class BatchJob:
         if self.fatal is not None:
             self.concurrency.release()
             return
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.concurrency.release()
+            self._finish(
+                group,
+                _failed(
+                    f"not run: the batch deadline of {self.deadline_s:g} s (deadline_s) passed"
+                ),
+            )
+            return
         reserved: float | None = None if self.reservations is None else self.reservations[group[0]]
         endpoint = self.endpoint
         if reserved is not None and not await self.budget.reserve(reserved):
@@ -333,6 +389,9 @@ class BatchJob:
     ) -> None:
         attempts = _Attempts()
         _row.set(attempts)  # this task's own context: the hooks find the row here
+        llm.call_wrapper.set(self._retrying)
+        failures: list[StoreError] = []
+        llm.store_failures.set(failures)
         started = time.perf_counter()
         cost = 0.0
         try:
@@ -345,7 +404,7 @@ class BatchJob:
             else:
                 if _fatal(exc) and self.fatal is None:
                     self.fatal = exc
-                text = " ".join(f"{type(exc).__name__}: {exc}".split())
+                text = redact_urls(" ".join(f"{type(exc).__name__}: {exc}".split()))
                 result = _failed(text[:500], attempts.count, time.perf_counter() - started)
         else:
             cost = reply.cost or 0.0
@@ -364,8 +423,11 @@ class BatchJob:
                 "error": reply.error,
             }
         finally:
-            self.concurrency.release()
+            if attempts.holding:
+                self.concurrency.release()
             self.budget.settle(reserved, cost)
+        if failures and self.fatal is None:  # the answer is kept; the batch stops here
+            self.fatal = failures[0]
         self._finish(group, result)
 
     def _finish(self, group: list[int], result: dict[str, Any]) -> None:
@@ -384,7 +446,8 @@ class BatchJob:
             return
         spent = "unknown (unpriced model)" if self.unpriced else f"${self.budget.spent:.4f}"
         self._bar.set_postfix_str(
-            f"failed={self.failed} concurrency={self.concurrency.limit} spent={spent}",
+            f"failed={self.failed} retries={self.retries} concurrency={self.concurrency.limit}"
+            f" spent={spent}",
             refresh=False,
         )
         self._bar.update(done)
@@ -402,6 +465,7 @@ class BatchJob:
             cost_usd=None if any(c is None for c in costs) else float(sum(costs)),
             budget_usd=self.budget.limit,
             concurrency=list(self.concurrency.trace),
+            retries=self.retries,
         )
         return frame
 

@@ -1,10 +1,17 @@
 """Pacing a batch: an adaptive limit on calls in flight, and a spending budget.
 
-`Concurrency` is AIMD, as TCP paces a connection. A 429 halves the limit, at most once per
-round trip: a 429 to an attempt sent before the last cut was already answered by it. After a
-window of `limit` successful rows (sent since the last cut), the limit doubles back up to the
-level of the last cut, then grows by one per window, up to the ceiling. A row keeps its slot
-while the SDK waits out a Retry-After. `Budget` reserves an upper bound of a call's cost before
+`Concurrency` is AIMD, as TCP paces a connection, cut on a *rate* of 429s rather than on each
+one: the outcomes of the last `WINDOW` attempts sent since the last cut are kept, and the limit
+halves when the window holds at least `2 * limit` outcomes (4 at least, `WINDOW` at most), at
+least `MIN_429` of them 429s, and more than `CUT_SHARE` of them. A burst (every answer a 429)
+cuts about once per round trip; a steady random rate (a provider refusing 20 % of calls
+whatever the load) practically never does (at 20 %, 13 or more 429s in 20 answers has odds of
+1.5e-5), so it does not pin the limit low, where every slot would also wait out every slow
+answer. Attempts sent before the last cut are ignored: that cut was the answer to
+their congestion. After a window of `limit` successful rows (sent since the last cut), the
+limit doubles back up to the level of the last cut, then grows by one per window, up to the
+ceiling. A row gives its slot back while it waits out a Retry-After or a backoff (see
+`aikit._batch._retry`). `Budget` reserves an upper bound of a call's cost before
 it starts and settles the real cost when it ends, so the spend never passes the limit.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +28,10 @@ from aikit.costs import Usage, cost_of
 
 PROMPT_MARGIN, PROMPT_SLACK = 1.1, 8  # reserve for a tokenizer that counts a little differently
 REASK_SLACK = 256  # tokens of a structured-output re-ask: the instruction and the error
+
+WINDOW = 20  # attempts (sent since the last cut) whose outcomes decide a cut
+MIN_429 = 4  # at least this many 429s in the window ...
+CUT_SHARE = 0.6  # ... and more than this share of it
 
 
 class Concurrency:
@@ -31,6 +43,7 @@ class Concurrency:
         self._successes = 0
         self._last_cut = -math.inf
         self._started = time.monotonic()
+        self._window: deque[bool] = deque(maxlen=WINDOW)  # True: a 429
         self.trace: list[tuple[float, int]] = [(0.0, start)]
         self._wake = asyncio.Event()
 
@@ -44,10 +57,23 @@ class Concurrency:
         self.in_flight -= 1
         self._wake.set()
 
-    def rate_limited(self, sent_at: float) -> None:
+    def observe(self, sent_at: float, limited: bool) -> None:
+        """An HTTP answer arrived (`limited`: a 429) to an attempt sent at `sent_at`."""
         if sent_at < self._last_cut:
             return  # sent before the last cut: that cut was the answer to this congestion
+        self._window.append(limited)
+        seen, hits = len(self._window), sum(self._window)
+        enough = seen >= min(WINDOW, max(4, 2 * self.limit))
+        if limited and enough and hits >= MIN_429 and hits > CUT_SHARE * seen:
+            self._cut()
+
+    def rate_limited(self, sent_at: float) -> None:
+        """A 429 (see `observe`)."""
+        self.observe(sent_at, True)
+
+    def _cut(self) -> None:
         self._last_cut = time.monotonic()
+        self._window.clear()
         self.threshold = max(1, self.limit // 2)
         self._set(self.threshold)
 

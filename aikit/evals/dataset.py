@@ -78,8 +78,14 @@ class Dataset:
         """Read a CSV file whose header row names `input` (and `id`, `expected`, ...); the
         header is row 1."""
         file = Path(path)
-        with file.open(encoding="utf-8", newline="") if file.is_file() else _nofile(file) as fh:
-            rows = list(csv.reader(fh))
+        try:
+            with file.open(encoding="utf-8", newline="") if file.is_file() else _nofile(file) as fh:
+                rows = list(csv.reader(fh))
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"dataset {file} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as"
+                " UTF-8"
+            ) from exc
         if not rows:
             raise DatasetError(f"{file}: empty; the first row must name the columns (input, ...)")
         header, numbered = rows[0], []
@@ -234,6 +240,10 @@ def _read(file: Path) -> str:
         return file.read_text(encoding="utf-8")
     except OSError as exc:
         raise DatasetError(f"cannot read dataset {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"dataset {file} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from exc
 
 
 def as_dataset(data: Dataset | pd.DataFrame | Sequence[Any]) -> Dataset:

@@ -10,6 +10,7 @@ whether a call goes to the embedded model.
 from aikit.local._server import (
     API_KEY,
     CHAT_MODEL,
+    DISCOVERY,
     answers,
     ensure_server,
     model_path,
@@ -30,6 +31,7 @@ __all__ = [
     "API_KEY",
     "CHAT_MODEL",
     "CONCURRENCY",
+    "DISCOVERY",
     "IDENTITY",
     "answers",
     "ensure_server",

@@ -6,6 +6,9 @@ two things a base model and the OpenAI protocol need from it. Started by `aikit.
   sequences, because Gemma 3 270M is a base model.
 - OpenAI's `response_format={"type": "json_schema", ...}` is rewritten to llama.cpp's
   `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema.
+- Every answer carries the `x-aikit-server-token` header with the token `aikit.local` gave the
+  process (`AIKIT_SERVER_TOKEN`), so a client can tell this server from another program that
+  took over the port.
 """
 
 from __future__ import annotations
@@ -57,6 +60,27 @@ class JsonSchemaShim:
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await self.app({**scope, "headers": headers}, replay, send)
+
+
+class IdentityHeader:
+    """ASGI middleware: add `x-aikit-server-token: <token>` to every HTTP answer."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or not self.token:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_token(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-aikit-server-token", self.token))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_token)
 
 
 def rewrite_body(body: bytes) -> bytes:
@@ -130,7 +154,13 @@ def main() -> None:
             )
         ],
     )
-    uvicorn.run(JsonSchemaShim(app), host="127.0.0.1", port=args.port, log_level="warning")
+    token = os.environ.get("AIKIT_SERVER_TOKEN", "")
+    uvicorn.run(
+        IdentityHeader(JsonSchemaShim(app), token),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

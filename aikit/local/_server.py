@@ -6,6 +6,12 @@ A discovery file (`$AIKIT_HOME/local-server.json`) lets every kernel and process
 a file lock makes sure two callers racing at start-up start only one. The server runs in its own
 session, so it outlives the kernel that started it; `stop_server()` (`aikit serve --stop`)
 ends it. Its log is `$AIKIT_HOME/local-server.log`.
+
+Identity (robust, issue 15): the server is started with a random token (`AIKIT_SERVER_TOKEN`
+in its environment, also written to the discovery file) and sends it back in the
+`x-aikit-server-token` header of every answer. A server that answers without our token (another
+program now on that port) is not used. A recorded server whose process is stopped (SIGSTOP,
+state `T` in /proc) is reported in seconds instead of being waited for.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +41,9 @@ LOCK = "local-server.lock"
 LOG = "local-server.log"
 START_TIMEOUT_S = 180.0
 BUSY_WAIT_S = 120.0
+PROBE_TIMEOUT_S = 3.0  # as before; a stopped server is found by its state, not a timeout
+TOKEN_ENV = "AIKIT_SERVER_TOKEN"
+TOKEN_HEADER = "x-aikit-server-token"
 INSTALL_HINT = (
     "install it with `make setup` (or `pip install 'aikit[local]'` with the CMAKE_ARGS in the"
     " README), or use a hosted model with AIKIT_PROVIDER=openai"
@@ -62,21 +72,37 @@ def server_info(settings: Settings | None = None) -> dict[str, Any] | None:
         info: dict[str, Any] = json.loads(discovery.read_text())
     except (OSError, ValueError):
         return None
-    return info if answers(str(info.get("base_url", ""))) else None
+    if not isinstance(info, dict) or _stopped(int(info.get("pid", 0) or 0)):
+        return None
+    token = str(info.get("token", ""))
+    if not token:
+        return None  # written before servers had a token: cannot tell it is ours
+    ours = answers(str(info.get("base_url", "")), timeout=PROBE_TIMEOUT_S, token=token)
+    return info if ours else None
 
 
-def answers(base_url: str, timeout: float = 3.0) -> bool:
-    """Whether an OpenAI-compatible server at `base_url` lists its models."""
+def answers(base_url: str, timeout: float = 3.0, token: str | None = None) -> bool:
+    """Whether an OpenAI-compatible server at `base_url` lists its models (and, with `token`,
+    sends it back in the `x-aikit-server-token` header: it is the server we started)."""
     if not base_url:
         return False
     client = openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
     try:
-        client.models.list()
+        raw = client.models.with_raw_response.list()
     except openai.OpenAIError:
         return False
     finally:
         client.close()
-    return True
+    return token is None or secrets.compare_digest(raw.headers.get(TOKEN_HEADER, ""), token)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP/SIGTSTP: state T or t in /proc/PID/stat)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
 
 
 def ensure_server(settings: Settings | None = None) -> str:
@@ -86,7 +112,7 @@ def ensure_server(settings: Settings | None = None) -> str:
     if info is not None:
         return str(info["base_url"])
     _, lock_path, _ = _paths(settings)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    _check_home(settings)
     try:
         with FileLock(str(lock_path), timeout=START_TIMEOUT_S + 30):
             info = server_info(settings)  # someone else may have started it meanwhile
@@ -102,6 +128,21 @@ def ensure_server(settings: Settings | None = None) -> str:
     return str(info["base_url"])
 
 
+def _check_home(settings: Settings) -> None:
+    """AIKIT_HOME must be a folder aikit can write (the lock, the log, the discovery file)."""
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        what = "is a file" if home.is_file() else f"cannot be written ({exc.strerror})"
+        raise LocalModelError(
+            f"AIKIT_HOME={str(home)!r} {what}; set AIKIT_HOME to a folder you can write"
+        ) from exc
+
+
 def _wait_for_busy(settings: Settings) -> dict[str, Any] | None:
     """A recorded server whose process lives but did not answer at once is busy (a loaded
     machine, a long generation): wait for it rather than start a second one beside it. One that
@@ -114,10 +155,18 @@ def _wait_for_busy(settings: Settings) -> dict[str, Any] | None:
     pid = int(info.get("pid", 0))
     if pid <= 0 or not _alive(pid) or not _is_our_server(pid):
         return None
+    token = str(info.get("token", ""))
     deadline = time.monotonic() + BUSY_WAIT_S
     while time.monotonic() < deadline:
-        if answers(str(info.get("base_url", "")), timeout=10.0):
+        if _stopped(pid):
+            raise LocalModelError(
+                f"the embedded model server (pid {pid}) is stopped (SIGSTOP), so it cannot"
+                f" answer; resume it with `kill -CONT {pid}` or end it with `aikit serve --stop`"
+            )
+        if token and answers(str(info.get("base_url", "")), timeout=10.0, token=token):
             return info
+        if not token or answers(str(info.get("base_url", "")), timeout=PROBE_TIMEOUT_S):
+            break  # an older server without a token, or another program answers on its port
         if not _alive(pid):
             return None
         time.sleep(1.0)
@@ -142,6 +191,7 @@ def _start(settings: Settings) -> dict[str, Any]:
     discovery, _, log_path = _paths(settings)
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
+    token = secrets.token_hex(16)
     command = [
         sys.executable,
         "-m",
@@ -161,9 +211,10 @@ def _start(settings: Settings) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.home,
+            env={**os.environ, TOKEN_ENV: token},
         )
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not answers(base_url, timeout=1.0):
+    while not answers(base_url, timeout=1.0, token=token):
         if process.poll() is not None or time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -179,6 +230,7 @@ def _start(settings: Settings) -> dict[str, Any]:
         "model_path": str(gguf),
         "python": sys.executable,
         "started": time.time(),
+        "token": token,
     }
     tmp = discovery.with_name(discovery.name + ".tmp")
     tmp.write_text(json.dumps(info, indent=2))
@@ -198,6 +250,8 @@ def stop_server(settings: Settings | None = None) -> dict[str, Any] | None:
     """Stop the machine's embedded-model server; returns its record, or None if none ran."""
     settings = settings or get_settings()
     discovery, lock_path, _ = _paths(settings)
+    if not settings.home.is_dir():
+        return None  # no AIKIT_HOME folder (or a file there): no server was started from it
     with FileLock(str(lock_path), timeout=START_TIMEOUT_S + 30):
         try:
             info: dict[str, Any] = json.loads(discovery.read_text())

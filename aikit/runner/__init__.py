@@ -23,6 +23,7 @@ from aikit.runner.kernel import KERNEL_NAME, check_kernel
 from aikit.runner.params import convert, describe_parameters, read_parameters
 from aikit.runner.playbook import load_playbook
 from aikit.runner.ship import upload
+from aikit.settings import Settings
 
 Executor = Literal["local", "dask"]
 
@@ -70,6 +71,7 @@ def run_notebook(
     if not notebook.is_file():
         raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
+    _check_settings()
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
     upload([spec])  # a URL as `out`: the notebook and its data/ go to the bucket first
@@ -79,6 +81,12 @@ def run_notebook(
 def _out(out: str | Path) -> str | Path:
     """A runs folder: a local path as given, a URL checked (no credentials in it)."""
     return normalize(out) if is_url(out) else Path(out)
+
+
+def _check_settings() -> None:
+    """A bad AIKIT_*/OPENAI_* value (e.g. AIKIT_CACHE=bogus) is refused here, in one line,
+    before a kernel starts, not after seconds in every run's kernel."""
+    Settings.resolve()
 
 
 def _succeeded(out: str | Path, name: str) -> dict[str, Run]:
@@ -94,6 +102,7 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
+    _check_settings()
     out = _out(out)
     done = {} if force else _succeeded(out, playbook.name)
     plan = []

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +29,7 @@ from typing import Any
 
 from aikit import _storage as storage
 from aikit._record import NOTEBOOK_DIR_ENV, read_records
+from aikit._scrub import Scrubber, redact_urls
 from aikit.costs import RUN_USAGE_ENV, total_usage
 from aikit.registry import RUN_FILE, Run, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
@@ -130,9 +131,11 @@ def _execute_here(spec: dict[str, Any]) -> Run:
         run = None
     if done.returncode != 0 or run is None or run.status not in ("succeeded", "failed"):
         tail = [ln for ln in done.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
+        # the worker's own words may hold a secret or a URL's credentials
+        line = redact_urls(_scrubber(spec).text(tail[0]))
         run = _base_run(spec)
         run.status = "failed"
-        run.error = f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {tail[0]}"
+        run.error = f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {line}"
         write_run(run)
     return run
 
@@ -202,11 +205,10 @@ def _prepare(notebook: Path, parameters: dict[str, Any]) -> tuple[Any, dict[str,
     return nb, plain
 
 
-def _scrub(text: str, secrets: dict[str, str]) -> str:
-    for name, value in secrets.items():
-        if value:
-            text = text.replace(value, f"{SECRET_PREFIX}{name}")
-    return text
+def _scrubber(spec: dict[str, Any]) -> Scrubber:
+    """Every form of the run's secret parameters (`secret:NAME` values) -> `secret:NAME`."""
+    names = [str(v)[len(SECRET_PREFIX) :] for v in spec["parameters"].values() if is_secret_ref(v)]
+    return Scrubber({name: os.environ.get(name, "") for name in names})
 
 
 def _failed_cell(nb: dict[str, Any]) -> dict[str, Any] | None:
@@ -226,13 +228,18 @@ def run_in_process(spec: dict[str, Any]) -> Run:
     """The child process's work: execute, scrub secrets, write the notebook and run.json."""
     import papermill
 
+    from aikit.runner.scrubbed_io import scrubbed_path
+
     notebook = Path(spec["notebook"])
     run = _base_run(spec)
     run_dir = Path(run.dir)  # always a local folder here (see _execute_shipped)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     run.started = _iso(started)
+    # pid + host: `aikit runs` flags a record left at `running` by a process that is gone.
+    run.pid, run.host = os.getpid(), socket.gethostname()
     write_run(run)
+    scrubber = _scrubber(spec)
     secrets = {
         str(v)[len(SECRET_PREFIX) :]: os.environ.get(str(v)[len(SECRET_PREFIX) :], "")
         for v in spec["parameters"].values()
@@ -240,12 +247,13 @@ def run_in_process(spec: dict[str, Any]) -> Run:
     }
     nb, plain = _prepare(notebook, spec["parameters"])
     output = run_dir / notebook.name
-    private = Path(tempfile.mkdtemp(prefix="aikit-run-"))  # papermill saves as it goes
+    # papermill saves as it goes, straight into the run folder, through a handler that scrubs
+    # every save (no unscrubbed working copy anywhere, even after kill -9).
     failure: dict[str, Any] | None = None
     try:
         papermill.execute_notebook(
             nb,
-            str(private / notebook.name),
+            scrubbed_path(output, secrets),
             parameters=plain,
             cwd=str(run_dir),
             progress_bar=False,
@@ -256,15 +264,10 @@ def run_in_process(spec: dict[str, Any]) -> Run:
     except Exception as exc:  # kernel died, missing kernel, ...
         first = str(exc).splitlines()[0] if str(exc) else ""
         failure = {"cell": None, "ename": type(exc).__name__, "evalue": first}
-    executed_text = ""
-    if (private / notebook.name).exists():
-        executed_text = _scrub((private / notebook.name).read_text(encoding="utf-8"), secrets)
-        output.write_text(executed_text, encoding="utf-8")
-    shutil.rmtree(private, ignore_errors=True)
-    executed = json.loads(executed_text) if executed_text else {}
+    executed = json.loads(output.read_text(encoding="utf-8")) if output.exists() else {}
     if failure is not None:
         failure = _failed_cell(executed) or failure
-        failure["evalue"] = _scrub(str(failure.get("evalue") or ""), secrets)
+        failure["evalue"] = redact_urls(scrubber.text(str(failure.get("evalue") or "")))
         where = f"cell {failure['cell']}: " if failure.get("cell") is not None else ""
         run.error = f"{notebook.name}: {where}{failure['ename']}: {failure['evalue']}"
         run.failure = failure
@@ -276,9 +279,10 @@ def run_in_process(spec: dict[str, Any]) -> Run:
     )
     ended = time.time()
     run.status = "failed" if failure else "succeeded"
+    run.pid = None
     run.ended = _iso(ended)
     run.duration_s = round(ended - started, 3)
-    run.records = read_records(executed) if executed else {}
+    run.records = scrubber.json(read_records(executed)) if executed else {}
     run.usage = total_usage(calls)
     run.output = display_path(output) if output.exists() else None
     write_run(run)

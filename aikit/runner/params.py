@@ -70,6 +70,8 @@ def _parameters_cell(notebook: Path) -> str | None:
         nb = json.loads(notebook.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ParameterError(f"cannot read notebook {notebook}: {exc}; check the path") from exc
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells", []), list):
+        raise ParameterError(f"{notebook} is not a Jupyter notebook (no cells); check the path")
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get(
             "tags", []

@@ -65,6 +65,10 @@ def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dic
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PlaybookError(f"cannot read playbook {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PlaybookError(
+            f"playbook {file} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -1,0 +1,151 @@
+"""Keeping secrets out of what aikit saves and prints.
+
+A secret is printed in many forms: as it is (`print`), inside a `repr` (quotes and backslashes
+escaped), inside JSON (`json.dumps`, a notebook's own file), HTML-escaped (a DataFrame's HTML),
+and in combinations of these (the `repr` of a list inside an HTML table). `forms(secret)` lists
+every such form up to three layers deep; `scrub_text` replaces each (longest first) with
+`secret:NAME`. `scrub_json` does it inside the *string values* of a decoded JSON document (a
+notebook, a run record), so a short secret such as `1` can never corrupt a number, a key or the
+document's syntax. Structural strings of a notebook (`output_type`, `cell_type`, cell ids, the
+kernelspec, papermill's and the kernel's timing metadata) are left alone for the same reason.
+
+`redact_url` hides the credentials and query string of a URL (`http://user:pass@host/v1?key=x`
+-> `http://***@host/v1?***`); `redact_urls` does it to every URL inside a message.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+SECRET_PREFIX = "secret:"
+# Notebook fields whose string values are structure, not content.
+STRUCTURAL_KEYS = frozenset(
+    {"output_type", "cell_type", "id", "kernelspec", "language_info", "papermill", "execution"}
+)
+
+
+def _repr_inner(text: str) -> str:
+    return repr(text)[1:-1]
+
+
+def _repr_inner_other_quote(text: str) -> str:
+    # repr() picks the quote the text does not contain; a string holding both quotes, or one
+    # embedded in a larger repr, is escaped with the other quote too.
+    return text.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+
+
+def _repr_inner_double(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+LAYERS: tuple[Callable[[str], str], ...] = (
+    _repr_inner,
+    _repr_inner_other_quote,
+    _repr_inner_double,
+    lambda t: json.dumps(t)[1:-1],
+    lambda t: json.dumps(t, ensure_ascii=False)[1:-1],
+    html.escape,
+    lambda t: html.escape(t, quote=False),
+)
+
+
+def forms(secret: str, depth: int = 3) -> list[str]:
+    """Every form of `secret` through up to `depth` escaping layers, longest first."""
+    found = {secret}
+    frontier = {secret}
+    for _ in range(depth):
+        frontier = {layer(text) for text in frontier for layer in LAYERS} - found
+        found |= frontier
+    return sorted((f for f in found if f), key=len, reverse=True)
+
+
+class Scrubber:
+    """Replaces every form of each secret with `secret:NAME`."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        pairs: list[tuple[str, str]] = []
+        for name, value in secrets.items():
+            if value:
+                pairs += [(form, f"{SECRET_PREFIX}{name}") for form in forms(value)]
+        pairs.sort(key=lambda p: len(p[0]), reverse=True)
+        self._pairs = pairs
+        self._pattern = (
+            re.compile("|".join(re.escape(form) for form, _ in pairs)) if pairs else None
+        )
+        self._names = dict(pairs)
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def text(self, text: str) -> str:
+        """`text` with every form of every secret replaced."""
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(lambda m: self._names[m.group(0)], text)
+
+    def json(self, value: Any, *, notebook: bool = False) -> Any:
+        """A copy of a decoded JSON value with its string values scrubbed (keys untouched;
+        with `notebook`, structural fields untouched too)."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(v, notebook=notebook) for v in value]
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                keep = notebook and (
+                    key in STRUCTURAL_KEYS or (key == "name" and value.get("output_type"))
+                )
+                out[key] = item if keep else self.json(item, notebook=notebook)
+            return out
+        return value
+
+
+def scrub_text(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with every form of each secret value replaced by `secret:NAME`."""
+    return Scrubber(secrets).text(text)
+
+
+def scrub_json(value: Any, secrets: Mapping[str, str], *, notebook: bool = False) -> Any:
+    """A decoded JSON value with every form of each secret replaced inside string values."""
+    return Scrubber(secrets).json(value, notebook=notebook)
+
+
+def secret_values(names: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """NAME -> value of each named environment variable that is set and non-empty."""
+    return {name: environ[name] for name in names if environ.get(name)}
+
+
+# -- URLs ------------------------------------------------------------------------------------
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
+
+
+def redact_url(url: str) -> str:
+    """`url` without its credentials or query string (each replaced by `***`)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+    if not parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    if parts.username is not None or parts.password is not None:
+        netloc = f"***@{netloc}"
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL in it redacted by `redact_url`."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
