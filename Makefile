@@ -40,12 +40,12 @@ demo: setup
 test: setup lint typecheck pytest
 
 lint: setup
-	$(BIN)/ruff check aikit tests benchmarks
-	$(BIN)/ruff format --check aikit tests benchmarks
+	$(BIN)/ruff check aikit tests benchmarks notebooks
+	$(BIN)/ruff format --check aikit tests benchmarks notebooks
 
 format: setup
-	$(BIN)/ruff format aikit tests benchmarks
-	$(BIN)/ruff check --fix aikit tests benchmarks
+	$(BIN)/ruff format aikit tests benchmarks notebooks
+	$(BIN)/ruff check --fix aikit tests benchmarks notebooks
 
 typecheck: setup
 	$(BIN)/mypy aikit

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from aikit.local._process import IdentityHeader
 from openai_server import OpenAIServer
 
 from aikit import local
 from aikit.errors import LocalModelError
+from aikit.local._process import IdentityHeader
 from aikit.settings import get_settings
 
 SILENT_SERVER = """

@@ -80,7 +80,7 @@ def pdf_bytes(title: str, text: str) -> bytes:
     """A one-page PDF holding `text` (wrapped), with `title` in its document information."""
     lines: list[str] = []
     for paragraph in text.strip().split("\n\n"):
-        lines += textwrap.wrap(" ".join(paragraph.split()), 90) + [""]
+        lines += [*textwrap.wrap(" ".join(paragraph.split()), 90), ""]
     stream = ["BT", "/F1 11 Tf", "14 TL", "56 790 Td"]
     stream += [f"({_escape(line)}) Tj T*" for line in lines]
     stream.append("ET")

@@ -12,7 +12,8 @@ random sample of 16 items per variant and slice, and the runner writes every run
 usage, and the `fail_under` gate with whether the run passed).
 
 What this script changes afterwards, and nothing else: the runs all happened within minutes, so
-it moves each night's runs to their simulated night, five nights over two weeks (days 0, 4, 7, 11 and 14)
+it moves each night's runs to their simulated night, five nights over two weeks
+(days 0, 4, 7, 11 and 14)
 (`started`, `ended` and the time stamp at the start of `run_id` and of the run folder are shifted
 by the same amount; durations and order stay). It keeps only `run.json` and `usage.jsonl` of
 each run (the executed notebooks and HTML reports would add megabytes), so `output` is set to
@@ -67,7 +68,16 @@ def main() -> None:
             values = Path(tmp) / "night.yaml"  # typed values (-p on a playbook passes strings)
             values.write_text(f"sample_seed: {night + 1}\n")
             done = subprocess.run(
-                [*aikit, "run", str(PLAYBOOK), "--out", f"{tmp}/runs", "-f", str(values), "--force"],
+                [
+                    *aikit,
+                    "run",
+                    str(PLAYBOOK),
+                    "--out",
+                    f"{tmp}/runs",
+                    "-f",
+                    str(values),
+                    "--force",
+                ],
                 cwd=ROOT,
                 env=os.environ.copy(),
             )
