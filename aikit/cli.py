@@ -58,6 +58,7 @@ def _doctor(_: argparse.Namespace) -> int:
         print("answers    no")
     print(f"cache      {settings.cache}  {settings.cache_path}")
     print(f"kernel     {_kernel()}")
+    endpoint.stop_what_it_started()  # a server doctor started for the check does not stay
     if problem is not None:
         print(
             f"aikit: error: {problem}; check AIKIT_PROVIDER / OPENAI_BASE_URL / OPENAI_API_KEY",
@@ -100,8 +101,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     if args.status:
         info = local.server_info(settings)
-        print(f"{info['base_url']} (pid {info['pid']})" if info else "no server running")
-        return 0 if info else 1
+        if info is None:
+            print("no server running")
+            return 1
+        status = local.idle_status(info) or {}
+        limit = status.get("idle_limit_s")
+        stops = f"; it stops after {limit:g} s idle" if limit else "; it never stops by itself"
+        idle = f", idle {status['idle_s']:g} s{stops}" if "idle_s" in status else ""
+        print(f"{info['base_url']} (pid {info['pid']}{idle})")
+        return 0
     base_url = local.ensure_server(settings)
     info = local.server_info(settings) or {}
     print(

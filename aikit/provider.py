@@ -61,13 +61,24 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False, compare=False)
     client: openai.AsyncOpenAI | None = field(default=None, repr=False, compare=False)
     label: str = "OpenAI-compatible endpoint"
+    state: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     api_key_env: str | None = None
 
     async def url(self) -> str:
         """The base URL to send requests to (starts the embedded model when needed)."""
         if self.base_url is not None:
             return self.base_url
+        if "started" not in self.state:
+            running = await asyncio.to_thread(local.server_info, self.settings)
+            self.state["started"] = running is None
         return await asyncio.to_thread(local.ensure_server, self.settings)
+
+    def stop_what_it_started(self) -> None:
+        """Stop the embedded model's server if `url()` started it (`aikit doctor` leaves no
+        server behind); a server that was already running stays."""
+        if self.state.get("started"):
+            local.stop_server(self.settings)
+            self.state["started"] = False
 
     async def open(
         self, *, max_retries: int | None = None, http_client: Any = None

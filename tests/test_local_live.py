@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,34 @@ def test_serve_stop_stops_it(live: Path) -> None:
         timeout=60,
     )
     assert (again.returncode, again.stdout) == (1, "no server running\n")
+
+
+def test_an_idle_server_exits_and_doctor_leaves_none_behind(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    home = tmp_path / "idle-home"
+    env = {**os.environ, "AIKIT_HOME": str(home), "AIKIT_SERVER_IDLE_S": "4"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aikit.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+    # doctor starts the server for its check and stops it again
+    doctor = cli("doctor")
+    assert doctor.returncode == 0, doctor.stderr
+    assert "answers    yes" in doctor.stdout and _servers_under(home) == []
+    # a server nobody uses any more exits by itself after AIKIT_SERVER_IDLE_S
+    assert cli("serve").returncode == 0
+    [pid] = _servers_under(home)
+    status = cli("serve", "--status")
+    assert status.returncode == 0 and f"(pid {pid}, idle " in status.stdout
+    assert "it stops after 4 s idle" in status.stdout
+    deadline = time.monotonic() + 60
+    while _servers_under(home) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _servers_under(home) == []
+    assert cli("serve", "--status").stdout.strip() == "no server running"

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 from aikit.local._transcript import STOP, render_transcript
 
 CHAT_FORMAT = "aikit-transcript"
+IDLE_ENV = "AIKIT_SERVER_IDLE_S"  # seconds without a request before the server exits; 0: never
+DEFAULT_IDLE_S = 900.0
+STATUS_PATH = "/aikit/status"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,6 +90,50 @@ class IdentityHeader:
         await self.app(scope, receive, send_with_token)
 
 
+class IdleWatch:
+    """ASGI middleware: the server exits after `idle_s` seconds without a request (so a killed
+    test or kernel never leaves it running for ever), and answers `GET /aikit/status` with its
+    idle time for `aikit serve --status`. `idle_s` 0 means never."""
+
+    def __init__(self, app: ASGIApp, idle_s: float) -> None:
+        self.app, self.idle_s = app, idle_s
+        self.last, self.in_flight = time.monotonic(), 0
+        if idle_s > 0:
+            threading.Thread(target=self._watch, name="aikit-idle", daemon=True).start()
+
+    def idle(self) -> float:
+        return 0.0 if self.in_flight else time.monotonic() - self.last
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(5.0, max(self.idle_s / 4, 0.2)))
+            if self.idle() > self.idle_s:
+                os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down cleanly
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path") == STATUS_PATH:
+            body = json.dumps({"idle_s": round(self.idle(), 1), "idle_limit_s": self.idle_s})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.last = time.monotonic()
+
+
 def rewrite_body(body: bytes) -> bytes:
     try:
         request = json.loads(body)
@@ -104,8 +155,6 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
     args = parser.parse_args()
-
-    import os
 
     import uvicorn
     from llama_cpp.llama_chat_format import (
@@ -155,8 +204,9 @@ def main() -> None:
         ],
     )
     token = os.environ.get("AIKIT_SERVER_TOKEN", "")
+    idle_s = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)
     uvicorn.run(
-        IdentityHeader(JsonSchemaShim(app), token),
+        IdentityHeader(IdleWatch(JsonSchemaShim(app), idle_s), token),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ START_TIMEOUT_S = 180.0
 BUSY_WAIT_S = 120.0
 PROBE_TIMEOUT_S = 3.0  # as before; a stopped server is found by its state, not a timeout
 TOKEN_ENV = "AIKIT_SERVER_TOKEN"
+STATUS_PATH = "/aikit/status"  # the server's idle time (aikit.local._process.IdleWatch)
 TOKEN_HEADER = "x-aikit-server-token"
 INSTALL_HINT = (
     "install it with `make setup` (or `pip install 'aikit[local]'` with the CMAKE_ARGS in the"
@@ -79,6 +81,17 @@ def server_info(settings: Settings | None = None) -> dict[str, Any] | None:
         return None  # written before servers had a token: cannot tell it is ours
     ours = answers(str(info.get("base_url", "")), timeout=PROBE_TIMEOUT_S, token=token)
     return info if ours else None
+
+
+def idle_status(info: dict[str, Any]) -> dict[str, Any] | None:
+    """A running server's idle time and limit (`GET /aikit/status`), or None."""
+    url = str(info.get("base_url", "")).removesuffix("/v1") + STATUS_PATH
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as answer:
+            status: dict[str, Any] = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return status
 
 
 def answers(base_url: str, timeout: float = 3.0, token: str | None = None) -> bool:
