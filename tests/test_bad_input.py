@@ -105,21 +105,13 @@ def bad_run(content: str) -> Callable[[Path], None]:
 
 
 def healthy_runs(tmp: Path) -> None:
-    from aikit.registry import write_run
+    from aikit.registry import Run, write_run
 
     for rid in ("20260101-000000-demo-aaaaaa", "20260101-000001-demo-bbbbbb"):
-        write_run(
-            tmp / "runs" / "demo" / rid,
-            {
-                "run_id": rid,
-                "name": "demo",
-                "notebook": "demo.ipynb",
-                "status": "succeeded",
-                "started": "2026-01-01T00:00:00+00:00",
-                "records": {"score": 1},
-                "parameters": {},
-            },
-        )
+        run = Run(run_id=rid, name="demo", notebook="demo.ipynb", status="succeeded")
+        run.started, run.records = "2026-01-01T00:00:00+00:00", {"score": 1}
+        run.dir = tmp / "runs" / "demo" / rid
+        write_run(run)
 
 
 def dataset(kind: str) -> Callable[[Path], Any]:
