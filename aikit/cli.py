@@ -31,7 +31,7 @@ def _doctor(_: argparse.Namespace) -> int:
     problem = None
     try:
         base_url = run_sync(endpoint.url())
-        print(f"base_url   {base_url}")
+        print(f"base_url   {redact_url(base_url)}")  # never a credential or query string
     except AikitError as exc:
         base_url, problem = "", str(exc)
         print("base_url   (not running)")
