@@ -108,7 +108,7 @@ def test_each_run_record_keeps_its_gate(tmp_path: Path) -> None:
     nb = tmp_path / "gate.ipynb"
     assert main(["run", str(nb), "--out", str(tmp_path / "plain")]) == 0
     [plain] = iter_runs(tmp_path / "plain")
-    assert "gate" not in plain and "gate_passed" not in runs(tmp_path / "plain").columns
+    assert plain.gate is None and "gate_passed" not in runs(tmp_path / "plain").columns
 
 
 def test_eval_nightly_is_a_gated_grid_of_variants_and_slices(
