@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aikit._sync import run_sync
 from aikit.errors import EvalError
 from aikit.evals.dataset import Dataset, Item, as_dataset
 from aikit.evals.judge import Judge, Judgement
+from aikit.evals.report import write_html
+from aikit.prompts import Template
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from aikit.prompts import Template
 
 Metric = Callable[..., Any]
 Metrics = Sequence[Metric] | Mapping[str, Metric]
@@ -70,7 +72,6 @@ class EvalResult:
 
     def to_html(self, path: str | Path) -> Path:
         """Write a self-contained HTML report (summary table, plots); see `aikit.evals.report`."""
-        from aikit.evals.report import write_html
 
         return write_html(self, Path(path))
 
@@ -202,8 +203,6 @@ def evaluate(
         **params: passed to `aikit.abatch` for a template task (`model`, `max_tokens`, ...).
     """
 
-    from aikit._sync import run_sync
-
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise EvalError(f"repeats={repeats!r}; pass an int >= 1")
     ds = as_dataset(dataset)
@@ -214,7 +213,6 @@ def evaluate(
     clash = [n for n in names if n in _BASE]
     if clash:
         raise EvalError(f"metric name {clash[0]!r} is a samples column; rename the metric")
-    from aikit.prompts import Template
 
     if isinstance(task, str | Template):
         frame = run_sync(_template_task(task, ds, repeats, concurrency, progress, params))
@@ -256,7 +254,6 @@ async def _template_task(
     import pandas as pd
 
     from aikit._batch import abatch
-    from aikit.prompts import Template
 
     tpl = Template(task) if isinstance(task, str) else task
     records = [{"input": i.input, "expected": i.expected, **i.metadata} for i in ds]
@@ -294,8 +291,6 @@ async def _template_task(
 
 
 def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, Any]:
-    from aikit._sync import run_sync
-
     row: dict[str, Any] = {"id": item.id, "repeat": repeat, "input": item.input,
                            "expected": item.expected, "output": None, "context": None,
                            "question": item.input, "error": None, "cost_usd": 0.0,
@@ -381,8 +376,6 @@ def _score(
     judges run concurrently on aikit's loop.
     """
     import pandas as pd
-
-    from aikit._sync import run_sync
 
     errors: list[dict[str, str]] = [{} for _ in range(len(frame))]
     ok = frame["error"].isna().to_numpy()

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from aikit._sync import run_sync
 from aikit.errors import EvalError
+from aikit.evals.dataset import Dataset, as_dataset
 
 if TYPE_CHECKING:
     import openai
     import pandas as pd
 
-    from aikit.evals.dataset import Dataset
     from aikit.settings import Settings
 
 PROMPT = """Grade the answer against the rubric.
@@ -127,8 +128,6 @@ class Judge:
 
     def judgement(self, output: Any, expected: Any = None, *, input: Any = None) -> Judgement:
         """`ajudge`, waited for."""
-        from aikit._sync import run_sync
-
         return run_sync(self.ajudge(output, expected, input=input))
 
     def __call__(self, output: Any, expected: Any = None, *, input: Any = None) -> float | None:
@@ -209,9 +208,6 @@ def calibrate(
     and report its accuracy and Cohen's kappa against the labels; unscored samples are left
     out of both and counted in `n_unscored`. `concurrency`: judge calls in flight."""
     import pandas as pd
-
-    from aikit._sync import run_sync
-    from aikit.evals.dataset import as_dataset
 
     ds = as_dataset(labelled)
     for number, item in enumerate(ds, start=1):

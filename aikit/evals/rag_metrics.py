@@ -45,6 +45,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from aikit._sync import run_sync
 from aikit.errors import AikitError
 
 if TYPE_CHECKING:
@@ -222,8 +223,6 @@ def claim_support(
         return list(_offline_support(claims, passages, threshold, embedder, None))
     if not passages:
         return [False] * len(claims)
-    from aikit._sync import run_sync
-
     block = numbered(passages)
 
     async def all_claims() -> list[bool | None]:

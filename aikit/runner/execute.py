@@ -13,7 +13,6 @@ finished folder is then uploaded, `run.json` last, so a reader never sees half a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from aikit._scrub import Scrubber, redact_urls
 from aikit.costs import RUN_USAGE_ENV, total_usage
 from aikit.registry import RUN_FILE, Run, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
+from aikit.runner.ship import display_path, git_commit_of, materialize, pack
 
 SECRETS_TAG = "aikit-secrets"
 
@@ -79,8 +79,6 @@ def make_spec(
         "env": dict(env or {}),
     }
     if storage.is_url(out):  # aikit[cloud]: no shared disk, ship the run's files
-        from aikit.runner.ship import pack
-
         spec |= pack(notebook, files, storage.normalize(out))
     return spec
 
@@ -94,7 +92,6 @@ def execute_run(spec: dict[str, Any]) -> Run:
 
 def _execute_shipped(spec: dict[str, Any]) -> Run:
     """Run in a scratch folder from the shipped files, then upload the run folder."""
-    from aikit.runner.ship import materialize
 
     with tempfile.TemporaryDirectory(prefix="aikit-run-") as tmp:
         scratch = Path(tmp)
@@ -166,22 +163,6 @@ def _base_run(spec: dict[str, Any]) -> Run:
         aikit_version=version("aikit"),
         dir=Path(spec["run_dir"]),
     )
-
-
-def display_path(path: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(Path.cwd()))
-    return str(path)
-
-
-def git_commit_of(folder: Path) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _prepare(notebook: Path, parameters: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -16,9 +16,11 @@ as on a cluster, so a missing declaration shows up before the sweep leaves the l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
@@ -26,10 +28,29 @@ from typing import Any
 
 from aikit import _storage as storage
 from aikit.errors import StorageError
+from aikit.settings import get_settings
 
 FILES_DIR = ".aikit-files"  # under the runs folder: content-addressed blobs
 SKIP = frozenset({".ipynb_checkpoints", "__pycache__", ".git", ".DS_Store"})
 _hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it (as a run records it)."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def git_commit_of(folder: Path) -> str | None:
+    """The git commit checked out in `folder`, or None outside a repository."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def sha256_file(path: Path) -> str:
@@ -88,7 +109,6 @@ def _walk(path: Path) -> Iterable[Path]:
 
 def pack(notebook: Path, files: Sequence[str] | None, out: str) -> dict[str, Any]:
     """The spec fields for a shipped run: manifest, blob store, and where it came from."""
-    from aikit.runner.execute import display_path, git_commit_of
 
     manifest = {rel: sha256_file(path) for rel, path in declared_files(notebook, files).items()}
     return {
@@ -125,7 +145,6 @@ def upload(specs: Sequence[dict[str, Any]]) -> int:
 
 def cache_dir() -> Path:
     """This machine's cache of fetched blobs: `$AIKIT_HOME/files`."""
-    from aikit.settings import get_settings
 
     return get_settings().home / "files"
 
