@@ -30,7 +30,7 @@ def _doctor(_: argparse.Namespace) -> int:
     print(f"endpoint   {endpoint.label}")
     problem = None
     try:
-        base_url = run_sync(endpoint.url())
+        base_url = run_sync(endpoint.check_url())
         print(f"base_url   {redact_url(base_url)}")  # never a credential or query string
     except AikitError as exc:
         base_url, problem = "", str(exc)

@@ -93,7 +93,10 @@ async def client_for(endpoint: Endpoint) -> openai.AsyncOpenAI:
     if endpoint.client is not None:
         return endpoint.client
     settings = endpoint.settings
-    key = (endpoint.identity, endpoint.api_key, settings.timeout, settings.max_retries)
+    # Keyed by the URL as it is now: the embedded server may have restarted on another port
+    # (stopped, idle for AIKIT_SERVER_IDLE_S, killed), and a client for the old one is useless.
+    url = await endpoint.url()
+    key = (url, endpoint.api_key, settings.timeout, settings.max_retries)
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if key not in per_loop:
         per_loop[key] = await endpoint.open()

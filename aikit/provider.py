@@ -68,14 +68,19 @@ class Endpoint:
         """The base URL to send requests to (starts the embedded model when needed)."""
         if self.base_url is not None:
             return self.base_url
-        if "started" not in self.state:
-            running = await asyncio.to_thread(local.server_info, self.settings)
-            self.state["started"] = running is None
         return await asyncio.to_thread(local.ensure_server, self.settings)
 
+    async def check_url(self) -> str:
+        """`url()` for a one-off check (`aikit doctor`): also notes whether it had to start the
+        embedded model, so `stop_what_it_started` can stop it again."""
+        if self.base_url is None and "started" not in self.state:
+            running = await asyncio.to_thread(local.server_info, self.settings)
+            self.state["started"] = running is None
+        return await self.url()
+
     def stop_what_it_started(self) -> None:
-        """Stop the embedded model's server if `url()` started it (`aikit doctor` leaves no
-        server behind); a server that was already running stays."""
+        """Stop the embedded model's server if `check_url()` started it (`aikit doctor` leaves
+        no server behind); a server that was already running stays."""
         if self.state.get("started"):
             local.stop_server(self.settings)
             self.state["started"] = False

@@ -109,7 +109,10 @@ def test_every_notebook_runs_live_through_aikit_run(
     live: Path, tmp_path: Path, notebook: Path
 ) -> None:
     record = _run_live(live, tmp_path, str(notebook))
-    assert record["status"] == "succeeded" and record["usage"]["calls"] > 0
+    # A notebook whose cassette holds answers asks the model live; 04 reads runs only.
+    cassette = notebook.parent / "cassettes" / f"{notebook.stem}.jsonl"
+    asks = bool(cassette.exists() and cassette.read_text().strip())
+    assert record["status"] == "succeeded" and (record["usage"]["calls"] > 0) == asks
     assert record["usage"]["cached_calls"] == 0  # live: every answer came from the model
 
 
