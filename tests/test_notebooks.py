@@ -87,6 +87,10 @@ def test_eval_notebooks_run_under_plain_papermill_from_the_repo_root(tmp_path: P
     assert "runs of eval-nightly over" in monitoring_out
 
 
+# Smaller live runs where a notebook has a knob for it (CI time on 2 cores).
+LIVE_PARAMETERS = {"03_evals": ["-p", "limit", "12"]}
+
+
 def _run_live(live: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
     """`aikit run ARGS` on the embedded model with the cache off; its one run record."""
     done = subprocess.run(
@@ -108,7 +112,9 @@ def _run_live(live: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
 def test_every_notebook_runs_live_through_aikit_run(
     live: Path, tmp_path: Path, notebook: Path
 ) -> None:
-    record = _run_live(live, tmp_path, str(notebook))
+    # Live, the point is that every cell runs against the real model; 03 scores a sample.
+    extra = LIVE_PARAMETERS.get(notebook.stem, [])
+    record = _run_live(live, tmp_path, str(notebook), *extra)
     # A notebook whose cassette holds answers asks the model live; 04 reads runs only.
     cassette = notebook.parent / "cassettes" / f"{notebook.stem}.jsonl"
     asks = bool(cassette.exists() and cassette.read_text().strip())
