@@ -88,7 +88,9 @@ def test_eval_notebooks_run_under_plain_papermill_from_the_repo_root(tmp_path: P
 
 
 # Smaller live runs where a notebook has a knob for it (CI time on 2 cores).
-LIVE_PARAMETERS = {"03_evals": ["-p", "limit", "12"]}
+LIVE_PARAMETERS = {
+    "03_evals": ["-p", "limit", "12", "-p", "judge_items", "1", "-p", "calibration_claims", "3"]
+}
 
 
 def _run_live(live: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
