@@ -369,6 +369,20 @@ def _one_line_warning(
     print(f"aikit: warning: {message}", file=sys.stderr)
 
 
+def _parameter_arguments(parser: argparse.ArgumentParser) -> None:
+    """`-p NAME VALUE` and `-f FILE`, the same for every command that runs a notebook."""
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a parameter value (YAML rules for lists, dicts, bools; secret:NAME reads the"
+        " environment)",
+    )
+    parser.add_argument("-f", "--file", help="a YAML file of parameter values")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aikit", description="aikit: the AI team notebook kit")
     parser.add_argument("--version", action="version", version=f"aikit {version('aikit')}")
@@ -391,16 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     params.set_defaults(func=_params)
     run = commands.add_parser("run", help="run a notebook or a playbook (.yaml), recorded")
     run.add_argument("target", metavar="NOTEBOOK_OR_PLAYBOOK")
+    _parameter_arguments(run)
     run.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a parameter value (YAML rules for lists, dicts, bools)",
+        "--out", default="runs", help="where runs are written: a folder or a URL (default: runs)"
     )
-    run.add_argument("-f", "--file", help="a YAML file of parameter values")
-    run.add_argument("--out", default="runs", help="where runs are written (default: runs)")
     run.add_argument("--workers", type=_positive_int, help="parallel runs (playbooks)")
     run.add_argument("--executor", choices=["local", "dask"], default="local")
     run.add_argument("--scheduler", help="address of a Dask scheduler, tcp://HOST:PORT")
@@ -426,15 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         "api", help="serve a notebook's @aikit.endpoint functions as a REST API"
     )
     api.add_argument("notebook", metavar="NOTEBOOK")
-    api.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="a parameter value, as for `aikit run` (secret:NAME reads the environment)",
-    )
-    api.add_argument("-f", "--file", help="a YAML file of parameter values")
+    _parameter_arguments(api)
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     api.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     api.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
