@@ -61,6 +61,70 @@ def test_temperature_zero_with_seed_repeats(live: Path, monkeypatch: pytest.Monk
     assert len(answers) == 1 and answers != {""}
 
 
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many days are in a week?",
+    "What do bees make?",
+    "Who wrote Romeo and Juliet?",
+    "Translate 'good morning' into Spanish.",
+]
+
+
+def test_answers_do_not_depend_on_what_was_asked_before(
+    live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server reuses the shared transcript prefix (aikit/local/_prefix.py) but never in a
+    way that changes an answer: the same questions in two orders give the same answers."""
+    monkeypatch.setenv("AIKIT_CACHE", "off")
+    aikit.configure()
+    forward = {q: aikit.chat(q, temperature=0, seed=0, max_tokens=24).text for q in QUESTIONS}
+    backward = {
+        q: aikit.chat(q, temperature=0, seed=0, max_tokens=24).text for q in reversed(QUESTIONS)
+    }
+    assert backward == forward
+    assert "Paris" in forward[QUESTIONS[0]]
+
+
+def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
+    """StablePrefix on a bare Llama: the logits after reusing the cache equal those of a fresh
+    evaluation exactly, and most of each prompt really comes from the cache."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import numpy as np
+
+    from aikit.local._prefix import StablePrefix
+
+    def model() -> tuple[object, StablePrefix]:
+        llama = llama_cpp.Llama(
+            model_path=str(local.model_path()), n_ctx=1024, logits_all=False, verbose=False
+        )
+        return llama, StablePrefix(llama)
+
+    def last_logits(llama: object, prefix: StablePrefix, prompt: str) -> object:
+        tokens = llama.tokenize(prompt.encode(), special=True)  # type: ignore[attr-defined]
+        # what Llama.generate does: keep the longest common prefix, evaluate the rest
+        kept = 0
+        for old, new in zip(llama.input_ids[: llama.n_tokens], tokens[:-1]):  # type: ignore[attr-defined]
+            if old != new:
+                break
+            kept += 1
+        llama.n_tokens = kept  # type: ignore[attr-defined]
+        prefix._prompt_next = True
+        llama.eval(tokens[kept:])  # type: ignore[attr-defined]
+        logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)  # type: ignore[attr-defined]
+        return np.ctypeslib.as_array(logits, shape=(llama.n_vocab(),)).copy()  # type: ignore[attr-defined]
+
+    reusing, reuse_prefix = model()
+    fresh, fresh_prefix = model()
+    for question in QUESTIONS:
+        prompt = local.render_transcript([{"role": "user", "content": question}])
+        fresh.reset()  # type: ignore[attr-defined]
+        expected = last_logits(fresh, fresh_prefix, prompt)
+        assert np.array_equal(last_logits(reusing, reuse_prefix, prompt), expected), question
+    prompt_tokens = len(reusing.tokenize(prompt.encode(), special=True))  # type: ignore[attr-defined]
+    assert fresh_prefix.reused == 0
+    assert reuse_prefix.reused >= (len(QUESTIONS) - 1) * prompt_tokens * 0.7
+
+
 def test_identical_calls_hit_the_cache(live: Path) -> None:
     first = aikit.chat("How many days are in a week?", temperature=0, seed=3)
     second = aikit.chat("How many days are in a week?", temperature=0, seed=3)

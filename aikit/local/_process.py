@@ -22,12 +22,20 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
+from aikit.local._prefix import StablePrefix
 from aikit.local._transcript import STOP, render_transcript
 
 CHAT_FORMAT = "aikit-transcript"
 IDLE_ENV = "AIKIT_SERVER_IDLE_S"  # seconds without a request before the server exits; 0: never
 DEFAULT_IDLE_S = 900.0
 STATUS_PATH = "/aikit/status"
+DEFAULT_N_CTX = 4096
+
+
+def default_threads() -> int:
+    """llama.cpp threads: every core (its own default is half of them)."""
+    return os.cpu_count() or 1
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -152,7 +160,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="path to the GGUF file")
     parser.add_argument("--alias", required=True, help="model name clients send")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX)
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
     args = parser.parse_args()
 
@@ -171,10 +179,11 @@ def main() -> None:
     handler = chat_formatter_to_chat_completion_handler(cast(Any, _format))
 
     def _handle(**kwargs: Any) -> Any:
-        # Evaluate every prompt from scratch: reusing a cached prefix changes the batch shape,
-        # and with it the float sums, enough to flip a greedy choice between near-tied tokens;
-        # temperature 0 with a seed must give the same answer twice.
-        kwargs["llama"].reset()
+        # Reuse the cached prompt prefix only up to a canonical cut, so an answer never depends
+        # on what was asked before (aikit/local/_prefix.py).
+        llama = kwargs["llama"]
+        if not isinstance(getattr(llama, "_aikit_prefix", None), StablePrefix):
+            llama._aikit_prefix = StablePrefix(llama)
         result = handler(**kwargs)
         # The transcript ends in "Assistant:"; the model's first token is a space.
         if isinstance(result, dict):
@@ -188,7 +197,7 @@ def main() -> None:
     registry = LlamaChatCompletionHandlerRegistry()  # type: ignore[no-untyped-call]
     registry.register_chat_completion_handler(CHAT_FORMAT, _handle, overwrite=True)
 
-    threads = args.threads or os.cpu_count() or 1
+    threads = args.threads or default_threads()
     app = create_app(
         server_settings=ServerSettings(host="127.0.0.1", port=args.port),
         model_settings=[
@@ -199,6 +208,9 @@ def main() -> None:
                 n_ctx=args.n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,
+                # Its default, True, computes the logits of every prompt token over Gemma's
+                # 262k-token vocabulary (and holds n_ctx x 262k floats): only logprobs need it.
+                logits_all=False,
                 verbose=False,
             )
         ],
