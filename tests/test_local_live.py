@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,34 +94,34 @@ def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
 
     from aikit.local._prefix import StablePrefix
 
-    def model() -> tuple[object, StablePrefix]:
+    def model() -> tuple[Any, StablePrefix]:
         llama = llama_cpp.Llama(
             model_path=str(local.model_path()), n_ctx=1024, logits_all=False, verbose=False
         )
         return llama, StablePrefix(llama)
 
-    def last_logits(llama: object, prefix: StablePrefix, prompt: str) -> object:
-        tokens = llama.tokenize(prompt.encode(), special=True)  # type: ignore[attr-defined]
+    def last_logits(llama: Any, prefix: StablePrefix, prompt: str) -> Any:
+        tokens = llama.tokenize(prompt.encode(), special=True)
         # what Llama.generate does: keep the longest common prefix, evaluate the rest
         kept = 0
-        for old, new in zip(llama.input_ids[: llama.n_tokens], tokens[:-1]):  # type: ignore[attr-defined]
+        for old, new in zip(llama.input_ids[: llama.n_tokens], tokens[:-1], strict=False):
             if old != new:
                 break
             kept += 1
-        llama.n_tokens = kept  # type: ignore[attr-defined]
+        llama.n_tokens = kept
         prefix._prompt_next = True
-        llama.eval(tokens[kept:])  # type: ignore[attr-defined]
-        logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)  # type: ignore[attr-defined]
-        return np.ctypeslib.as_array(logits, shape=(llama.n_vocab(),)).copy()  # type: ignore[attr-defined]
+        llama.eval(tokens[kept:])
+        logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)
+        return np.ctypeslib.as_array(logits, shape=(llama.n_vocab(),)).copy()
 
     reusing, reuse_prefix = model()
     fresh, fresh_prefix = model()
     for question in QUESTIONS:
         prompt = local.render_transcript([{"role": "user", "content": question}])
-        fresh.reset()  # type: ignore[attr-defined]
+        fresh.reset()
         expected = last_logits(fresh, fresh_prefix, prompt)
         assert np.array_equal(last_logits(reusing, reuse_prefix, prompt), expected), question
-    prompt_tokens = len(reusing.tokenize(prompt.encode(), special=True))  # type: ignore[attr-defined]
+    prompt_tokens = len(reusing.tokenize(prompt.encode(), special=True))
     assert fresh_prefix.reused == 0
     assert reuse_prefix.reused >= (len(QUESTIONS) - 1) * prompt_tokens * 0.7
 
