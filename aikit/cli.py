@@ -73,6 +73,14 @@ def _kernel() -> str:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
     except ImportError:
         return "jupyter_client not installed"
+    from aikit.runner.kernel import ensure_kernel
+
+    try:
+        installed = ensure_kernel()  # an environment not made by `make setup` (conda, pip)
+    except AikitError as exc:
+        return str(exc)
+    if installed is not None:
+        print(f"kernel     installed the `aikit` kernel in {installed}")
     manager = KernelSpecManager()
     for name in ("aikit", "python3"):
         try:

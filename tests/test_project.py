@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 from conftest import ROOT
@@ -102,3 +103,55 @@ def test_price_table_is_versioned_and_local_is_free() -> None:
     assert cost_of("gemma-3-270m", Usage(1000, 1000)) == 0.0
     assert cost_of("gpt-4o", Usage(1_000_000, 0)) == 2.5
     assert cost_of("no-such-model", Usage(1, 1)) is None
+
+
+def test_an_environment_not_made_by_make_setup_gets_the_kernel(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """conda's environment.yml (or a plain pip install) runs no `ipykernel install`: the first
+    `aikit doctor` installs the `aikit` kernel into that environment, pointing at its Python."""
+    import json
+    import os
+    import site
+    import subprocess
+    import sys
+
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # the new environment sees this one's packages (aikit, ipykernel) but has no kernels
+    (Path(purelib) / "parent.pth").write_text("\n".join([*site.getsitepackages(), str(ROOT)]))
+    kernel = env_dir / "share" / "jupyter" / "kernels" / "aikit" / "kernel.json"
+    assert not kernel.exists()
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "AIKIT_HOME": str(tmp_path / "home"),
+        "AIKIT_PROVIDER": "openai",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # nothing listens: doctor exits 1, fast
+        "OPENAI_API_KEY": "unused",
+        "AIKIT_MAX_RETRIES": "0",
+    }
+    done = subprocess.run(
+        [str(python), "-m", "aikit.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert f"installed the `aikit` kernel in {kernel.parent}" in done.stdout, done.stdout
+    assert json.loads(kernel.read_text())["argv"][0] == str(python)
+    again = subprocess.run(
+        [str(python), "-m", "aikit.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert "installed" not in again.stdout and "kernel     aikit (Python (aikit))" in again.stdout
