@@ -49,6 +49,18 @@ QUESTIONS = [
 MAX_TOKENS = 48
 
 
+def _rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` (Linux /proc), MiB; 0 where unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kib = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0
+    )
+    return kib / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -116,6 +128,8 @@ def main() -> int:
         random.Random(7).shuffle(shuffled)
         again = {q: ask_aikit(q) for q in shuffled}
         bare_again = {q: ask_bare(q) for q in shuffled}
+        info = local.server_info() or {}
+        rss_mib = _rss_mib(int(info.get("pid", 0)))
     finally:
         local.stop_server()
 
@@ -131,6 +145,7 @@ def main() -> int:
     print(f"ratio bare/aikit          {ratio:.2f}x   (target >= {TARGET}x)")
     print(f"aikit answers unchanged   {repeat}/{total} when asked again in another order")
     print(f"bare answers unchanged    {bare_repeat}/{total} (its prefix reuse is not history-free)")
+    print(f"server process RSS        {rss_mib:.0f} MiB after the run")
     for question in QUESTIONS[:3]:
         print(f"  {question!r} -> {answers['aikit'][question]!r}")
     return 0 if ratio >= TARGET and repeat == total else 1

@@ -241,7 +241,9 @@ def _start(settings: Settings) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.home,
-            env={**os.environ, TOKEN_ENV: token},
+            # glibc gives each thread that allocates its own 64 MB arena; the server answers on
+            # a pool of worker threads, and the arenas held ~700 MB of a 1.2 GB RSS.
+            env={"MALLOC_ARENA_MAX": "2", **os.environ, TOKEN_ENV: token},
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while not answers(base_url, timeout=1.0, token=token):
