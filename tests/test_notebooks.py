@@ -35,6 +35,30 @@ def test_every_notebook_has_a_cassette_and_parameters() -> None:
         assert executed, f"{path.name}: commit it with outputs (`make record`)"
 
 
+def test_code_lines_fit_a_jupyterlab_cell() -> None:
+    # JupyterLab's editor does not wrap code: a longer line is cut off at the cell's right
+    # edge (01 had lines of 101-163 characters). Markdown wraps, so only code cells count.
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        long = [
+            (index, len(line))
+            for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code"
+            for line in cell.source.splitlines()
+            if len(line) > 100
+        ]
+        assert not long, f"{path.name}: code lines over 100 characters (cell, length): {long}"
+
+
+def test_the_notebooks_folder_holds_only_lessons() -> None:
+    # What a reader sees in JupyterLab's file browser: lessons, their cassettes and data.
+    tracked = subprocess.run(
+        ["git", "ls-files", "notebooks"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    top = {Path(name).parts[1] for name in tracked}
+    assert top == {p.name for p in NOTEBOOKS} | {"cassettes", "data"}
+
+
 def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
     # No AIKIT_CASSETTES: each kernel must find notebooks/cassettes on its own.
     done = subprocess.run(
@@ -47,7 +71,7 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
             "no:cacheprovider",
             "-q",
             "--sanitize-with",
-            str(ROOT / "notebooks" / "sanitize.cfg"),
+            str(ROOT / "tests" / "sanitize.cfg"),
             *map(str, NOTEBOOKS),
         ],
         cwd=ROOT,
