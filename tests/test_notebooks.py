@@ -50,6 +50,22 @@ def test_code_lines_fit_a_jupyterlab_cell() -> None:
         assert not long, f"{path.name}: code lines over 100 characters (cell, length): {long}"
 
 
+def test_rag_tables_show_text_left_aligned_without_markdown() -> None:
+    # JupyterLab right-aligns table cells; chunk text and answers are Markdown (`**€600**`).
+    nb = nbformat.read(ROOT / "notebooks" / "02_rag.ipynb", as_version=4)
+    tables = [
+        "".join(out["data"]["text/html"])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "<td" in "".join(out.get("data", {}).get("text/html", ""))
+    ]
+    text_tables = [t for t in tables if "€600" in t or "paid holiday" in t]
+    assert len(text_tables) == 2  # the retrieved chunks and the graded answers
+    for table in text_tables:
+        assert "**" not in table and "text-align: left" in table
+
+
 def test_the_notebooks_folder_holds_only_lessons() -> None:
     # What a reader sees in JupyterLab's file browser: lessons, their cassettes and data.
     tracked = subprocess.run(
