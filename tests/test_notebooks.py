@@ -75,6 +75,40 @@ def test_the_notebooks_folder_holds_only_lessons() -> None:
     assert top == {p.name for p in NOTEBOOKS} | {"cassettes", "data"}
 
 
+def test_pytest_nbval_collects_the_lessons_from_root_and_from_notebooks() -> None:
+    # The repository root's conftest.py: notebooks/data is corpus, a missing kernel one line.
+    stray = ROOT / "test-artifacts" / "kernel-check" / "stray.ipynb"  # git-ignored
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.metadata.kernelspec = {"name": "no-such-kernel", "display_name": "x", "language": "python"}
+    nbformat.write(nb, stray)
+    runs = [  # side by side: each is a few seconds of imports
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", *args],
+            cwd=cwd,
+            env=_clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cwd, args in (
+            (ROOT, ["--collect-only", "-q", "notebooks/"]),
+            (ROOT / "notebooks", ["--collect-only", "-q", "."]),
+            (ROOT, ["-q", str(stray)]),
+        )
+    ]
+    (root, _), (inside, _), (_, error) = (run.communicate(timeout=120) for run in runs)
+    for run, out in zip(runs[:2], (root, inside), strict=True):
+        assert run.returncode == 0, out[-2000:]
+        collected = {Path(line.split("::")[0]).name for line in out.split() if "::" in line}
+        assert collected == {p.name for p in NOTEBOOKS}
+    assert runs[2].returncode == 4  # a usage error, before any kernel starts
+    assert error.strip() == (
+        f"ERROR: {stray} needs the Jupyter kernel 'no-such-kernel', which is not installed;"
+        " install kernel 'no-such-kernel' or set the notebook's kernel to 'aikit'"
+    )
+
+
 def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
     # No AIKIT_CASSETTES: each kernel must find notebooks/cassettes on its own.
     done = subprocess.run(
