@@ -268,6 +268,9 @@ class Explorer:
     def _show_detail(self) -> None:
         from aikit.evals.explore import render_detail
 
+        for cell in self.table.children:  # mark the shown sample's row
+            if isinstance(cell, self._w.Button):
+                cell.button_style = "info" if cell.description == self.sample.value else ""
         if not self.sample.value:
             self.detail.value = ""
             return

@@ -10,6 +10,7 @@ clicked explorer row must show its sample. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -136,6 +137,7 @@ def browser() -> Iterator[Any]:
 
 
 LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+WIDGET = "application/vnd.jupyter.widget-view+json"
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 # Labels the page cuts off: wider content than box ("temperat…"), for each label of a widget.
@@ -199,6 +201,16 @@ def _assert_no_error_output(page: Any, notebook: str) -> None:
     assert "Traceback" not in panel.inner_text()
 
 
+def _widget_views(notebook: dict[str, Any]) -> list[Any]:
+    """Each widget output of a notebook: its model id and static text."""
+    return [
+        (out["data"][WIDGET]["model_id"], "".join(out["data"]["text/plain"]))
+        for cell in notebook["cells"]
+        for out in cell.get("outputs", [])
+        if WIDGET in out.get("data", {})
+    ]
+
+
 def test_prompting_notebook_runs_all_cells_and_its_playground_answers(
     browser: Any, lab: dict[str, Any]
 ) -> None:
@@ -218,6 +230,18 @@ def test_prompting_notebook_runs_all_cells_and_its_playground_answers(
     expect(pivot.locator("td").first).to_have_text("0.958")
     _assert_no_error_output(page, "01_prompting")
     page.screenshot(path=str(ARTIFACTS / "01_prompting.png"), full_page=False)
+    # Saved after a run, the notebook keeps the committed widget ids and no widget state: a
+    # reader's clone shows no change in them.
+    saved_file = lab["root"] / "01_prompting.ipynb"
+    before = saved_file.stat().st_mtime_ns
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 20
+    while saved_file.stat().st_mtime_ns == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    committed = json.loads((ROOT / "notebooks" / "01_prompting.ipynb").read_text("utf-8"))
+    saved = json.loads(saved_file.read_text("utf-8"))
+    assert saved_file.stat().st_mtime_ns != before and "widgets" not in saved["metadata"]
+    assert _widget_views(saved) == _widget_views(committed) != []
 
     widget = page.locator(".jp-NotebookPanel .widget-vbox").last
     expect(widget).to_be_visible(timeout=60_000)

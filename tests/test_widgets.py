@@ -124,6 +124,7 @@ def test_explorer_starts_on_the_first_sample_and_a_clicked_row_shows_it() -> Non
     assert all(b.layout.width == "max-content" for b in buttons)  # ids do not wrap
     buttons[3].click()  # what a person's click on the row does
     assert view.sample.value == "s3" and "question s3" in view.detail.value
+    assert [b.button_style for b in buttons] == ["", "", "", "info", ""]  # the row is marked
     view.status.value = "passed"  # s1 and s3 pass "exact"; s3 stays selected
     assert view.sample.value == "s3" and "2 samples · page 1 of 1" in view.caption.value
     view.status.value = "failed"  # s3 is gone: the first failed sample is shown
