@@ -97,7 +97,7 @@ def render_detail(row: pd.Series) -> str:
     parts += [(c, row[c]) for c in ("output", "output_a", "output_b") if c in row.index]
     cells = "".join(
         f"<td style='vertical-align:top;padding-right:1.5em'><b>{html.escape(name)}</b>"
-        f"<pre style='white-space:pre-wrap'>{html.escape(str(value))}</pre></td>"
+        f"<pre style='white-space:pre-wrap;word-break:normal'>{html.escape(str(value))}</pre></td>"
         for name, value in parts
     )
     return f"<table><tr>{cells}</tr></table>"
