@@ -1,12 +1,17 @@
 """ipywidgets for trying prompts (`playground()`) and exploring eval results (`explore()`).
 
-In JupyterLab it is a live form; under papermill or nbval (no front end) the executed notebook
-shows a one-line static summary instead, so notebooks that show it stay byte-stable.
+In JupyterLab it is a live form. A saved notebook keeps only a one-line static summary (what
+the widget does; run the cell to use it), which is what a reader sees before running the cell
+and what papermill and nbval compare, so notebooks that show a widget stay byte-stable. The
+outer widget's model id is derived from a per-kernel counter, not random: running a saved
+notebook again from a fresh kernel gives the same ids, so saving it changes nothing in git.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +21,16 @@ from aikit.errors import AikitError, MissingDependencyError
 if TYPE_CHECKING:
     from aikit.llm import Reply
     from aikit.settings import Settings
+
+
+_IDS = itertools.count(1)
+_NAMESPACE = uuid.UUID("5c1d0e6e-8a3b-4d47-9a51-6a1e2b7c0f10")
+
+
+def _stable_model_id(kind: str) -> str:
+    """The n-th widget of a kernel gets the same model id in every fresh kernel (no git churn
+    when a reader runs and saves a notebook); ids stay unique within a kernel."""
+    return uuid.uuid5(_NAMESPACE, f"aikit.widgets.{kind}.{next(_IDS)}").hex
 
 
 def _ipywidgets() -> Any:
@@ -47,7 +62,8 @@ class Playground:
         def wide() -> Any:  # one Layout per widget: hiding one must not hide the others
             return w.Layout(width="100%")
 
-        self.model = w.Dropdown(options=list(self.choices), description="model", layout=wide())
+        labels = [(f"{name} ({s.provider} · {s.model})", name) for name, s in self.choices.items()]
+        self.model = w.Dropdown(options=labels, description="model", layout=wide())
         self.system = w.Textarea(
             placeholder="system prompt (optional)", description="system", layout=wide()
         )
@@ -55,10 +71,13 @@ class Playground:
         self.user_b = w.Textarea(
             placeholder="a second prompt to compare", description="prompt B", layout=wide()
         )
+        fit = {"description_width": "initial"}  # the whole label, not "temperat…"
         self.temperature = w.FloatSlider(
-            value=0.0, min=0.0, max=2.0, step=0.1, description="temperature"
+            value=0.0, min=0.0, max=2.0, step=0.1, description="temperature", style=fit
         )
-        self.max_tokens = w.IntSlider(value=64, min=1, max=1024, description="max tokens")
+        self.max_tokens = w.IntSlider(
+            value=64, min=1, max=1024, description="max tokens", style=fit
+        )
         self.compare = w.Checkbox(value=False, description="compare A and B")
         self.run_button = w.Button(description="Run", button_style="primary")
         self.output = w.HTML()
@@ -73,7 +92,8 @@ class Playground:
                 self.user_b,
                 w.HBox([self.temperature, self.max_tokens, self.compare, self.run_button]),
                 self.output,
-            ]
+            ],
+            model_id=_stable_model_id("playground"),
         )
 
     def _toggle(self, change: dict[str, Any]) -> None:
@@ -110,8 +130,9 @@ class Playground:
         """The static one-line description shown where no front end runs the widget."""
         settings = self.choices[self.model.value]
         return (
-            f"Prompt playground: model {self.model.value} ({settings.provider} · {settings.model}),"
-            " open the notebook in JupyterLab to use it"
+            f"Prompt playground: model {self.model.value} ({settings.provider} · {settings.model});"
+            " run this cell to send prompts, set temperature and max tokens, pick a profile of"
+            " aikit.toml and compare two prompts side by side"
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -153,9 +174,10 @@ def playground(*, config: str = "aikit.toml") -> Playground:
 class Explorer:
     """An eval explorer over an `EvalResult` or a `Comparison`: pick a metric and a status
     filter (all, passed, failed, unscored, error; for a comparison also regressed and
-    improved), page through the samples, and click a row to see its input, expected answer and
-    output(s) side by side. Set `.metric.value`, `.status.value`, `.page.value` from code too;
-    `.rows()` is the filtered table."""
+    improved), page through the samples, and click a row's id (or pick it under `sample`) to
+    see its input, expected answer and output(s) side by side. Set `.metric.value`,
+    `.status.value`, `.page.value`, `.sample.value` from code too; `.rows()` is the filtered
+    table."""
 
     source: Any
     page_size: int = 10
@@ -163,6 +185,7 @@ class Explorer:
 
     def __post_init__(self) -> None:
         w = _ipywidgets()
+        self._w = w
         self._table = _explorer_table(self.source)
         metrics = _explorer_metrics(self.source)
         statuses = ["all", "passed", "failed", "unscored", "error"]
@@ -172,13 +195,21 @@ class Explorer:
         self.status = w.Dropdown(options=statuses, value="all", description="show")
         self.page = w.BoundedIntText(value=1, min=1, max=1, description="page")
         self.sample = w.Dropdown(options=[], description="sample")
-        self.table = w.HTML()
+        self.caption = w.HTML()
+        self.table = w.GridBox(layout=w.Layout(grid_gap="2px 12px", align_items="baseline"))
         self.detail = w.HTML()
         for control in (self.metric, self.status, self.page):
             control.observe(lambda _: self.refresh(), names="value")
         self.sample.observe(lambda _: self._show_detail(), names="value")
         self.widget = w.VBox(
-            [w.HBox([self.metric, self.status, self.page]), self.table, self.sample, self.detail]
+            [
+                w.HBox([self.metric, self.status, self.page]),
+                self.caption,
+                self.table,
+                self.sample,
+                self.detail,
+            ],
+            model_id=_stable_model_id("explorer"),
         )
         self.refresh()
 
@@ -192,21 +223,54 @@ class Explorer:
         return float(getattr(self.source, "threshold", 0.5))
 
     def refresh(self) -> None:
-        """Re-draw the table for the current filter and page."""
-        from aikit.evals.explore import render_page
+        """Re-draw the table for the current filter and page; select the page's first sample
+        unless the selected one is on it."""
+        from aikit.evals.explore import page_caption, page_columns
 
         rows = self.rows()
         pages = max(1, -(-len(rows) // self.page_size))
         self.page.max = pages
         page = min(self.page.value, pages)
         shown = rows.iloc[(page - 1) * self.page_size : page * self.page_size]
-        self.table.value = render_page(shown, self.metric.value, len(rows), page, pages)
-        self.sample.options = [str(i) for i in shown["id"]]
+        self.caption.value = page_caption(len(rows), page, pages)
+        columns = page_columns(shown, self.metric.value)
+        self._draw(shown, columns)
+        ids = [str(i) for i in shown["id"]]
+        current = self.sample.value
+        self.sample.options = ids
+        self.sample.value = current if current in ids else (ids[0] if ids else None)
         self._show_detail()
+
+    def _draw(self, shown: Any, columns: list[str]) -> None:
+        """The table as a grid: a header, then per sample a button with its id (click: show
+        it) and one cell per column, long text cut at 80 characters."""
+        from aikit.evals.explore import cell_text
+
+        w = self._w
+        cells = [w.HTML(f"<b>{html.escape(c)}</b>") for c in columns]
+        for _, row in shown.iterrows():
+            sample = str(row["id"])
+            button = w.Button(
+                description=sample,
+                tooltip=f"show sample {sample}",
+                layout=w.Layout(width="max-content"),
+            )
+            button.on_click(lambda _, sample=sample: self._select(sample))
+            cells.append(button)
+            cells += [w.HTML(cell_text(row[c])) for c in columns[1:]]
+        self.table.children = cells
+        widths = ["max-content"] + ["minmax(0, 1fr)"] * (len(columns) - 1)
+        self.table.layout.grid_template_columns = " ".join(widths)
+
+    def _select(self, sample: str) -> None:
+        self.sample.value = sample
 
     def _show_detail(self) -> None:
         from aikit.evals.explore import render_detail
 
+        for cell in self.table.children:  # mark the shown sample's row
+            if isinstance(cell, self._w.Button):
+                cell.button_style = "info" if cell.description == self.sample.value else ""
         if not self.sample.value:
             self.detail.value = ""
             return
@@ -214,10 +278,11 @@ class Explorer:
         self.detail.value = render_detail(row)
 
     def summary(self) -> str:
-        """The static one-line description shown where no front end runs the widget."""
+        """The static one-line description shown before the cell runs (and where no front end
+        runs the widget)."""
         from aikit.evals.explore import caption
 
-        return caption(self.source, self._table)
+        return caption(self.source, self._table, self._threshold())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs) or {}

@@ -35,6 +35,80 @@ def test_every_notebook_has_a_cassette_and_parameters() -> None:
         assert executed, f"{path.name}: commit it with outputs (`make record`)"
 
 
+def test_code_lines_fit_a_jupyterlab_cell() -> None:
+    # JupyterLab's editor does not wrap code: a longer line is cut off at the cell's right
+    # edge (01 had lines of 101-163 characters). Markdown wraps, so only code cells count.
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        long = [
+            (index, len(line))
+            for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code"
+            for line in cell.source.splitlines()
+            if len(line) > 100
+        ]
+        assert not long, f"{path.name}: code lines over 100 characters (cell, length): {long}"
+
+
+def test_rag_tables_show_text_left_aligned_without_markdown() -> None:
+    # JupyterLab right-aligns table cells; chunk text and answers are Markdown (`**€600**`).
+    nb = nbformat.read(ROOT / "notebooks" / "02_rag.ipynb", as_version=4)
+    tables = [
+        "".join(out["data"]["text/html"])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "<td" in "".join(out.get("data", {}).get("text/html", ""))
+    ]
+    text_tables = [t for t in tables if "€600" in t or "paid holiday" in t]
+    assert len(text_tables) == 2  # the retrieved chunks and the graded answers
+    for table in text_tables:
+        assert "**" not in table and "text-align: left" in table
+
+
+def test_the_notebooks_folder_holds_only_lessons() -> None:
+    # What a reader sees in JupyterLab's file browser: lessons, their cassettes and data.
+    tracked = subprocess.run(
+        ["git", "ls-files", "notebooks"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    top = {Path(name).parts[1] for name in tracked}
+    assert top == {p.name for p in NOTEBOOKS} | {"cassettes", "data"}
+
+
+def test_pytest_nbval_collects_the_lessons_from_root_and_from_notebooks() -> None:
+    # The repository root's conftest.py: notebooks/data is corpus, a missing kernel one line.
+    stray = ROOT / "test-artifacts" / "kernel-check" / "stray.ipynb"  # git-ignored
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.metadata.kernelspec = {"name": "no-such-kernel", "display_name": "x", "language": "python"}
+    nbformat.write(nb, stray)
+    runs = [  # side by side: each is a few seconds of imports
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", *args],
+            cwd=cwd,
+            env=_clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cwd, args in (
+            (ROOT, ["--collect-only", "-q", "notebooks/"]),
+            (ROOT / "notebooks", ["--collect-only", "-q", "."]),
+            (ROOT, ["-q", str(stray)]),
+        )
+    ]
+    (root, _), (inside, _), (_, error) = (run.communicate(timeout=120) for run in runs)
+    for run, out in zip(runs[:2], (root, inside), strict=True):
+        assert run.returncode == 0, out[-2000:]
+        collected = {Path(line.split("::")[0]).name for line in out.split() if "::" in line}
+        assert collected == {p.name for p in NOTEBOOKS}
+    assert runs[2].returncode == 4  # a usage error, before any kernel starts
+    assert error.strip() == (
+        f"ERROR: {stray} needs the Jupyter kernel 'no-such-kernel', which is not installed;"
+        " install kernel 'no-such-kernel' or set the notebook's kernel to 'aikit'"
+    )
+
+
 def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
     # No AIKIT_CASSETTES: each kernel must find notebooks/cassettes on its own.
     done = subprocess.run(
@@ -47,7 +121,7 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
             "no:cacheprovider",
             "-q",
             "--sanitize-with",
-            str(ROOT / "notebooks" / "sanitize.cfg"),
+            str(ROOT / "tests" / "sanitize.cfg"),
             *map(str, NOTEBOOKS),
         ],
         cwd=ROOT,

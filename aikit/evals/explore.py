@@ -67,23 +67,28 @@ def filter_rows(table: pd.DataFrame, metric: str, status: str, threshold: float)
     return table[mask]
 
 
-def _cell(value: Any) -> str:
+def plural(n: int, noun: str) -> str:
+    """`1 sample`, `2 samples`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def cell_text(value: Any) -> str:
+    """A table cell's HTML: a score to 3 significant digits, text escaped and cut at 80."""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.3g}"
     return html.escape(f"{value}"[:80])
 
 
-def render_page(rows: pd.DataFrame, metric: str, total: int, page: int, pages: int) -> str:
-    """An HTML table of one page of rows, with a line saying where the page is."""
+def page_columns(rows: pd.DataFrame, metric: str) -> list[str]:
+    """The columns the explorer's table shows: id, input, expected, output(s), scores."""
     outputs = [c for c in ("output", "output_a", "output_b") if c in rows.columns]
     scores = [c for c in (metric, f"{metric}_a", f"{metric}_b") if c in rows.columns]
-    columns = ["id", "input", "expected", *outputs, *scores]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>"
-        for _, row in rows.iterrows()
-    )
-    return f"<p>{total} samples · page {page} of {pages}</p><table><tr>{head}</tr>{body}</table>"
+    return ["id", "input", "expected", *outputs, *scores]
+
+
+def page_caption(total: int, page: int, pages: int) -> str:
+    """The line above the table: how many samples pass the filter and where the page is."""
+    return f"<p>{plural(total, 'sample')} · page {page} of {pages}</p>"
 
 
 def render_detail(row: pd.Series) -> str:
@@ -91,21 +96,27 @@ def render_detail(row: pd.Series) -> str:
     parts = [("input", row["input"]), ("expected", row["expected"])]
     parts += [(c, row[c]) for c in ("output", "output_a", "output_b") if c in row.index]
     cells = "".join(
-        f"<td style='vertical-align:top'><b>{html.escape(name)}</b>"
-        f"<pre style='white-space:pre-wrap'>{html.escape(str(value))}</pre></td>"
+        f"<td style='vertical-align:top;padding-right:1.5em'><b>{html.escape(name)}</b>"
+        f"<pre style='white-space:pre-wrap;word-break:normal'>{html.escape(str(value))}</pre></td>"
         for name, value in parts
     )
     return f"<table><tr>{cells}</tr></table>"
 
 
-def caption(source: EvalResult | Comparison, table: pd.DataFrame) -> str:
-    """The explorer's one-line static summary (byte-stable: counts only)."""
+def caption(source: EvalResult | Comparison, table: pd.DataFrame, threshold: float) -> str:
+    """The explorer's one-line static summary (byte-stable: counts only), shown before its
+    cell runs. Regressions are counted per metric, with the same filter the widget applies."""
+    use = "run this cell to filter by metric and status, page through and read samples"
     if isinstance(source, Comparison):
+        regressed = ", ".join(
+            f"{metric} {len(filter_rows(table, metric, 'regressed', threshold))}"
+            for metric in source.summary["metric"]
+        )
         return (
-            f"Eval explorer: {source.a.name} vs {source.b.name}, {len(table)} paired samples,"
-            f" {len(source.regressions)} regressions; open the notebook in JupyterLab to use it"
+            f"Eval explorer: {source.a.name} vs {source.b.name},"
+            f" {plural(len(table), 'paired sample')}, regressed per metric: {regressed}; {use}"
         )
     return (
-        f"Eval explorer: {source.name}, {len(table)} samples, metrics"
-        f" {', '.join(source.metrics)}; open the notebook in JupyterLab to use it"
+        f"Eval explorer: {source.name}, {plural(len(table), 'sample')}, metrics"
+        f" {', '.join(source.metrics)}; {use}"
     )

@@ -26,9 +26,12 @@ def _execute(notebook: Path, out: Path, env: dict[str, str]) -> Run:
 
 
 def _strip_run_metadata(path: Path) -> None:
-    """Drop papermill's timestamps and durations, which change every run (diff noise)."""
+    """Drop papermill's timestamps and durations, which change every run (diff noise), and the
+    widget state nbclient saves (`metadata.widgets`: random model ids; the saved outputs keep
+    each widget's static text, and JupyterLab re-creates the widget when the cell runs)."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb.get("metadata", {}).pop("papermill", None)
+    nb.get("metadata", {}).pop("widgets", None)
     for cell in nb.get("cells", []):
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
