@@ -56,6 +56,10 @@ def _doctor(_: argparse.Namespace) -> int:
             client.close()
     if problem is not None:
         print("answers    no")
+    root = settings.project_root or "(none: no aikit.toml, pyproject.toml or .git above)"
+    print(f"project    {root}")
+    read = ", ".join(str(f) for f in settings.files) or "none (no .env or aikit.toml found)"
+    print(f"files      {read}")
     print(f"cache      {settings.cache}  {settings.cache_path}")
     print(f"kernel     {_kernel()}")
     endpoint.stop_what_it_started()  # a server doctor started for the check does not stay
@@ -287,6 +291,7 @@ def _api(args: argparse.Namespace) -> int:
     params = convert(notebook, _param_file(args.file)) | convert(
         notebook, dict(args.param or []), from_cli=True
     )
+    _settings_for(notebook)  # the notebook's project's `.env`/`aikit.toml`, in every worker
     config = Config(
         notebook=str(notebook),
         parameters=params,
@@ -298,6 +303,21 @@ def _api(args: argparse.Namespace) -> int:
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0
+
+
+def _settings_for(notebook: Any) -> None:
+    """Point this process (and the processes it starts) at `notebook`'s folder and project, so
+    settings resolve as they do in the notebook's kernel under `aikit run`."""
+    import os
+
+    from aikit.settings import NOTEBOOK_DIR_ENV, PROJECT_ROOT_ENV, project_root, reset_settings
+
+    folder = notebook.resolve().parent
+    os.environ[NOTEBOOK_DIR_ENV] = str(folder)
+    root = project_root(folder)
+    if root is not None:
+        os.environ.setdefault(PROJECT_ROOT_ENV, str(root))
+    reset_settings()
 
 
 def _wide_pandas() -> Any:

@@ -71,7 +71,7 @@ def run_notebook(
     if not notebook.is_file():
         raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
-    _check_settings()
+    _check_settings(notebook)
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
     upload([spec])  # a URL as `out`: the notebook and its data/ go to the bucket first
@@ -83,10 +83,11 @@ def _out(out: str | Path) -> str | Path:
     return normalize(out) if is_url(out) else Path(out)
 
 
-def _check_settings() -> None:
+def _check_settings(notebook: Path) -> None:
     """A bad AIKIT_*/OPENAI_* value (e.g. AIKIT_CACHE=bogus) is refused here, in one line,
-    before a kernel starts, not after seconds in every run's kernel."""
-    Settings.resolve()
+    before a kernel starts, not after seconds in every run's kernel. The settings are those
+    the kernel will see: the notebook's project's `.env` and `aikit.toml`."""
+    Settings.resolve(start=notebook.parent)
 
 
 def _succeeded(out: str | Path, name: str) -> dict[str, Run]:
@@ -102,11 +103,11 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
-    _check_settings()
     out = _out(out)
     done = {} if force else _succeeded(out, playbook.name)
     plan = []
     for (notebook, parameter_sets), step in zip(steps, playbook.steps, strict=True):
+        _check_settings(notebook)
         check_kernel(notebook)
         extra = {k: v for k, v in (overrides or {}).items() if k in read_parameters(notebook)}
         files = step.files if step.files is not None else playbook.files  # shipped with a URL

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from aikit import _storage as storage
-from aikit._record import NOTEBOOK_DIR_ENV, read_records
+from aikit._record import read_records
 from aikit._scrub import Scrubber, redact_urls
 from aikit.costs import RUN_USAGE_ENV, total_usage
 from aikit.registry import RUN_FILE, Run, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
 from aikit.runner.ship import display_path, git_commit_of, materialize, pack
+from aikit.settings import NOTEBOOK_DIR_ENV, PROJECT_ROOT_ENV, project_root
 
 SECRETS_TAG = "aikit-secrets"
 
@@ -64,6 +65,7 @@ def make_spec(
     `env` adds to the kernel's environment (the cassette recorder sets `AIKIT_CACHE` there)."""
     notebook = notebook.resolve()
     run_id = new_run_id(notebook.stem)
+    root = project_root(notebook.parent)  # where its kernel finds `.env` and `aikit.toml`
     spec = {
         "notebook": str(notebook),
         "parameters": parameters,
@@ -77,6 +79,7 @@ def make_spec(
         ),
         "key": run_key(notebook, parameters),
         "env": dict(env or {}),
+        "project_root": str(root) if root else None,
     }
     if storage.is_url(out):  # aikit[cloud]: no shared disk, ship the run's files
         spec |= pack(notebook, files, storage.normalize(out))
@@ -143,6 +146,8 @@ def _run_env(spec: dict[str, Any]) -> dict[str, str]:
     env.update(spec.get("env") or {})
     env[RUN_USAGE_ENV] = str(Path(spec["run_dir"]) / "usage.jsonl")
     env[NOTEBOOK_DIR_ENV] = str(notebook_dir)
+    if spec.get("project_root"):  # the kernel's cwd is the run folder: settings come from here
+        env.setdefault(PROJECT_ROOT_ENV, spec["project_root"])
     cassettes = [c for c in env.get("AIKIT_CASSETTES", "").split(os.pathsep) if c]
     env["AIKIT_CASSETTES"] = os.pathsep.join([*cassettes, str(notebook_dir / "cassettes")])
     return env
