@@ -203,6 +203,7 @@ def _run(args: argparse.Namespace) -> int:
     from aikit import _storage as storage
     from aikit.evals.gate import gate_failures, parse_thresholds, write_gate
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
+    from aikit.runner.progress import summary_tables
 
     target = Path(args.target)
     cli_values = dict(args.param or [])
@@ -232,17 +233,18 @@ def _run(args: argparse.Namespace) -> int:
             force=args.force,
             overrides=overrides,
             fail_under=thresholds,
+            progress=sys.stdout,
         )
-        frame = result.table().drop(columns=["error"]).dropna(axis="columns", how="all")
         with _wide_pandas():
-            print(frame.to_string(index=False, na_rep=""))
+            for notebook, frame in summary_tables(result.table()):
+                print(f"\n{notebook}\n{frame.to_string(index=False, na_rep='')}")
         for run in result.failed:
             print(run.error, file=sys.stderr)
         for line in result.gate_failures:
             print(f"aikit: {line}", file=sys.stderr)
         print(
-            f"runs: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
-            f" and {result.summary_csv}"
+            f"\nruns: {storage.join(args.out, result.name)}/\nsummary (every run, every column):"
+            f" {result.summary_html} and {result.summary_csv}"
         )
         return 0 if result.ok else 1
     if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:
@@ -252,7 +254,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)"
         )
     params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
-    run = run_notebook(target, params, out=args.out)
+    run = run_notebook(target, params, out=args.out, progress=sys.stdout)
     scrub = _secret_scrubber(params).text  # the record is scrubbed; this is a second belt
     print(f"executed notebook: {run.output}")
     for key, value in run.records.items():
