@@ -405,6 +405,12 @@ def test_dask_executor_with_a_local_cluster_and_a_scheduler_address(tmp_path: Pa
     done = cli("run", str(book), "--executor", "dask", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(aikit.runs(tmp_path / "runs")["score"]) == [0.5, 1.0]  # temperature 0.5 x n
+    # on Dask a run is seen submitted and finished (its cells are on a worker, out of reach)
+    assert sorted(re.findall(r"^\[\d/2\] demo (n=\d): submitted$", done.stdout, re.M)) == [
+        "n=1",
+        "n=2",
+    ]
+    assert len(re.findall(r"^\[\d/2\] demo n=\d: succeeded in .* score=", done.stdout, re.M)) == 2
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
