@@ -50,7 +50,8 @@ def test_a_root_dotenv_reaches_the_kernel_of_aikit_run_from_elsewhere(
         nbformat.v4.new_code_cell('question: str = "ping"', metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
             "import aikit\naikit.record('answer', aikit.chat(question).text)\n"
-            "aikit.record('files', [str(f) for f in aikit.configure().files])"
+            "aikit.record('files', [str(f) for f in aikit.configure().files])\n"
+            "import os\naikit.record('root', os.environ.get('AIKIT_PROJECT_ROOT'))"
         ),
     ]
     nb.metadata["kernelspec"] = {
@@ -80,6 +81,7 @@ def test_a_root_dotenv_reaches_the_kernel_of_aikit_run_from_elsewhere(
     record = json.loads(run_file.read_text())
     assert record["records"]["answer"] == "echo: from the sub-folder"
     assert record["records"]["files"] == [str((root / ".env").resolve())]
+    assert record["records"]["root"] == str(root.resolve())  # passed to the kernel by aikit
     assert [r["model"] for r in server.requests] == ["test-model"]  # the one call, here
     assert API_KEY not in run_file.read_text()
 
