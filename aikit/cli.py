@@ -243,8 +243,8 @@ def _run(args: argparse.Namespace) -> int:
         for line in result.gate_failures:
             print(f"aikit: {line}", file=sys.stderr)
         print(
-            f"\nruns: {storage.join(args.out, result.name)}/\nsummary (every run, every column):"
-            f" {result.summary_html} and {result.summary_csv}"
+            f"\nruns: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
+            f" and {result.summary_csv}"
         )
         return 0 if result.ok else 1
     if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:

@@ -302,8 +302,8 @@ def test_playbook_grid_runs_in_parallel_and_skips_done(tmp_path: Path) -> None:
     ok = frame[frame["status"] == "succeeded"].sort_values("temperature")
     assert list(ok["score"]) == [0.0, 1.0] and set(ok["question"]) == {"grid"}
     assert (
-        "runs: runs/sweep/\nsummary (every run, every column): runs/sweep/summary.html and"
-        " runs/sweep/summary.csv" in done.stdout
+        "\nruns: runs/sweep/  summary: runs/sweep/summary.html and runs/sweep/summary.csv"
+        in done.stdout
     )
     # As it goes: a line per run started and finished, with the parameters that vary (not
     # `question`, the same in every run), status, duration and recorded numbers.

@@ -3,10 +3,10 @@ a running notebook is in.
 
 Each run's child process reports its cells through papermill's progress bar, drawn as
 `aikit-cell DONE TOTAL` on its stderr (`CELL_BAR`, counting every cell, Markdown too);
-`read_cells` turns that stream into calls of `Progress.cell`. On a terminal the cells of the running runs share one live status line,
-redrawn in place; elsewhere (CI logs, pipes) a run's cell line is printed at most every
-`interval` seconds. The Dask executor reports runs when they are submitted and finished only
-(its workers' processes are out of reach).
+`read_cells` turns that stream into calls of `Progress.cell`. On a terminal the cells of the
+running runs share one live status line, redrawn in place; elsewhere (CI logs, pipes) a run's
+cell line is printed at most every `interval` seconds. The Dask executor reports runs when
+they are submitted and when they finish only (its workers' processes are out of reach).
 """
 
 from __future__ import annotations
