@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aikit.errors import RecordError
+from aikit.settings import NOTEBOOK_DIR_ENV, project_root
 
 MIME = "application/vnd.aikit.record+json"
 
@@ -71,10 +72,6 @@ def read_records(notebook: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-NOTEBOOK_DIR_ENV = "AIKIT_NOTEBOOK_DIR"
-PROJECT_MARKERS = ("aikit.toml", "pyproject.toml", ".git")
-
-
 def notebook_dir() -> Path:
     """The folder of the running notebook, wherever the kernel was started.
 
@@ -92,9 +89,7 @@ def notebook_dir() -> Path:
     cwd = Path.cwd().resolve()
     if any(cwd.glob("*.ipynb")):
         return cwd
-    for folder in (cwd, *cwd.parents):
-        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
-            if (folder / "notebooks").is_dir():
-                return folder / "notebooks"
-            break
+    root = project_root(cwd)
+    if root is not None and (root / "notebooks").is_dir():
+        return root / "notebooks"
     return cwd

@@ -56,6 +56,10 @@ def _doctor(_: argparse.Namespace) -> int:
             client.close()
     if problem is not None:
         print("answers    no")
+    root = settings.project_root or "(none: no aikit.toml, pyproject.toml or .git above)"
+    print(f"project    {root}")
+    read = ", ".join(str(f) for f in settings.files) or "none (no .env or aikit.toml found)"
+    print(f"files      {read}")
     print(f"cache      {settings.cache}  {settings.cache_path}")
     print(f"kernel     {_kernel()}")
     endpoint.stop_what_it_started()  # a server doctor started for the check does not stay
@@ -207,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
     from aikit import _storage as storage
     from aikit.evals.gate import gate_failures, parse_thresholds, write_gate
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
+    from aikit.runner.progress import summary_tables
 
     target = Path(args.target)
     cli_values = dict(args.param or [])
@@ -236,16 +241,17 @@ def _run(args: argparse.Namespace) -> int:
             force=args.force,
             overrides=overrides,
             fail_under=thresholds,
+            progress=sys.stdout,
         )
-        frame = result.table().drop(columns=["error"]).dropna(axis="columns", how="all")
         with _wide_pandas():
-            print(frame.to_string(index=False, na_rep=""))
+            for notebook, frame in summary_tables(result.table()):
+                print(f"\n{notebook}\n{frame.to_string(index=False, na_rep='')}")
         for run in result.failed:
             print(run.error, file=sys.stderr)
         for line in result.gate_failures:
             print(f"aikit: {line}", file=sys.stderr)
         print(
-            f"runs: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
+            f"\nruns: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
             f" and {result.summary_csv}"
         )
         return 0 if result.ok else 1
@@ -256,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)"
         )
     params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
-    run = run_notebook(target, params, out=args.out)
+    run = run_notebook(target, params, out=args.out, progress=sys.stdout)
     scrub = _secret_scrubber(params).text  # the record is scrubbed; this is a second belt
     print(f"executed notebook: {run.output}")
     for key, value in run.records.items():
@@ -295,6 +301,7 @@ def _api(args: argparse.Namespace) -> int:
     params = convert(notebook, _param_file(args.file)) | convert(
         notebook, dict(args.param or []), from_cli=True
     )
+    _settings_for(notebook)  # the notebook's project's `.env`/`aikit.toml`, in every worker
     config = Config(
         notebook=str(notebook),
         parameters=params,
@@ -306,6 +313,21 @@ def _api(args: argparse.Namespace) -> int:
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0
+
+
+def _settings_for(notebook: Any) -> None:
+    """Point this process (and the processes it starts) at `notebook`'s folder and project, so
+    settings resolve as they do in the notebook's kernel under `aikit run`."""
+    import os
+
+    from aikit.settings import NOTEBOOK_DIR_ENV, PROJECT_ROOT_ENV, project_root, reset_settings
+
+    folder = notebook.resolve().parent
+    os.environ[NOTEBOOK_DIR_ENV] = str(folder)
+    root = project_root(folder)
+    if root is not None:
+        os.environ.setdefault(PROJECT_ROOT_ENV, str(root))
+    reset_settings()
 
 
 def _wide_pandas() -> Any:

@@ -1,7 +1,15 @@
 """One frozen `Settings`, resolved once: argument > profile > environment > `.env` > default.
 
-A profile is a named table in `aikit.toml` (working directory), chosen with `AIKIT_PROFILE` or
-`configure(profile=...)`; `api_key_env` names the variable holding its key:
+`.env` and `aikit.toml` belong to the project, not to the working directory: each is looked for
+from the running notebook's folder (`AIKIT_NOTEBOOK_DIR`, set by `aikit run` and `aikit api`, or
+JupyterLab's session path), else the working directory, up to the project root (the first folder
+holding `aikit.toml`, `pyproject.toml` or `.git`); the nearest file of each name wins. Every
+kernel aikit starts gets `AIKIT_PROJECT_ROOT`, so a run folder or a worker's scratch folder
+outside the project still finds them. `Settings.files` (and `aikit doctor`) say which were read.
+
+A profile is a named table in `aikit.toml`, chosen with `AIKIT_PROFILE` (environment or `.env`)
+or `configure(profile=...)`; `api_key_env` names the variable holding its key (environment or
+`.env`):
 
     [profiles.openai]
     provider = "openai"
@@ -13,7 +21,7 @@ A profile is a named table in `aikit.toml` (working directory), chosen with `AIK
     base_url = "http://127.0.0.1:11434/v1"
     model = "llama3.2"
 
-Environment variables (the same names may stand in a `.env` file in the working directory):
+Environment variables (the same names may stand in the project's `.env` file):
 
 - `AIKIT_HOME`: state directory (response store, local server discovery file); `~/.aikit`.
 - `AIKIT_PROVIDER`: `local` (the embedded model, default) or `openai` (any OpenAI-compatible
@@ -23,12 +31,15 @@ Environment variables (the same names may stand in a `.env` file in the working 
 - `AIKIT_CACHE_PATH`: the response store file; `$AIKIT_HOME/cache.sqlite`.
 - `AIKIT_CASSETTES`: where `replay` also looks for recorded answers: JSONL cassette files or
   folders of them, separated by `os.pathsep`; `cassettes` and `notebooks/cassettes` under the
-  working directory (so a notebook finds its cassette from the repo root and from `notebooks/`).
+  working directory, and the project root's `notebooks/cassettes` (so a notebook finds its
+  cassette from the repo root, from `notebooks/` and from anywhere in the project).
 - `AIKIT_TIMEOUT`: seconds before a model call times out; 120.
 - `AIKIT_MAX_RETRIES`: retries of the openai SDK's own retry loop; 2.
 - `OPENAI_BASE_URL`: endpoint for provider `openai`; `https://api.openai.com/v1`.
 - `OPENAI_API_KEY`: key for provider `openai`; never written anywhere by aikit.
 - `AIKIT_PROFILE`: a profile of `aikit.toml` to use.
+- `AIKIT_PROJECT_ROOT`: the project root (where the search for `.env` and `aikit.toml` stops);
+  set by aikit for the kernels it starts, found from the markers otherwise.
 """
 
 from __future__ import annotations
@@ -55,6 +66,11 @@ OPENAI_URL = "https://api.openai.com/v1"
 # The base URL each provider uses unless OPENAI_BASE_URL says otherwise (local: its own server).
 DEFAULT_URLS: dict[str, str | None] = {"local": None, "openai": OPENAI_URL}
 PROFILES_FILE = "aikit.toml"
+DOTENV_FILE = ".env"
+PROJECT_ROOT_ENV = "AIKIT_PROJECT_ROOT"
+NOTEBOOK_DIR_ENV = "AIKIT_NOTEBOOK_DIR"
+# A folder holding one of these is a project root: the search for settings files stops there.
+PROJECT_MARKERS = ("aikit.toml", "pyproject.toml", ".git")
 PROFILE_KEYS = ("provider", "model", "base_url", "api_key_env", "cache", "timeout", "max_retries")
 
 # Settings field -> environment variable.
@@ -72,6 +88,77 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
+class _Find:
+    """The default of `dotenv`/`config`: find the file in the project (see the module doc)."""
+
+    def __repr__(self) -> str:
+        return "FIND"
+
+
+FIND = _Find()
+
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    """The project root and the settings files found for a folder (None: not found)."""
+
+    root: Path | None
+    dotenv: Path | None
+    config: Path | None
+
+
+def start_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the search for settings files starts: the running notebook's folder when aikit or
+    JupyterLab says which it is (`AIKIT_NOTEBOOK_DIR`, `JPY_SESSION_NAME`), else the cwd."""
+    env = os.environ if environ is None else environ
+    given = env.get(NOTEBOOK_DIR_ENV)
+    if given and Path(given).is_dir():
+        return Path(given).resolve()
+    session = env.get("JPY_SESSION_NAME")
+    if session and Path(session).is_file():
+        return Path(session).resolve().parent
+    return Path.cwd().resolve()
+
+
+def project_root(start: str | Path) -> Path | None:
+    """The first folder from `start` upward holding `aikit.toml`, `pyproject.toml` or `.git`."""
+    folder = Path(start).resolve()
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            return candidate
+    return None
+
+
+def find_project_files(
+    start: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> ProjectFiles:
+    """The nearest `.env` and `aikit.toml` from `start` (default `start_dir()`) up to the
+    project root. `AIKIT_PROJECT_ROOT` bounds the search; a start folder outside that root
+    (a run folder, a Dask worker's scratch) searches the root itself. Without any root, only
+    the start folder is searched (never a stray `~/.env`)."""
+    env = os.environ if environ is None else environ
+    begin = Path(start).resolve() if start is not None else start_dir(env)
+    hint = Path(env[PROJECT_ROOT_ENV]).resolve() if env.get(PROJECT_ROOT_ENV) else None
+    if hint is not None and not hint.is_dir():
+        hint = None
+    if hint is not None and not begin.is_relative_to(hint):
+        begin = hint
+    folders: list[Path] = []
+    root = None
+    for folder in (begin, *begin.parents):
+        folders.append(folder)
+        if folder == hint or any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            root = folder
+            break
+    if root is None:
+        folders = [begin]
+
+    def nearest(name: str) -> Path | None:
+        return next((f / name for f in folders if (f / name).is_file()), None)
+
+    return ProjectFiles(root=root, dotenv=nearest(DOTENV_FILE), config=nearest(PROFILES_FILE))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything aikit needs to make a call; build it with `Settings.resolve()`."""
@@ -86,30 +173,50 @@ class Settings:
     cassettes: tuple[Path, ...] = ()
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    # The settings files that were read (`.env`, `aikit.toml`) and the project root: for doctor.
+    files: tuple[Path, ...] = field(default=(), compare=False)
+    project_root: Path | None = field(default=None, compare=False)
 
     @classmethod
     def resolve(
         cls,
         *,
         environ: Mapping[str, str] | None = None,
-        dotenv: str | Path | None = ".env",
+        dotenv: str | Path | _Find | None = FIND,
         profile: str | None = None,
-        config: str | Path = PROFILES_FILE,
+        config: str | Path | _Find = FIND,
+        start: str | Path | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Resolve: `overrides` > profile > `environ` (default `os.environ`) > `.env` > default."""
+        """Resolve: `overrides` > profile > `environ` (default `os.environ`) > `.env` > default.
+
+        `dotenv` and `config` are found in the project from `start` (default: the notebook's
+        folder or the cwd; see the module doc) unless given; `dotenv=None` reads no `.env`.
+        """
         unknown = sorted(set(overrides) - set(ENV_NAMES))
         if unknown:
             raise ConfigError(
                 f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(ENV_NAMES))}"
             )
         env = dict(os.environ if environ is None else environ)
+        found = (
+            find_project_files(start, environ=env)
+            if isinstance(dotenv, _Find) or isinstance(config, _Find)
+            else ProjectFiles(None, None, None)
+        )
+        dotenv_path = found.dotenv if isinstance(dotenv, _Find) else dotenv
+        config_path = found.config if isinstance(config, _Find) else Path(config)
         file_values: dict[str, str] = {}
-        if dotenv is not None and Path(dotenv).is_file():
-            file_values = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
-
+        files: list[Path] = []
+        if dotenv_path is not None and Path(dotenv_path).is_file():
+            file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+            files.append(Path(dotenv_path).resolve())
         chosen = profile or env.get("AIKIT_PROFILE") or file_values.get("AIKIT_PROFILE")
-        overrides = {**(_profile(config, chosen, env) if chosen else {}), **overrides}
+        if config_path is not None and config_path.is_file():
+            files.append(config_path.resolve())
+        if chosen:
+            keys = {**file_values, **{k: v for k, v in env.items() if v}}
+            overrides = {**_profile(config_path, chosen, keys, found.root), **overrides}
 
         def pick(name: str) -> Any:
             if overrides.get(name) is not None:
@@ -151,9 +258,11 @@ class Settings:
             cache_path=Path(pick("cache_path") or home / "cache.sqlite").expanduser(),
             timeout=_number("timeout", pick("timeout"), 120.0, float),
             max_retries=int(_number("max_retries", pick("max_retries"), 2, int)),
-            cassettes=_cassettes(pick("cassettes")),
+            cassettes=_cassettes(pick("cassettes"), found.root),
             base_url=base_url,
             api_key=pick("api_key"),
+            files=tuple(files),
+            project_root=found.root,
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -161,10 +270,11 @@ class Settings:
         return replace(self, **changes)
 
 
-def read_profiles(config: str | Path = PROFILES_FILE) -> dict[str, dict[str, Any]]:
-    """The `[profiles.NAME]` tables of `aikit.toml` (empty when there is no file)."""
-    path = Path(config)
-    if not path.is_file():
+def read_profiles(config: str | Path | _Find = FIND) -> dict[str, dict[str, Any]]:
+    """The `[profiles.NAME]` tables of `aikit.toml` (the project's by default; empty when there
+    is no file)."""
+    path = find_project_files().config if isinstance(config, _Find) else Path(config)
+    if path is None or not path.is_file():
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -185,7 +295,15 @@ def read_profiles(config: str | Path = PROFILES_FILE) -> dict[str, dict[str, Any
     return tables
 
 
-def _profile(config: str | Path, name: str, env: Mapping[str, str]) -> dict[str, Any]:
+def _profile(
+    config: Path | None, name: str, env: Mapping[str, str], root: Path | None
+) -> dict[str, Any]:
+    if config is None or not config.is_file():
+        where = f"the project {root}" if root else f"{Path.cwd()} (no project root found)"
+        raise ConfigError(
+            f"profile {name!r} is not defined: no {PROFILES_FILE} in {where};"
+            f" add [profiles.{name}] to {PROFILES_FILE} at the project root, or unset AIKIT_PROFILE"
+        )
     tables = read_profiles(config)
     if name not in tables:
         known = ", ".join(sorted(tables)) or f"none (no [profiles.*] in {config})"
@@ -197,17 +315,21 @@ def _profile(config: str | Path, name: str, env: Mapping[str, str]) -> dict[str,
     return values
 
 
-def profiles(config: str | Path = PROFILES_FILE) -> dict[str, Settings]:
-    """Every profile of `aikit.toml`, resolved, after `default` (the settings without one)."""
+def profiles(config: str | Path | _Find = FIND) -> dict[str, Settings]:
+    """Every profile of `aikit.toml` (the project's by default), resolved, after `default` (the
+    settings without one)."""
     found = {"default": Settings.resolve(config=config, profile=None)}
     for name in read_profiles(config):
         found[name] = Settings.resolve(config=config, profile=name)
     return found
 
 
-def _cassettes(value: Any) -> tuple[Path, ...]:
-    if value is None:
-        value = os.pathsep.join(["cassettes", str(Path("notebooks") / "cassettes")])
+def _cassettes(value: Any, root: Path | None = None) -> tuple[Path, ...]:
+    if value is None:  # the working directory's, then the project's notebooks/cassettes
+        value = ["cassettes", str(Path("notebooks") / "cassettes")]
+        if root is not None:
+            value.append(str(root / "notebooks" / "cassettes"))
+        value = list(dict.fromkeys(str(Path(v).resolve()) for v in value))
     if isinstance(value, str):
         value = [v for v in value.split(os.pathsep) if v]
     return tuple(Path(v).expanduser().resolve() for v in value)

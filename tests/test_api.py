@@ -112,7 +112,8 @@ class Api:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = Path(os.environ["AIKIT_HOME"]) if env is None else Path(env["AIKIT_HOME"])
-        self.stderr = notebook.parent / f"api-{self.port}.log"
+        self.home.mkdir(parents=True, exist_ok=True)  # its log: never beside the notebook
+        self.stderr = self.home / f"api-{self.port}.log"
         self.proc = subprocess.Popen(
             [
                 sys.executable,

@@ -166,7 +166,7 @@ def test_runs_go_to_the_bucket_with_only_their_declared_files(
     notebook = str(tmp_path / "notebooks" / "words.ipynb")
     single = cli("run", notebook, "-p", "index", "3", "--out", out, cwd=tmp_path, env={})
     assert single.returncode == 0, single.stderr
-    assert single.stdout.startswith(f"executed notebook: {out}/words/")
+    assert f"\nexecuted notebook: {out}/words/" in single.stdout  # after the progress lines
     assert "word = 'delta'" in single.stdout and "sees_undeclared = False" in single.stdout
     assert sorted(p for p in all_objects(s3, out) if "/.aikit-files/" in p) == sorted(blobs)
     # A declared file that is not there is a playbook error, before anything runs.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -182,7 +184,7 @@ def test_run_records_values_usage_and_secrets_stay_out(tmp_path: Path) -> None:
     executed = (run_dir / "demo.ipynb").read_text()
     assert "secret:MY_TOKEN" in executed and "key is secret:MY_TOKEN" in executed
     assert secret not in done.stdout + done.stderr
-    assert done.stdout.startswith("executed notebook: runs/demo/") and "score = 1.5" in done.stdout
+    assert "\nexecuted notebook: runs/demo/" in done.stdout and "score = 1.5" in done.stdout
 
 
 def test_failing_cell_is_one_line_exit_1_and_keeps_the_notebook(tmp_path: Path) -> None:
@@ -300,9 +302,30 @@ def test_playbook_grid_runs_in_parallel_and_skips_done(tmp_path: Path) -> None:
     ok = frame[frame["status"] == "succeeded"].sort_values("temperature")
     assert list(ok["score"]) == [0.0, 1.0] and set(ok["question"]) == {"grid"}
     assert (
-        "runs: runs/sweep/  summary: runs/sweep/summary.html and runs/sweep/summary.csv"
+        "\nruns: runs/sweep/  summary: runs/sweep/summary.html and runs/sweep/summary.csv"
         in done.stdout
     )
+    # As it goes: a line per run started and finished, with the parameters that vary (not
+    # `question`, the same in every run), status, duration and recorded numbers.
+    started = re.findall(
+        r"^\[(\d)/4\] demo (n=-?1 temperature=[01]\.0): started$", done.stdout, re.M
+    )
+    assert sorted(n for n, _ in started) == ["1", "2", "3", "4"] and len(set(started)) == 4
+    finished = re.findall(
+        r"^\[\d/4\] demo (n=-?1) temperature=[01]\.0: (\w+) in \d+\.\d s  (.*)$",
+        done.stdout,
+        re.M,
+    )
+    assert sorted(finished) == [
+        ("n=-1", "failed", "demo.ipynb: cell 3: ValueError: n must be >= 0, got -1"),
+        ("n=-1", "failed", "demo.ipynb: cell 3: ValueError: n must be >= 0, got -1"),
+        ("n=1", "succeeded", "score=0.0  key_length=0"),
+        ("n=1", "succeeded", "score=1.0  key_length=0"),
+    ]
+    # the summary: one table of the columns with values (no usage: the notebook calls no model)
+    header = done.stdout.split("\ndemo.ipynb\n", 1)[1].splitlines()[0].split()
+    columns = "run_id status duration_s question n temperature answer score key_length"
+    assert header == columns.split()
     summary = pd.read_csv(tmp_path / "runs" / "sweep" / "summary.csv")
     assert len(summary) == 4
     # The two runs overlapped in time: grid items ran in parallel.
@@ -315,6 +338,7 @@ def test_playbook_grid_runs_in_parallel_and_skips_done(tmp_path: Path) -> None:
     assert dry.stdout.count("skip (succeeded in") == 2 and dry.stdout.count("  run\n") == 2
     again = cli("run", str(book), cwd=tmp_path)
     assert again.stdout.count("skipped (done)") == 2
+    assert again.stdout.count(": reused, succeeded earlier in ") == 2
     assert len(aikit.runs(tmp_path / "runs")) == 6  # only the 2 failures ran again
     forced = cli("run", str(book), "--force", "--workers", "1", cwd=tmp_path)
     assert forced.returncode == 1 and len(aikit.runs(tmp_path / "runs")) == 10
@@ -381,6 +405,12 @@ def test_dask_executor_with_a_local_cluster_and_a_scheduler_address(tmp_path: Pa
     done = cli("run", str(book), "--executor", "dask", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(aikit.runs(tmp_path / "runs")["score"]) == [0.5, 1.0]  # temperature 0.5 x n
+    # on Dask a run is seen submitted and finished (its cells are on a worker, out of reach)
+    assert sorted(re.findall(r"^\[\d/2\] demo (n=\d): submitted$", done.stdout, re.M)) == [
+        "n=1",
+        "n=2",
+    ]
+    assert len(re.findall(r"^\[\d/2\] demo n=\d: succeeded in .* score=", done.stdout, re.M)) == 2
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
@@ -401,4 +431,59 @@ def test_dask_executor_with_a_local_cluster_and_a_scheduler_address(tmp_path: Pa
     )
     assert bad.returncode == 2 and bad.stderr.startswith(
         "aikit: error: cannot reach the Dask scheduler"
+    )
+
+
+def test_aikit_run_shows_the_cell_a_run_is_in_without_a_line_per_cell(tmp_path: Path) -> None:
+    # Not a terminal: a plain line at most every 5 s per run, not one per cell.
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("pause: float = 1.0", metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell("import time\ntime.sleep(pause)") for _ in range(8)]
+    nb.cells += [nbformat.v4.new_code_cell("import aikit\naikit.record('score', 0.5)")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    done = cli("run", "slow.ipynb", "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "[1/1] slow: started"
+    cells = [int(n) for n in re.findall(r"^\[1/1\] slow: cell (\d+)/10$", done.stdout, re.M)]
+    assert 1 <= len(cells) <= 3 and cells == sorted(cells), done.stdout  # 8+ s, every 5 s
+    assert re.search(r"^\[1/1\] slow: succeeded in \d+\.\d s  score=0\.5$", done.stdout, re.M)
+    assert done.stdout.index("succeeded in") < done.stdout.index("executed notebook: ")
+
+
+def test_progress_draws_one_live_line_on_a_terminal_and_reads_cell_tokens() -> None:
+    import io
+
+    from aikit.registry import Run
+    from aikit.runner.progress import Progress, read_cells
+
+    calls: list[tuple[int, int]] = []
+    stderr = b"warming up\n\raikit-cell 0 5\raikit-cell 1 5   \rTraceback\nValueError: x"
+    lines = read_cells(io.BytesIO(stderr), lambda n, total: calls.append((n, total)))
+    assert calls == [(0, 5), (1, 5)] and lines == ["warming up", "Traceback", "ValueError: x"]
+
+    screen = io.StringIO()
+    progress = Progress(2, stream=screen, tty=True, varying=["k"])
+    a = {"run_id": "a", "notebook": "/x/nb.ipynb", "parameters": {"k": 1, "same": 0}}
+    b = {"run_id": "b", "notebook": "/x/nb.ipynb", "parameters": {"k": 2, "same": 0}}
+    progress.started(a)
+    progress.started(b)
+    progress.cell(a, 2, 5)
+    time.sleep(0.25)  # the live line is redrawn at most 5 times a second
+    progress.cell(b, 0, 5)
+    run = Run(run_id="a", name="nb", notebook="nb.ipynb", status="succeeded", duration_s=1.25)
+    run.records = {"accuracy": 0.75, "answer": "text is not shown"}
+    progress.finished(run)
+    text = screen.getvalue()
+    assert text.startswith("[1/2] nb k=1: started\n[2/2] nb k=2: started\n")
+    assert "\r\x1b[K[1/2] nb k=1: cell 3/5" in text
+    assert "\r\x1b[K[1/2] nb k=1: cell 3/5 · [2/2] nb k=2: cell 1/5" in text
+    # the finished line replaces the live line, which is drawn again below it for run b
+    assert text.endswith(
+        "\r\x1b[K[1/2] nb k=1: succeeded in 1.2 s  accuracy=0.75\n[2/2] nb k=2: cell 1/5"
     )

@@ -114,5 +114,102 @@ def test_unknown_profile_and_bad_keys_are_named() -> None:
     with pytest.raises(ConfigError, match=r"profiles.a.modle is not a profile key"):
         Settings.resolve(profile="a")
     Path("aikit.toml").write_text('[profiles.a]\nmodel = "x"\n')
-    with pytest.raises(ConfigError, match=r"profile 'b' is not in aikit\.toml; known profiles: a"):
+    with pytest.raises(
+        ConfigError, match=r"profile 'b' is not in \S+/aikit\.toml; known profiles: a"
+    ):
         Settings.resolve(profile="b")
+
+
+# --- settings files belong to the project, not to the working directory (issue 14, item 1) ---
+
+
+def _project(tmp_path: Path) -> Path:
+    """A project: a root marker (pyproject.toml), notebooks two folders down."""
+    root = tmp_path / "proj"
+    (root / "notebooks" / "deep").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    return root
+
+
+def test_dotenv_at_the_root_is_found_from_a_sub_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path)
+    (root / ".env").write_text("AIKIT_MODEL=from-root\n")
+    monkeypatch.chdir(root / "notebooks" / "deep")
+    s = Settings.resolve()
+    assert s.model == "from-root"
+    assert s.files == ((root / ".env").resolve(),)
+    assert s.project_root == root.resolve()
+
+
+def test_the_search_stops_at_the_project_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path)
+    (tmp_path / ".env").write_text("AIKIT_MODEL=above-the-root\n")  # not this project's
+    (tmp_path / "aikit.toml").write_text('[profiles.team]\nmodel = "above"\n')
+    monkeypatch.chdir(root / "notebooks")
+    s = Settings.resolve()
+    assert s.model == "gemma-3-270m" and s.files == ()
+    with pytest.raises(ConfigError, match=r"profile 'team' is not defined: no aikit\.toml in"):
+        Settings.resolve(profile="team")
+
+
+def test_no_project_root_reads_only_the_start_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("AIKIT_MODEL=parent\n")  # tmp_path has no root marker
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert Settings.resolve().model == "gemma-3-270m"
+    monkeypatch.chdir(tmp_path)
+    assert Settings.resolve().model == "parent"
+
+
+def test_the_nearest_file_of_each_name_wins_and_they_combine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path)
+    # .env at the root picks the profile and holds its key; aikit.toml defines the profile
+    (root / ".env").write_text("AIKIT_PROFILE=team\nTEAM_KEY=k-from-dotenv\nAIKIT_TIMEOUT=9\n")
+    (root / "aikit.toml").write_text(
+        '[profiles.team]\nprovider = "openai"\nmodel = "team-model"\napi_key_env = "TEAM_KEY"\n'
+    )
+    monkeypatch.chdir(root / "notebooks" / "deep")
+    s = Settings.resolve()
+    assert (s.provider, s.model, s.api_key, s.timeout) == (
+        "openai",
+        "team-model",
+        "k-from-dotenv",
+        9.0,
+    )
+    assert s.files == ((root / ".env").resolve(), (root / "aikit.toml").resolve())
+    (root / "notebooks" / ".env").write_text("AIKIT_TIMEOUT=3\n")  # a nearer .env wins whole
+    s = Settings.resolve()
+    assert (s.model, s.timeout) == ("gemma-3-270m", 3.0)
+    monkeypatch.setenv("AIKIT_TIMEOUT", "5")  # the environment beats any .env
+    monkeypatch.setenv("AIKIT_PROFILE", "team")
+    monkeypatch.setenv("TEAM_KEY", "k-from-env")
+    s = Settings.resolve()
+    assert (s.model, s.timeout, s.api_key) == ("team-model", 5.0, "k-from-env")
+    # an aikit.toml in a sub-folder makes it a project of its own: the search stops there
+    (root / "notebooks" / "aikit.toml").write_text('[profiles.team]\nmodel = "sub-model"\n')
+    s = Settings.resolve()
+    assert (s.model, s.timeout, s.project_root) == ("sub-model", 5.0, (root / "notebooks"))
+
+
+def test_the_notebook_folder_and_project_root_beat_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path)
+    (root / ".env").write_text("AIKIT_MODEL=from-project\n")
+    run_folder = tmp_path / "runs" / "r1"  # a kernel under `aikit run` starts here
+    run_folder.mkdir(parents=True)
+    monkeypatch.chdir(run_folder)
+    assert Settings.resolve().model == "gemma-3-270m"
+    monkeypatch.setenv("AIKIT_NOTEBOOK_DIR", str(root / "notebooks" / "deep"))
+    assert Settings.resolve().model == "from-project"
+    monkeypatch.delenv("AIKIT_NOTEBOOK_DIR")  # a worker's scratch: the root aikit passed on
+    monkeypatch.setenv("AIKIT_PROJECT_ROOT", str(root))
+    assert Settings.resolve().model == "from-project"

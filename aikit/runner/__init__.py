@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +22,7 @@ from aikit.runner.execute import execute_run, make_spec
 from aikit.runner.kernel import KERNEL_NAME, check_kernel
 from aikit.runner.params import convert, describe_parameters, read_parameters
 from aikit.runner.playbook import load_playbook
+from aikit.runner.progress import Progress, varying
 from aikit.runner.ship import upload
 from aikit.settings import Settings
 
@@ -61,21 +62,34 @@ def run_notebook(
     *,
     out: str | Path = "runs",
     name: str | None = None,
+    progress: IO[str] | None = None,
 ) -> Run:
     """Run one notebook with checked parameters; the run is recorded under `out/name/`.
 
     A failed cell does not raise: the returned run says `status="failed"` with the cell in
-    `run.failure`; `run.raise_for_status()` turns that into a `RunError`.
+    `run.failure`; `run.raise_for_status()` turns that into a `RunError`. With `progress`
+    (e.g. `sys.stdout`), lines say when it starts and ends and which cell it is in.
     """
     notebook = Path(path)
     if not notebook.is_file():
         raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
-    _check_settings()
+    _check_settings(notebook)
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
     upload([spec])  # a URL as `out`: the notebook and its data/ go to the bucket first
-    return execute_run(spec)
+    shown = Progress(1, stream=progress, varying=checked) if progress is not None else None
+    return _run_one(spec, shown)
+
+
+def _run_one(spec: dict[str, Any], progress: Progress | None) -> Run:
+    """Execute one run here (a local thread), telling `progress` as it goes."""
+    if progress is None:
+        return execute_run(spec)
+    progress.started(spec)
+    run = execute_run(spec, lambda number, cells: progress.cell(spec, number, cells))
+    progress.finished(run)
+    return run
 
 
 def _out(out: str | Path) -> str | Path:
@@ -83,10 +97,11 @@ def _out(out: str | Path) -> str | Path:
     return normalize(out) if is_url(out) else Path(out)
 
 
-def _check_settings() -> None:
+def _check_settings(notebook: Path) -> None:
     """A bad AIKIT_*/OPENAI_* value (e.g. AIKIT_CACHE=bogus) is refused here, in one line,
-    before a kernel starts, not after seconds in every run's kernel."""
-    Settings.resolve()
+    before a kernel starts, not after seconds in every run's kernel. The settings are those
+    the kernel will see: the notebook's project's `.env` and `aikit.toml`."""
+    Settings.resolve(start=notebook.parent)
 
 
 def _succeeded(out: str | Path, name: str) -> dict[str, Run]:
@@ -102,11 +117,11 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
-    _check_settings()
     out = _out(out)
     done = {} if force else _succeeded(out, playbook.name)
     plan = []
     for (notebook, parameter_sets), step in zip(steps, playbook.steps, strict=True):
+        _check_settings(notebook)
         check_kernel(notebook)
         extra = {k: v for k, v in (overrides or {}).items() if k in read_parameters(notebook)}
         files = step.files if step.files is not None else playbook.files  # shipped with a URL
@@ -155,20 +170,32 @@ def run_playbook(
     force: bool = False,
     overrides: Mapping[str, Any] | None = None,
     fail_under: Mapping[str, float] | None = None,
+    progress: IO[str] | None = None,
 ) -> PlaybookResult:
     """Run every step of a playbook in order, grid items in parallel, then check its gates
     (the playbook's `fail_under` and `fail_under` here) and write `summary.csv` and
-    `summary.html` beside the runs."""
+    `summary.html` beside the runs. With `progress` (e.g. `sys.stdout`), a line per run
+    started and finished and, while one runs, which cell it is in."""
     from aikit.evals.gate import gate_failures, write_gate
 
     name, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
     n_workers = workers or default_workers
     results: list[Run] = []
+    shown = None
+    if progress is not None:
+        specs = [spec for step in plan for spec, _ in step]
+        shown = Progress(
+            len(specs), stream=progress, varying=varying([s["parameters"] for s in specs])
+        )
     with _executor(executor, n_workers, scheduler) as submit:
         for step in plan:
             todo = [spec for spec, earlier in step if earlier is None]
             upload(todo)  # a URL as `out`: each needed file goes to the bucket once
-            done = iter(submit(todo))
+            if shown is not None:
+                for spec, earlier in step:
+                    if earlier is not None:
+                        shown.reused(spec, earlier)
+            done = iter(submit(todo, shown))
             for _, earlier in step:
                 if earlier is not None:
                     earlier.skipped = True
@@ -209,9 +236,11 @@ class _executor:
         if self.kind == "local":
             pool = ThreadPoolExecutor(max_workers=self.workers)
             self._close.append(pool.shutdown)
-            return lambda specs: list(pool.map(execute_run, specs))
+            return lambda specs, progress=None: list(
+                pool.map(lambda spec: _run_one(spec, progress), specs)
+            )
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster, as_completed
         except ImportError as exc:
             raise ExecutorError(
                 "the dask executor needs `distributed`; install it with pip install 'aikit[dask]'"
@@ -236,8 +265,13 @@ class _executor:
             client = Client(cluster)
         self._close.insert(0, client.close)
 
-        def submit(specs: list[dict[str, Any]]) -> list[Run]:
+        def submit(specs: list[dict[str, Any]], progress: Progress | None = None) -> list[Run]:
             futures = client.map(execute_run, specs, pure=False)
+            if progress is not None:  # a worker's cells are out of reach: runs only
+                for spec in specs:
+                    progress.started(spec, "submitted")
+                for future in as_completed(futures):
+                    progress.finished(future.result())
             return list(client.gather(futures))
 
         return submit

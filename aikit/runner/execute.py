@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from aikit import _storage as storage
-from aikit._record import NOTEBOOK_DIR_ENV, read_records
+from aikit._record import read_records
 from aikit._scrub import Scrubber, redact_urls
 from aikit.costs import RUN_USAGE_ENV, total_usage
 from aikit.registry import RUN_FILE, Run, load_run, write_run
 from aikit.runner.params import SECRET_PREFIX, is_secret_ref
+from aikit.runner.progress import CELL_BAR, OnCell, read_cells
 from aikit.runner.ship import display_path, git_commit_of, materialize, pack
+from aikit.settings import NOTEBOOK_DIR_ENV, PROJECT_ROOT_ENV, project_root
 
 SECRETS_TAG = "aikit-secrets"
 
@@ -64,6 +66,7 @@ def make_spec(
     `env` adds to the kernel's environment (the cassette recorder sets `AIKIT_CACHE` there)."""
     notebook = notebook.resolve()
     run_id = new_run_id(notebook.stem)
+    root = project_root(notebook.parent)  # where its kernel finds `.env` and `aikit.toml`
     spec = {
         "notebook": str(notebook),
         "parameters": parameters,
@@ -77,20 +80,22 @@ def make_spec(
         ),
         "key": run_key(notebook, parameters),
         "env": dict(env or {}),
+        "project_root": str(root) if root else None,
     }
     if storage.is_url(out):  # aikit[cloud]: no shared disk, ship the run's files
         spec |= pack(notebook, files, storage.normalize(out))
     return spec
 
 
-def execute_run(spec: dict[str, Any]) -> Run:
-    """Run `spec` in a child process and return the run (also when the process crashed)."""
+def execute_run(spec: dict[str, Any], on_cell: OnCell | None = None) -> Run:
+    """Run `spec` in a child process and return the run (also when the process crashed);
+    `on_cell(n, cells)` hears which cell the notebook is in as it goes."""
     if storage.is_url(spec["run_dir"]):
-        return _execute_shipped(spec)
-    return _execute_here(spec)
+        return _execute_shipped(spec, on_cell)
+    return _execute_here(spec, on_cell)
 
 
-def _execute_shipped(spec: dict[str, Any]) -> Run:
+def _execute_shipped(spec: dict[str, Any], on_cell: OnCell | None) -> Run:
     """Run in a scratch folder from the shipped files, then upload the run folder."""
 
     with tempfile.TemporaryDirectory(prefix="aikit-run-") as tmp:
@@ -98,7 +103,7 @@ def _execute_shipped(spec: dict[str, Any]) -> Run:
         here = dict(spec, run_dir=str(scratch / "run"))
         if spec.get("files"):
             here["notebook"] = str(materialize(spec, scratch / "notebook"))
-        run = _execute_here(here)
+        run = _execute_here(here, on_cell)
         return _publish(scratch / "run", spec["run_dir"], run)
 
 
@@ -113,26 +118,31 @@ def _publish(folder: Path, url: str, run: Run) -> Run:
     return run
 
 
-def _execute_here(spec: dict[str, Any]) -> Run:
+def _execute_here(spec: dict[str, Any], on_cell: OnCell | None = None) -> Run:
     run_dir = Path(spec["run_dir"])
-    done = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-m", "aikit.runner.execute"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env=_run_env(spec),
     )
+    assert child.stdin is not None and child.stderr is not None
+    with child:
+        child.stdin.write(json.dumps(spec).encode())
+        child.stdin.close()
+        lines = read_cells(child.stderr, on_cell)  # to its end: the child has exited then
     try:
         run: Run | None = load_run(run_dir)
     except Exception:
         run = None
-    if done.returncode != 0 or run is None or run.status not in ("succeeded", "failed"):
-        tail = [ln for ln in done.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
+    if child.returncode != 0 or run is None or run.status not in ("succeeded", "failed"):
+        tail = lines[-1:] or ["no output"]
         # the worker's own words may hold a secret or a URL's credentials
         line = redact_urls(_scrubber(spec).text(tail[0]))
         run = _base_run(spec)
         run.status = "failed"
-        run.error = f"{Path(spec['notebook']).name}: worker exited {done.returncode}: {line}"
+        run.error = f"{Path(spec['notebook']).name}: worker exited {child.returncode}: {line}"
         write_run(run)
     return run
 
@@ -143,6 +153,8 @@ def _run_env(spec: dict[str, Any]) -> dict[str, str]:
     env.update(spec.get("env") or {})
     env[RUN_USAGE_ENV] = str(Path(spec["run_dir"]) / "usage.jsonl")
     env[NOTEBOOK_DIR_ENV] = str(notebook_dir)
+    if spec.get("project_root"):  # the kernel's cwd is the run folder: settings come from here
+        env.setdefault(PROJECT_ROOT_ENV, spec["project_root"])
     cassettes = [c for c in env.get("AIKIT_CASSETTES", "").split(os.pathsep) if c]
     env["AIKIT_CASSETTES"] = os.pathsep.join([*cassettes, str(notebook_dir / "cassettes")])
     return env
@@ -237,7 +249,7 @@ def run_in_process(spec: dict[str, Any]) -> Run:
             scrubbed_path(output, secrets),
             parameters=plain,
             cwd=str(run_dir),
-            progress_bar=False,
+            progress_bar={**CELL_BAR, "file": sys.stderr},  # read by the parent's read_cells
             log_output=False,
         )
     except papermill.PapermillExecutionError as exc:
