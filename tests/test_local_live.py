@@ -126,6 +126,50 @@ def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
     assert reuse_prefix.reused >= (len(QUESTIONS) - 1) * prompt_tokens * 0.7
 
 
+def test_grammar_asked_last_gives_the_full_checks_answer() -> None:
+    """GrammarLast on a bare Llama against llama-cpp-python's own grammar sampling: the same
+    structured answers (greedy, with the server's default repeat penalty), and most tokens
+    decided without the check over the whole vocabulary."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from aikit.local._grammar import GrammarLast
+
+    verdict = {
+        "type": "object",
+        "properties": {"reason": {"type": "string"}, "passed": {"type": "boolean"}},
+        "required": ["reason", "passed"],
+    }
+    capital = {
+        "type": "object",
+        "properties": {"country": {"type": "string"}, "capital": {"type": "string"}},
+        "required": ["country", "capital"],
+    }
+    asks = [
+        ("Give the country France and its capital as JSON.", capital),
+        ("Give the country Japan and its capital as JSON.", capital),
+        ("Is the review 'I love this kettle' positive? Reply with JSON.", verdict),
+    ]
+
+    def model() -> Any:
+        return llama_cpp.Llama(
+            model_path=str(local.model_path()), n_ctx=1024, logits_all=False, verbose=False
+        )
+
+    quick, plain = model(), model()
+    checker = GrammarLast(quick)
+    for question, schema in asks:
+        prompt = local.render_transcript([{"role": "user", "content": question}])
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        texts = [
+            llama.create_completion(
+                prompt, max_tokens=64, temperature=0.0, repeat_penalty=1.1, grammar=grammar
+            )["choices"][0]["text"]
+            for llama in (quick, plain)
+        ]
+        assert texts[0] == texts[1], question
+        assert json.loads(texts[0]).keys() == schema["properties"].keys()
+    assert checker.quick > 3 * checker.full
+
+
 def test_identical_calls_hit_the_cache(live: Path) -> None:
     first = aikit.chat("How many days are in a week?", temperature=0, seed=3)
     second = aikit.chat("How many days are in a week?", temperature=0, seed=3)

@@ -6,6 +6,9 @@ two things a base model and the OpenAI protocol need from it. Started by `aikit.
   sequences, because Gemma 3 270M is a base model.
 - OpenAI's `response_format={"type": "json_schema", ...}` is rewritten to llama.cpp's
   `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema.
+- A prompt's prefix is reused from the last one without changing any answer
+  (`aikit.local._prefix`), and a JSON grammar is asked about the likeliest tokens before the
+  whole vocabulary (`aikit.local._grammar`).
 - Every answer carries the `x-aikit-server-token` header with the token `aikit.local` gave the
   process (`AIKIT_SERVER_TOKEN`), so a client can tell this server from another program that
   took over the port.
@@ -22,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
+from aikit.local._grammar import GrammarLast
 from aikit.local._prefix import StablePrefix
 from aikit.local._transcript import STOP, render_transcript
 
@@ -181,9 +185,11 @@ def main() -> None:
     def _handle(**kwargs: Any) -> Any:
         # Reuse the cached prompt prefix only up to a canonical cut, so an answer never depends
         # on what was asked before (aikit/local/_prefix.py).
+        # Structured output checks the grammar last (aikit/local/_grammar.py).
         llama = kwargs["llama"]
         if not isinstance(getattr(llama, "_aikit_prefix", None), StablePrefix):
             llama._aikit_prefix = StablePrefix(llama)
+            llama._aikit_grammar = GrammarLast(llama)
         result = handler(**kwargs)
         # The transcript ends in "Assistant:"; the model's first token is a space.
         if isinstance(result, dict):
