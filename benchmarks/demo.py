@@ -1,0 +1,62 @@
+"""Wall time of the main job: the onboarding playbook (`make demo`'s notebooks) from nothing.
+
+Runs `aikit run playbooks/onboarding.yaml` as `make demo` does, with a fresh `AIKIT_HOME` (an
+empty response store, no model server running: the first call starts it) and a temporary runs
+folder, then prints each notebook's duration from its run record, the wall time, and the ratio
+to the target of 4 minutes on a 2-core machine (set-up excluded). Exit code 1 when a run
+failed or the target is missed.
+
+    .venv/bin/python benchmarks/demo.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_S = 240.0
+
+
+def main() -> int:
+    scratch = Path(tempfile.mkdtemp(prefix="aikit-bench-demo-"))
+    env = {**os.environ, "AIKIT_HOME": str(scratch / "home")}
+    for name in ("AIKIT_CACHE", "AIKIT_PROFILE", "AIKIT_PROVIDER", "AIKIT_MODEL"):
+        env.pop(name, None)
+    aikit = [sys.executable, "-m", "aikit.cli"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*aikit, "run", "playbooks/onboarding.yaml", "--out", str(scratch / "runs")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    subprocess.run([*aikit, "serve", "--stop"], cwd=ROOT, env=env, capture_output=True)
+    records = sorted(
+        (json.loads(p.read_text()) for p in (scratch / "runs").rglob("run.json")),
+        key=lambda r: str(r.get("notebook")),
+    )
+    print(f"onboarding playbook from nothing ({os.cpu_count()} cores), set-up excluded")
+    for record in records:
+        usage = record.get("usage") or {}
+        print(
+            f"  {Path(str(record.get('notebook'))).name:24} {record.get('status'):10}"
+            f" {float(record.get('duration_s') or 0):6.1f} s  {usage.get('calls', 0):4} calls"
+        )
+    print(f"wall time {wall:.0f} s ({wall / 60:.1f} min); target {TARGET_S:.0f} s")
+    print(f"target / wall time: {TARGET_S / wall:.2f}x (>= 1.0 meets it)")
+    ok = done.returncode == 0 and all(r.get("status") == "succeeded" for r in records)
+    if not ok:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return 0 if ok and wall <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
