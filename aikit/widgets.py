@@ -14,6 +14,7 @@ import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aikit.errors import AikitError, MissingDependencyError
@@ -163,11 +164,12 @@ def render_replies(replies: list[Reply], labels: list[str]) -> str:
     return f"<table><tr><th></th>{head}</tr>{body}</table>"
 
 
-def playground(*, config: str = "aikit.toml") -> Playground:
-    """A prompt playground over the default settings and every profile in `config`."""
-    from aikit.settings import profiles
+def playground(*, config: str | Path | None = None) -> Playground:
+    """A prompt playground over the default settings and every profile in `config` (default:
+    the project's `aikit.toml`, found as the settings find it, from the notebook's folder up)."""
+    from aikit.settings import FIND, profiles
 
-    return Playground(choices=profiles(config))
+    return Playground(choices=profiles(FIND if config is None else config))
 
 
 @dataclass

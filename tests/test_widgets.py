@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets
+import pytest
 from conftest import ROOT
 from openai_server import OpenAIServer
 
@@ -69,6 +70,22 @@ def test_profiles_are_the_model_choices_and_headless_render_is_static(
     bundle = pg._repr_mimebundle_()
     assert bundle["text/plain"].startswith("Prompt playground: model team (openai · gpt-4o-mini)")
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_the_playground_finds_the_projects_profiles_from_a_subfolder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JupyterLab's kernel runs in notebooks/: the profiles of the project root's aikit.toml
+    are the playground's model choices, not only "default"."""
+    (tmp_path / "aikit.toml").write_text(
+        '[profiles.echo]\nprovider = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'model = "test-model"\n'
+    )
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    for name in ("AIKIT_PROJECT_ROOT", "AIKIT_NOTEBOOK_DIR", "JPY_SESSION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert list(playground().choices) == ["default", "echo"]
 
 
 def test_empty_prompt_says_so_without_calling(remote: OpenAIServer) -> None:
