@@ -136,22 +136,19 @@ def test_an_environment_not_made_by_make_setup_gets_the_kernel(tmp_path) -> None
         "OPENAI_API_KEY": "unused",
         "AIKIT_MAX_RETRIES": "0",
     }
-    done = subprocess.run(
-        [str(python), "-m", "aikit.cli", "doctor"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
-    assert f"installed the `aikit` kernel in {kernel.parent}" in done.stdout, done.stdout
+
+    def doctor() -> str:
+        return subprocess.run(
+            [str(python), "-m", "aikit.cli", "doctor"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        ).stdout
+
+    first = doctor()
+    assert f"installed the `aikit` kernel in {kernel.parent}" in first, first
     assert json.loads(kernel.read_text())["argv"][0] == str(python)
-    again = subprocess.run(
-        [str(python), "-m", "aikit.cli", "doctor"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
-    assert "installed" not in again.stdout and "kernel     aikit (Python (aikit))" in again.stdout
+    again = doctor()
+    assert "installed" not in again and "kernel     aikit (Python (aikit))" in again
