@@ -71,6 +71,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         AIKIT_HOME=str(root / ".aikit-home"),
         ECHO_KEY="unused",
         JUPYTER_CONFIG_DIR=str(root / ".jupyter"),
+        # Its own data folder: notebook trust (nbsignatures.db) from earlier runs on this machine
+        # would make JupyterLab render saved widgets instead of their static text.
+        JUPYTER_DATA_DIR=str(root / ".data"),
         JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
     )
     log = (root / "lab.log").open("w")
