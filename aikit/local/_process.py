@@ -5,7 +5,8 @@ two things a base model and the OpenAI protocol need from it. Started by `aikit.
 - Chat messages are rendered as a few-shot transcript (`aikit.local._transcript`) with stop
   sequences, because Gemma 3 270M is a base model.
 - OpenAI's `response_format={"type": "json_schema", ...}` is rewritten to llama.cpp's
-  `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema.
+  `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema,
+  and no repetition penalty is applied unless a request asks for one (OpenAI's default).
 - A prompt's prefix is reused from the last one without changing any answer
   (`aikit.local._prefix`), and a JSON grammar is asked about the likeliest tokens before the
   whole vocabulary (`aikit.local._grammar`).
@@ -22,7 +23,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from aikit.local._grammar import GrammarLast
@@ -49,7 +51,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class JsonSchemaShim:
-    """ASGI middleware: OpenAI `json_schema` response formats -> llama.cpp `json_object`."""
+    """ASGI middleware: OpenAI `json_schema` response formats -> llama.cpp `json_object`, and
+    OpenAI's defaults where llama-cpp-python's server has its own (`rewrite_body`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -146,17 +149,37 @@ class IdleWatch:
             self.last = time.monotonic()
 
 
+MODEL_THREAD = ThreadPoolExecutor(1, thread_name_prefix="aikit-model")
+_DONE = object()
+
+
+def _on_model_thread(chunks: Iterator[Any]) -> Iterator[Any]:
+    """A stream whose chunks are produced on the model's thread."""
+    while (chunk := MODEL_THREAD.submit(next, chunks, _DONE).result()) is not _DONE:
+        yield chunk
+
+
+# What a request gets when it does not say: OpenAI's meaning of its parameters, not
+# llama-cpp-python's server defaults. Its repeat_penalty of 1.1 changed greedy answers and
+# cost ~10% of each answer's time (benchmarks/local_model.py); pass `extra_body=
+# {"repeat_penalty": 1.1}` to have it.
+OPENAI_DEFAULTS = {"repeat_penalty": 1.0}
+
+
 def rewrite_body(body: bytes) -> bytes:
+    """A chat request as llama.cpp should see it: a `json_schema` response format becomes
+    llama.cpp's `json_object` with the schema, and `OPENAI_DEFAULTS` fill what is not given."""
     try:
         request = json.loads(body)
     except ValueError:
         return body
-    fmt = request.get("response_format") if isinstance(request, dict) else None
+    if not isinstance(request, dict):
+        return body
+    fmt = request.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema")
         request["response_format"] = {"type": "json_object", "schema": schema}
-        return json.dumps(request).encode()
-    return body
+    return json.dumps({**OPENAI_DEFAULTS, **request}).encode()
 
 
 def main() -> None:
@@ -183,6 +206,15 @@ def main() -> None:
     handler = chat_formatter_to_chat_completion_handler(cast(Any, _format))
 
     def _handle(**kwargs: Any) -> Any:
+        # llama.cpp's OpenMP threads belong to the thread that calls it; the server would call
+        # from whichever pool thread took the request, and idle teams spinning beside the busy
+        # one cost ~30% per answer on 2 cores. So every model call runs on one thread.
+        result = MODEL_THREAD.submit(_answer, kwargs).result()
+        if isinstance(result, Iterator):  # stream=True: each chunk is generated there too
+            return _on_model_thread(result)
+        return result
+
+    def _answer(kwargs: dict[str, Any]) -> Any:
         # Reuse the cached prompt prefix only up to a canonical cut, so an answer never depends
         # on what was asked before (aikit/local/_prefix.py).
         # Structured output checks the grammar last (aikit/local/_grammar.py).
