@@ -13,8 +13,11 @@ It prints the median seconds per answer of each and the ratio bare / aikit (1.0 
 adds nothing; the target is >= 0.9). Then determinism: every question asked again in a
 shuffled order. aikit must give the same answers (its prompt-prefix reuse is history-free,
 `aikit/local/_prefix.py`); bare llama-cpp-python's own prefix reuse is not, and the script
-counts how often its answers change. The exit code is 1 when the target is missed or an aikit
-answer changes.
+counts how often its answers change. Last, structured output (a JSON schema, 4 questions,
+interleaved): bare llama-cpp-python with the schema's grammar against `aikit.chat(...,
+response_format=Model)`, whose server asks the grammar about the likeliest tokens first
+(`aikit/local/_grammar.py`); informational, no target. The exit code is 1 when the target is
+missed or an aikit answer changes.
 
     .venv/bin/python benchmarks/local_model.py [--rounds 3]
 """
@@ -22,6 +25,7 @@ answer changes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.9
@@ -59,6 +64,40 @@ def _rss_mib(pid: int) -> float:
         (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0
     )
     return kib / 1024
+
+
+COUNTRIES = ["France", "Japan", "Italy", "Spain"]
+
+
+def _structured(
+    llama_cpp: Any, bare: Any, local: Any, stop: list[str], rounds: int
+) -> tuple[float, float]:
+    """Median seconds of a JSON answer: bare with the schema's grammar, and through aikit."""
+    from pydantic import BaseModel
+
+    import aikit
+
+    class Capital(BaseModel):
+        country: str
+        capital: str
+
+    grammar = llama_cpp.LlamaGrammar.from_json_schema(
+        json.dumps(Capital.model_json_schema()), verbose=False
+    )
+    times: dict[str, list[float]] = {"bare": [], "aikit": []}
+    for _ in range(rounds):
+        for country in COUNTRIES:
+            question = f"Give the country {country} and its capital as JSON."
+            prompt = local.render_transcript([{"role": "user", "content": question}])
+            started = time.perf_counter()
+            bare.create_completion(
+                prompt, max_tokens=MAX_TOKENS, temperature=0.0, grammar=grammar, stop=list(stop)
+            )
+            times["bare"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            aikit.chat(question, response_format=Capital, temperature=0, max_tokens=MAX_TOKENS)
+            times["aikit"].append(time.perf_counter() - started)
+    return statistics.median(times["bare"]), statistics.median(times["aikit"])
 
 
 def main() -> int:
@@ -124,6 +163,7 @@ def main() -> int:
                     started = time.perf_counter()
                     answers[name][question] = ask(question)
                     times[name].append(time.perf_counter() - started)
+        structured = _structured(llama_cpp, bare, local, STOP, args.rounds)
         shuffled = QUESTIONS[:]
         random.Random(7).shuffle(shuffled)
         again = {q: ask_aikit(q) for q in shuffled}
@@ -144,8 +184,13 @@ def main() -> int:
     print(f"aikit.chat -> server      median {median['aikit']:.3f} s per answer")
     print(f"ratio bare/aikit          {ratio:.2f}x   (target >= {TARGET}x)")
     print(f"aikit answers unchanged   {repeat}/{total} when asked again in another order")
-    print(f"bare answers unchanged    {bare_repeat}/{total} (its prefix reuse is not history-free)")
+    print(f"bare answers unchanged    {bare_repeat}/{total} (its own prefix reuse can change them)")
     print(f"server process RSS        {rss_mib:.0f} MiB after the run")
+    bare_json, aikit_json = structured
+    print(
+        f"structured (JSON schema)  bare median {bare_json:.3f} s, aikit median"
+        f" {aikit_json:.3f} s, ratio bare/aikit {bare_json / aikit_json:.2f}x"
+    )
     for question in QUESTIONS[:3]:
         print(f"  {question!r} -> {answers['aikit'][question]!r}")
     return 0 if ratio >= TARGET and repeat == total else 1
