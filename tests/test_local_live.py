@@ -109,7 +109,7 @@ def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
                 break
             kept += 1
         llama.n_tokens = kept
-        prefix._prompt_next = True
+        prefix.expect_prompt(len(tokens))
         llama.eval(tokens[kept:])
         logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)
         return np.ctypeslib.as_array(logits, shape=(llama.n_vocab(),)).copy()
@@ -124,6 +124,27 @@ def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
     prompt_tokens = len(reusing.tokenize(prompt.encode(), special=True))
     assert fresh_prefix.reused == 0
     assert reuse_prefix.reused >= (len(QUESTIONS) - 1) * prompt_tokens * 0.7
+
+
+def test_an_exact_cache_hit_does_not_change_the_answer() -> None:
+    """The same prompt asked for one token, then for more (the whole prompt is in the cache):
+    the answer is the one a fresh model gives."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from aikit.local._prefix import StablePrefix
+
+    def model() -> tuple[Any, StablePrefix]:
+        llama = llama_cpp.Llama(
+            model_path=str(local.model_path()), n_ctx=1024, logits_all=False, verbose=False
+        )
+        return llama, StablePrefix(llama)
+
+    (cached, prefix), (fresh, _) = model(), model()
+    prompt = local.render_transcript([{"role": "user", "content": "Name three colours."}])
+    ask = {"temperature": 0.0, "stop": ["\n\n", "\nUser:"]}
+    cached.create_completion(prompt, max_tokens=1, **ask)
+    again = cached.create_completion(prompt, max_tokens=24, **ask)["choices"][0]["text"]
+    assert prefix.reused > 0  # the second answer came from the cached prompt
+    assert again == fresh.create_completion(prompt, max_tokens=24, **ask)["choices"][0]["text"]
 
 
 def test_grammar_asked_last_gives_the_full_checks_answer() -> None:

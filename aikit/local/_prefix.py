@@ -38,7 +38,7 @@ class StablePrefix:
         )
         self.canonical = 0  # KV positions [0, canonical) were evaluated in canonical chunks
         self.reused = 0  # prompt tokens taken from the cache (for tests and the benchmark)
-        self._prompt_next = False
+        self._prompt_next, self._prompt_end = False, 0
         self._eval: Callable[[Sequence[int]], None] = llama.eval
         self._generate: Callable[..., Iterator[int]] = llama.generate
         llama.eval = self.eval
@@ -57,16 +57,23 @@ class StablePrefix:
 
     def generate(self, *args: Any, **kwargs: Any) -> Iterator[int]:
         """`Llama.generate`, with its first `eval` (the prompt) made canonical."""
-        self._prompt_next = True
+        self.expect_prompt(len(args[0] if args else kwargs["tokens"]))
         return (yield from self._generate(*args, **kwargs))
+
+    def expect_prompt(self, length: int) -> None:
+        """The next `eval` that ends at `length` tokens evaluates a prompt."""
+        self._prompt_next, self._prompt_end = True, length
 
     def eval(self, tokens: Sequence[int]) -> None:
         """`Llama.eval`: a prompt from the last canonical cut it shares with the cache."""
-        if not self._prompt_next:  # a generated token: evaluated alone, never reused
+        llama = self.llama
+        # The prompt's eval ends where the prompt does; a generated token comes after it (also
+        # when an exact cache hit let generate sample before evaluating anything).
+        is_prompt = self._prompt_next and int(llama.n_tokens) + len(tokens) == self._prompt_end
+        self._prompt_next = False
+        if not is_prompt:  # a generated token: evaluated alone, never reused
             self._eval(tokens)
             return
-        self._prompt_next = False
-        llama = self.llama
         kept = int(llama.n_tokens)  # what llama-cpp-python's own prefix match kept
         prompt = [int(t) for t in llama.input_ids[:kept]] + [int(t) for t in tokens]
         cuts = self.cuts(prompt)
