@@ -359,7 +359,9 @@ def test_a_429_burst_halves_concurrency_then_it_grows_back(serve: Serve) -> None
     assert max(in_flight[300:350]) <= 16  # after it, once the rows caught in it are done
     limits = [limit for _, limit in frame.attrs["concurrency"]]
     low = limits.index(min(limits))
-    assert min(limits) == 1  # a burst (every answer a 429) is cut, about once per round trip
+    # a burst (every answer a 429) is cut about once per round trip: 32 -> 1 or 2, as the
+    # burst's 120 answers arrive in 4 or 5 round trips (timing; CI saw both)
+    assert min(limits) <= 2
     assert limits[: low + 1] == [32 >> i for i in range(low + 1)]
     assert limits[low:] == list(range(limits[low], limits[low] + len(limits) - low))  # +1 steps
     assert limits[-1] >= 16
