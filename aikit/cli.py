@@ -18,6 +18,7 @@ from aikit.errors import AikitError, ParameterError
 def _doctor(_: argparse.Namespace) -> int:
     import openai
 
+    from aikit._clients import sync_client
     from aikit._sync import run_sync
     from aikit.provider import resolve_endpoint
     from aikit.settings import get_settings
@@ -40,7 +41,7 @@ def _doctor(_: argparse.Namespace) -> int:
         print(f"api_key    {state}")
     if problem is None:
         started = time.perf_counter()
-        client = openai.OpenAI(
+        client = sync_client(
             base_url=base_url, api_key=endpoint.api_key or "unset", max_retries=0, timeout=10
         )
         try:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from aikit import local
+from aikit import _clients, local
+from aikit._limit import Limiter, limiter_for
 from aikit.cache import endpoint_identity
 from aikit.errors import ConfigError
 from aikit.tokens import counter_for
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 Kind = Literal["local", "openai", "client"]
 AUTO_CONCURRENCY = (8, 64)  # batch's adaptive concurrency: start, ceiling
+REMOTE_LIMIT = 64  # requests in flight to a remote endpoint from one process (`aikit._limit`)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Endpoint:
             of the embedded server).
         base_url: the URL, or None for the embedded model until `url()` has started it.
         concurrency: `aikit.batch`'s automatic (start, ceiling) of calls in flight.
+        limit: the most requests in flight to this server from the process, whoever sends
+            them (`limiter()`; the embedded server: `local.CONCURRENCY`).
+        serial: the server answers one request at a time, so a request sent while others
+            are in flight waits in its line: the SDK timeout then allows for the `limit - 1`
+            requests that can be ahead of it, and so measures service time, not queueing.
         answer_defaults: generation defaults for answers of a fixed shape (`rag.answer`):
             a base model needs a stop sequence and a short cap; a chat model does not.
         counter: the most exact offline prompt-token counter for a model name.
@@ -63,6 +70,18 @@ class Endpoint:
     label: str = "OpenAI-compatible endpoint"
     state: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     api_key_env: str | None = None
+    limit: int = REMOTE_LIMIT
+    serial: bool = False
+    purpose: str = ""  # what the endpoint is for in messages, e.g. "embeddings"
+
+    def limiter(self) -> Limiter:
+        """This process's one limiter for this server (keyed by its identity)."""
+        return limiter_for(self.identity, self.limit)
+
+    @property
+    def timeout(self) -> float:
+        """The SDK timeout of one request (`AIKIT_TIMEOUT`, per request ahead in line)."""
+        return self.settings.timeout * (self.limit if self.serial else 1)
 
     async def url(self) -> str:
         """The base URL to send requests to (starts the embedded model when needed)."""
@@ -89,8 +108,6 @@ class Endpoint:
         self, *, max_retries: int | None = None, http_client: Any = None
     ) -> openai.AsyncOpenAI:
         """A new SDK client for this endpoint (the caller's own, re-optioned, for `client`)."""
-        import openai
-
         retries = self.settings.max_retries if max_retries is None else max_retries
         if self.client is not None:
             if http_client is None and max_retries is None:
@@ -99,18 +116,36 @@ class Endpoint:
             if http_client is not None:
                 options["http_client"] = http_client
             return self.client.with_options(**options)
-        if not self.api_key:
-            raise ConfigError(
-                f"no API key for {self.base_url}; set OPENAI_API_KEY (any non-empty value for a"
-                " server that needs none) or use AIKIT_PROVIDER=local"
-            )
-        return openai.AsyncOpenAI(
+        return _clients.async_client(
             base_url=await self.url(),
-            api_key=self.api_key,
-            timeout=self.settings.timeout,
+            api_key=self._key(),
+            timeout=self.timeout,
             max_retries=retries,
             http_client=http_client,
         )
+
+    def open_sync(self) -> openai.OpenAI:
+        """A new sync SDK client for a remote endpoint (`rag`'s OpenAI embeddings)."""
+        if self.base_url is None:
+            raise ConfigError(
+                f"no URL for {self.purpose or 'the model endpoint'}; set OPENAI_BASE_URL"
+            )
+        return _clients.sync_client(
+            base_url=self.base_url,
+            api_key=self._key(),
+            timeout=self.timeout,
+            max_retries=self.settings.max_retries,
+        )
+
+    def _key(self) -> str:
+        if not self.api_key:
+            what = f"{self.purpose} at " if self.purpose else ""
+            hint = "" if self.purpose else " or use AIKIT_PROVIDER=local"
+            raise ConfigError(
+                f"no API key for {what}{self.base_url}; set OPENAI_API_KEY (any"
+                f" non-empty value for a server that needs none){hint}"
+            )
+        return self.api_key
 
 
 def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = None) -> Endpoint:
@@ -133,6 +168,8 @@ def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = Non
             settings=settings,
             counter=local.token_counter,
             concurrency=(local.CONCURRENCY, local.CONCURRENCY),
+            limit=local.CONCURRENCY,
+            serial=True,
             answer_defaults=MappingProxyType(dict(local.ANSWER_DEFAULTS)),
             api_key=local.API_KEY,
             label="the embedded model, llama.cpp on 127.0.0.1",
@@ -146,4 +183,26 @@ def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = Non
         counter=counter_for,
         api_key=settings.api_key,
         api_key_env="OPENAI_API_KEY",
+    )
+
+
+def embeddings_endpoint(
+    settings: Settings, *, base_url: str | None = None, api_key: str | None = None
+) -> Endpoint:
+    """Where OpenAI-compatible embeddings go: `base_url` and `api_key` when given, else the
+    `openai` provider's (`OPENAI_BASE_URL`, OpenAI itself when unset; `OPENAI_API_KEY`): the
+    embedded model serves no embeddings."""
+    from aikit.settings import OPENAI_URL, Settings
+
+    remote = settings if settings.base_url else Settings.resolve(provider="openai")
+    url = (base_url or remote.base_url or OPENAI_URL).rstrip("/")
+    return Endpoint(
+        kind="openai",
+        identity=endpoint_identity(url),
+        base_url=url,
+        settings=settings,
+        counter=counter_for,
+        api_key=api_key or remote.api_key,
+        api_key_env="OPENAI_API_KEY",
+        purpose="embeddings",
     )

@@ -32,6 +32,7 @@ from typing import Any
 import openai
 from filelock import FileLock, Timeout
 
+from aikit._clients import sync_client
 from aikit.errors import LocalModelError
 from aikit.settings import DEFAULT_MODELS, Settings, get_settings
 
@@ -116,7 +117,7 @@ def answers(base_url: str, timeout: float = 3.0, token: str | None = None) -> bo
     sends it back in the `x-aikit-server-token` header: it is the server we started)."""
     if not base_url:
         return False
-    client = openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
+    client = sync_client(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
     try:
         raw = client.models.with_raw_response.list()
     except openai.OpenAIError:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from aikit._sqlite import SQLiteFile
 from aikit._sqlite import transaction as _transaction
-from aikit.errors import ConfigError, EndpointError, RagError
-from aikit.settings import OPENAI_URL, Settings, get_settings
+from aikit.errors import EndpointError, RagError
+from aikit.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -298,33 +298,20 @@ class OpenAIEmbedder(Embedder):
     ) -> None:
         super().__init__(cache=cache, settings=settings)
         self.model = model
-        # Settings for the embedded model carry no URL: embeddings go to the `openai` endpoint.
-        remote = self.settings if self.settings.base_url else _openai_settings()
-        self.base_url = (base_url or remote.base_url or OPENAI_URL).rstrip("/")
-        self.api_key = api_key or remote.api_key
+        from aikit.provider import embeddings_endpoint
+
+        self.endpoint = embeddings_endpoint(self.settings, base_url=base_url, api_key=api_key)
+        self.base_url = self.endpoint.base_url or ""
+        self.api_key = self.endpoint.api_key
         self.dimensions = dimensions
         self.batch_size = batch_size
         self._client = client
-        from aikit.cache import endpoint_identity
-
         suffix = f"@{dimensions}" if dimensions else ""
-        self.name = f"openai:{endpoint_identity(self.base_url)}:{model}{suffix}"
+        self.name = f"openai:{self.endpoint.identity}:{model}{suffix}"
 
     def _client_or_new(self) -> Any:
         if self._client is None:
-            import openai
-
-            if not self.api_key:
-                raise ConfigError(
-                    f"no API key for embeddings at {self.base_url}; set OPENAI_API_KEY (any"
-                    " non-empty value for a server that needs none)"
-                )
-            self._client = openai.OpenAI(
-                base_url=self.base_url,
-                api_key=self.api_key,
-                timeout=self.settings.timeout,
-                max_retries=self.settings.max_retries,
-            )
+            self._client = self.endpoint.open_sync()  # the provider seam's one client factory
         return self._client
 
     def _compute(self, texts: list[str]) -> Vectors:
@@ -351,10 +338,6 @@ class OpenAIEmbedder(Embedder):
             ordered = sorted(response.data, key=lambda item: item.index)
             rows += [list(item.embedding) for item in ordered]
         return np.asarray(rows, dtype=np.float32)
-
-
-def _openai_settings() -> Settings:
-    return Settings.resolve(provider="openai")
 
 
 def get_embedder(spec: str | Embedder = "local", *, cache: bool | str | Path = True) -> Embedder:
