@@ -2,10 +2,12 @@
 
 `aikit.chat(..., stream=callback)` (and `achat`) calls `callback(text)` with each piece and
 still returns the whole `Reply` (usage, cost, `parsed`), so streaming changes what you see
-while the answer arrives, not what you get. The callback travels in a context variable, so a
-function that calls `aikit.chat` deep inside (a RAG pipeline) streams too when its caller set
-one: `aikit api` does that for `POST /{name}/stream`, and any notebook function streams its
-model's text without being rewritten.
+while the answer arrives, not what you get. The callback is passed explicitly down to the
+call (`llm.CallPolicy.on_text`). One ambient default exists, for a served request only:
+`aikit api` runs a function for `POST /{name}/stream` inside `streaming_to(sink)`, and a model
+call made deep inside it (a RAG pipeline) without `stream=` sends its text to the request's
+sink, so any notebook function streams without being rewritten (the one ContextVar here; see
+`aikit._ambient`).
 
 The request goes through the openai SDK with `stream=True`; the pieces are assembled into one
 `ChatCompletion` so the response store keeps the complete answer as for any other call. An
@@ -28,18 +30,19 @@ from openai.types.chat import ChatCompletion
 from aikit.tokens import TokenCounter
 
 OnText = Callable[[str], object]
+# Ambient: the sink of the request being served (set by `aikit api` only).
 _sink: ContextVar[OnText | None] = ContextVar("aikit_stream", default=None)
 
 
-def current() -> OnText | None:
-    """The callback that receives answer text in this context, if any."""
+def request_sink() -> OnText | None:
+    """The sink of the served request this code runs in, if it is streamed (`aikit api`)."""
     return _sink.get()
 
 
 @contextmanager
 def streaming_to(on_text: OnText | None) -> Iterator[None]:
-    """Send the text of every model call made inside the block to `on_text` (None: leave the
-    caller's callback in place)."""
+    """Serve a request with a streamed answer: model calls made inside the block without
+    their own `stream=` send their text to `on_text` (None: leave the sink in place)."""
     if on_text is None:
         yield
         return
@@ -50,9 +53,8 @@ def streaming_to(on_text: OnText | None) -> Iterator[None]:
         _sink.reset(token)
 
 
-def whole(completion: ChatCompletion) -> ChatCompletion:
+def whole(completion: ChatCompletion, on_text: OnText | None) -> ChatCompletion:
     """Stream an answer that was not produced now (response store, cassette) as one piece."""
-    on_text = current()
     if on_text is not None and completion.choices:
         text = completion.choices[0].message.content
         if text:

@@ -8,7 +8,6 @@ in a script and in a notebook cell whose loop is already running.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import difflib
 import json
 import time
@@ -24,10 +23,11 @@ from pydantic import ValidationError
 
 from aikit import _stream
 from aikit import cache as _cache
+from aikit._limit import slot
 from aikit._scrub import redact_url, redact_urls
 from aikit._structured import schema_format, validation_message
 from aikit._sync import sync_of
-from aikit.costs import Usage, cost_of, log_call
+from aikit.costs import Usage, cost_of, log_call, sum_costs
 from aikit.errors import ConfigError, EndpointError, StoreError, StructuredOutputError
 from aikit.prompts import Messages, to_messages
 from aikit.provider import Endpoint, resolve_endpoint
@@ -46,6 +46,43 @@ REASK = (
     "Answer again with only a JSON object that matches the schema."
 )
 GetClient = Callable[[], Awaitable[openai.AsyncOpenAI]]
+Send = Callable[[], Awaitable[ChatCompletion]]
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One question to a model: the arguments of `achat` (and `aikit.batch`'s per row), defined
+    once; `achat` builds one from its keyword arguments and `ask` answers it."""
+
+    prompt: str | Sequence[Mapping[str, Any]]
+    model: str | None = None
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    response_format: Any = None
+    repeat: int = 0
+    raise_on_invalid: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How `ask` sends, given explicitly by the caller (no hidden channel between modules).
+
+    Attributes:
+        send: wraps each HTTP attempt; `aikit.batch` passes its retry loop here (its rows'
+            clients have the SDK's retries off; see `aikit._batch._retry` for why).
+        on_store_error: takes a response-store write failure instead of raising it, so an
+            answer already paid for is still returned (`aikit.batch` keeps it, then stops).
+        on_text: gets each piece of the answer's text as it arrives (`stream=`).
+    """
+
+    send: Callable[[Send], Awaitable[ChatCompletion]] | None = None
+    on_store_error: Callable[[StoreError], None] | None = None
+    on_text: _stream.OnText | None = None
+
+
+DEFAULT_POLICY = CallPolicy()
 
 
 @dataclass
@@ -113,6 +150,7 @@ async def _complete(
     messages: Messages,
     params: dict[str, Any],
     repeat: int,
+    policy: CallPolicy,
 ) -> tuple[ChatCompletion, bool]:
     """One completion through the response store; returns (completion, came_from_store)."""
     canonical = _cache.canonical_request(
@@ -124,17 +162,24 @@ async def _complete(
     # the SDK's stream=True, assembled into the same ChatCompletion (and stored as usual).
     if store is not None and settings.cache == "replay":
         stored = store.lookup(canonical, settings.cassettes)
-        return _stream.whole(ChatCompletion.model_validate(stored)), True
+        return _stream.whole(ChatCompletion.model_validate(stored), policy.on_text), True
     if store is not None and settings.cache == "on":
         hit = store.find(canonical)  # also under the version-1 key (see aikit.cache)
         if hit is not None:
-            return _stream.whole(ChatCompletion.model_validate(hit)), True
+            return _stream.whole(ChatCompletion.model_validate(hit), policy.on_text), True
     client = await get_client()
     url = redact_url(str(client.base_url)).rstrip("/")  # never a credential or query string
-    on_text = _stream.current()
+    on_text = policy.on_text
     sent = {k: v for k, v in params.items() if v is not None}
+    limiter = endpoint.limiter()
 
     async def send() -> ChatCompletion:
+        # One HTTP attempt holds a slot of the server's limiter (aikit/_limit.py): the SDK's
+        # timeout starts once a slot is free, so waiting in line here never times out.
+        async with slot(limiter):
+            return await _send()
+
+    async def _send() -> ChatCompletion:
         if on_text is not None:
             return await _stream.create(
                 client,
@@ -149,9 +194,8 @@ async def _complete(
         )
         return completion
 
-    wrapper = call_wrapper.get()  # aikit.batch's retry loop, if any
     try:
-        completion = await (send() if wrapper is None else wrapper(send))
+        completion = await (send() if policy.send is None else policy.send(send))
     except json.JSONDecodeError as exc:
         raise EndpointError(
             f"the model endpoint {url} sent a malformed response body ({exc});"
@@ -182,24 +226,10 @@ async def _complete(
         except StoreError as exc:
             # A paid answer is never thrown away. Under aikit.batch the failure is handed over
             # (the batch keeps the answer and stops); else it raises.
-            failures = store_failures.get()
-            if failures is None:
+            if policy.on_store_error is None:
                 raise
-            failures.append(exc)
+            policy.on_store_error(exc)
     return completion, False
-
-
-# Set by aikit.batch for each row: wraps each HTTP call (the batch's retry loop, which sees the
-# SDK's typed errors and the malformed bodies the SDK does not retry).
-Send = Callable[[], Awaitable[ChatCompletion]]
-call_wrapper: contextvars.ContextVar[Callable[[Send], Awaitable[ChatCompletion]] | None] = (
-    contextvars.ContextVar("aikit_call_wrapper", default=None)
-)
-# Set by aikit.batch for each row: store write failures are collected here instead of raised,
-# so the answer already paid for is still returned (the batch then stops with the error).
-store_failures: contextvars.ContextVar[list[StoreError] | None] = contextvars.ContextVar(
-    "aikit_store_failures", default=None
-)
 
 
 def _timeout_of(client: openai.AsyncOpenAI, params: Mapping[str, Any]) -> str:
@@ -262,57 +292,55 @@ async def achat(
     async def get_client() -> openai.AsyncOpenAI:
         return await client_for(endpoint)
 
-    with _stream.streaming_to(stream):  # stream=callback: each piece of text as it arrives
-        return await ask(
-            prompt_or_messages,
-            endpoint=endpoint,
-            get_client=get_client,
-            model=model,
-            system=system,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            response_format=response_format,
-            repeat=repeat,
-            raise_on_invalid=raise_on_invalid,
-            params=params,
-        )
+    question = Ask(
+        prompt_or_messages,
+        model=model,
+        system=system,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        response_format=response_format,
+        repeat=repeat,
+        raise_on_invalid=raise_on_invalid,
+        params=params,
+    )
+    # stream= or, for a function served by `aikit api` on /stream, the request's sink
+    policy = CallPolicy(on_text=stream or _stream.request_sink())
+    return await ask(question, endpoint=endpoint, get_client=get_client, policy=policy)
 
 
 async def ask(
-    prompt_or_messages: str | Sequence[Mapping[str, Any]],
+    question: Ask,
     *,
     endpoint: Endpoint,
     get_client: GetClient,
-    model: str | None = None,
-    system: str | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    response_format: Any = None,
-    repeat: int = 0,
-    raise_on_invalid: bool = False,
-    params: Mapping[str, Any] | None = None,
+    policy: CallPolicy = DEFAULT_POLICY,
 ) -> Reply:
-    """`achat` on a resolved endpoint with a given client getter (aikit's in-package seam).
+    """Answer `question` on a resolved endpoint with a given client getter (aikit's in-package
+    seam under `achat`).
 
-    `aikit.batch` calls it with its own client (httpx hooks that pace the batch); the cache
-    key uses `endpoint.identity`, so the embedded server's port never changes a key.
+    `aikit.batch` calls it with its own client and a `CallPolicy` holding its retry loop; the
+    cache key uses `endpoint.identity`, so the embedded server's port never changes a key.
     """
-    params = dict(params or {})
+    params = dict(question.params)
     check_params(params)
     settings = endpoint.settings
-    messages = to_messages(prompt_or_messages, system)
-    model = model or settings.model
+    messages = to_messages(question.prompt, question.system)
+    model = question.model or settings.model
+    response_format, raise_on_invalid = question.response_format, question.raise_on_invalid
+    repeat = question.repeat
     wire_format, validate = schema_format(response_format)
     request = {
-        "temperature": temperature,
-        "max_tokens": max_tokens,
+        "temperature": question.temperature,
+        "max_tokens": question.max_tokens,
         "response_format": wire_format,
         **params,
     }
     started = time.perf_counter()
 
     async def one(messages: Messages) -> tuple[ChatCompletion, bool]:
-        return await _complete(settings, get_client, endpoint, model, messages, request, repeat)
+        return await _complete(
+            settings, get_client, endpoint, model, messages, request, repeat, policy
+        )
 
     completions = [await one(messages)]
     text = _text_of(completions[-1][0])
@@ -372,16 +400,15 @@ def _account(
     model: str, completions: list[tuple[ChatCompletion, bool]]
 ) -> tuple[Usage, float | None]:
     """Tokens over all calls; cost of those not answered from the store (None if unpriced)."""
-    usage, cost = Usage(), 0.0
-    total: float | None = cost
+    usage = Usage()
+    costs: list[float | None] = []
     for completion, was_cached in completions:
         tokens = completion.usage
         call = Usage(tokens.prompt_tokens, tokens.completion_tokens) if tokens else Usage()
         usage = usage + call
         if not was_cached:
-            call_cost = cost_of(model, call)
-            total = None if call_cost is None or total is None else total + call_cost
-    return usage, total
+            costs.append(cost_of(model, call))
+    return usage, sum_costs(costs)
 
 
 @sync_of(achat)

@@ -2,22 +2,25 @@
 progress bar) and the result frame. The public functions and their docs are in `aikit._batch`.
 
 Retries: the batch's client has the SDK's own `max_retries=0`; the loop is
-`BatchJob._retrying`, wrapped around each HTTP call through `llm.call_wrapper`, with the policy
-of `aikit._batch._retry` (whose docstring says why the loop is here and not in the SDK).
+`BatchJob._retrying`, handed to `llm.ask` for each row as `CallPolicy.send`, with the policy of
+`aikit._batch._retry`. This second retry loop is deliberate (DESIGN.md, key decision 1): a row
+needs one attempt budget over every kind of failure, a batch a deadline, malformed 200 bodies
+(which the SDK does not retry) are retried, and a row gives its concurrency slot back while it
+waits; the SDK's loop can do none of these. Nowhere else in aikit are the SDK's retries off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
+import functools
 import importlib
 import json
 import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +31,7 @@ from aikit import llm
 from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
 from aikit._batch._retry import retry_wait
 from aikit._scrub import redact_urls
-from aikit.costs import Usage, cost_of
+from aikit.costs import Usage, cost_of, sum_costs
 from aikit.errors import (
     AikitError,
     CacheMissError,
@@ -186,12 +189,11 @@ def reservations(
 # -- the run ---------------------------------------------------------------------------------
 @dataclass
 class _Attempts:
+    """One row's HTTP attempts, kept by `BatchJob._retrying` (passed to it, per row)."""
+
     count: int = 0
     sent_at: float = 0.0
     holding: bool = True  # holds a concurrency slot (given back while waiting to retry)
-
-
-_row: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar("aikit_row", default=None)
 
 
 def _fatal(exc: Exception) -> bool:
@@ -207,6 +209,13 @@ def _fatal(exc: Exception) -> bool:
         )
     return isinstance(exc, AikitError) and not isinstance(
         exc, CacheMissError | StructuredOutputError
+    )
+
+
+def _answered(exc: Exception) -> bool:
+    """Whether an attempt that failed got an HTTP answer (a status, or a body that was bad)."""
+    return isinstance(
+        exc, openai.APIStatusError | openai.APIResponseValidationError | json.JSONDecodeError
     )
 
 
@@ -256,62 +265,47 @@ class BatchJob:
         self._sdk_lock = asyncio.Lock()
         self._bar = _progress_bar(len(self.results), model) if progress else None
 
-    # -- the client and its hooks ----------------------------------------------------------
-    async def _on_request(self, request: Any) -> None:
-        row = _row.get()
-        if row is not None:
-            row.count += 1
-            row.sent_at = time.monotonic()
-
-    async def _on_response(self, response: Any) -> None:
-        row = _row.get()
-        sent_at = row.sent_at if row else time.monotonic()
-        self.concurrency.observe(sent_at, response.status_code == 429)
-
+    # -- the client ------------------------------------------------------------------------
     async def client(self) -> openai.AsyncOpenAI:
         if self._sdk is not None:
             return self._sdk
         async with self._sdk_lock:
             if self._sdk is None:
-                self._sdk = await self._open_client()
+                # max_retries=0: the retry loop is `_retrying` (see the module docstring)
+                self._sdk = await self.endpoint.open(max_retries=0)
             return self._sdk
 
-    async def _open_client(self) -> openai.AsyncOpenAI:
-        hooks: dict[str, list[Callable[..., Any]]] = {
-            "request": [self._on_request],
-            "response": [self._on_response],
-        }
-        http = openai.DefaultAsyncHttpxClient(event_hooks=hooks)
-        # max_retries=0: the retry loop is `_retrying` (see the module docstring)
-        return await self.endpoint.open(max_retries=0, http_client=http)
-
     # -- retries ---------------------------------------------------------------------------
-    async def _retrying(self, send: llm.Send) -> Any:
-        """Run one HTTP call of a row, retrying transient failures (module docstring)."""
-        row = _row.get()
+    async def _retrying(self, row: _Attempts, send: llm.Send) -> Any:
+        """Run one HTTP call of a row, retrying transient failures (module docstring). Each
+        `send()` is one HTTP attempt (the SDK's retries are off), counted in `row`."""
         while True:
+            row.count += 1
+            row.sent_at = time.monotonic()
             try:
-                return await send()
+                completion = await send()
             except Exception as exc:
+                if _answered(exc):  # the server answered: pacing sees its status
+                    status = getattr(exc, "status_code", 200)
+                    self.concurrency.observe(row.sent_at, status == 429)
                 wait = self._wait_before_retry(exc, row)
                 if wait is None:
                     raise
+            else:
+                self.concurrency.observe(row.sent_at, False)
+                return completion
             self.retries += 1
             self._refresh(0)
-            if row is None:
-                await asyncio.sleep(wait)
-                continue
             row.holding = False  # let answering rows use the slot meanwhile
             self.concurrency.release()
             await asyncio.sleep(wait)
             await self.concurrency.acquire()
             row.holding = True
 
-    def _wait_before_retry(self, exc: Exception, row: _Attempts | None) -> float | None:
+    def _wait_before_retry(self, exc: Exception, row: _Attempts) -> float | None:
         if self.fatal is not None:
             return None
-        attempts = row.count if row is not None else 1
-        return retry_wait(exc, attempts, self.max_attempts, self.deadline)
+        return retry_wait(exc, row.count, self.max_attempts, self.deadline)
 
     # -- rows ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -388,15 +382,18 @@ class BatchJob:
         endpoint: Endpoint,
     ) -> None:
         attempts = _Attempts()
-        _row.set(attempts)  # this task's own context: the hooks find the row here
-        llm.call_wrapper.set(self._retrying)
         failures: list[StoreError] = []
-        llm.store_failures.set(failures)
+        policy = llm.CallPolicy(
+            send=functools.partial(self._retrying, attempts), on_store_error=failures.append
+        )
         started = time.perf_counter()
         cost = 0.0
         try:
             reply = await llm.ask(
-                messages, endpoint=endpoint, get_client=self.client, model=self.model, **self.call
+                llm.Ask(messages, model=self.model, **self.call),
+                endpoint=endpoint,
+                get_client=self.client,
+                policy=policy,
             )
         except Exception as exc:
             if isinstance(exc, CacheMissError) and endpoint is not self.endpoint:
@@ -459,10 +456,9 @@ class BatchJob:
             if name != "parsed" or structured:
                 values = [r[name] for r in results]
                 frame[name] = pd.Series(values, index=frame.index, dtype=dtype)
-        costs = [r["cost_usd"] for r in results]
         frame.attrs.update(
             model=self.model,
-            cost_usd=None if any(c is None for c in costs) else float(sum(costs)),
+            cost_usd=sum_costs(r["cost_usd"] for r in results),
             budget_usd=self.budget.limit,
             concurrency=list(self.concurrency.trace),
             retries=self.retries,
