@@ -2,6 +2,16 @@
 
 Prices come from a versioned table (`aikit/data/prices.json`, USD per million tokens); the
 embedded model costs 0 and a model missing from the table has cost `None`, never a made-up 0.
+
+One meaning of **calls** everywhere (a run's `usage`, the request log, `Reply.calls`,
+`aikit.usage()`'s `calls` column): the chat completions asked of the model, so a structured
+answer that needed its one re-ask is 2 calls; answers from the response store count as calls
+too (`cached_calls` says how many). HTTP retries of the same completion are not calls (the
+batch frame's `attempts` counts those). `total_usage` is the one sum of tokens, calls and cost
+(`sum_costs`: None when any cost is unknown), for a run, a request and a notebook alike.
+
+`aikit.usage()` keeps this process's last `KEEP_CALLS` calls (`AIKIT_USAGE_KEEP`, default
+10,000), so a long-lived `aikit api` worker does not keep every call it ever made.
 """
 
 from __future__ import annotations
@@ -10,7 +20,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
@@ -83,8 +94,17 @@ class Call:
 
 
 RUN_USAGE_ENV = "AIKIT_RUN_USAGE"
+KEEP_ENV = "AIKIT_USAGE_KEEP"
+
+
+def _keep() -> int:
+    value = os.environ.get(KEEP_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 10_000
+
+
+KEEP_CALLS = _keep()  # the most calls `aikit.usage()` keeps (the oldest go first)
 _lock = threading.Lock()
-_calls: list[Call] = []
+_calls: deque[Call] = deque(maxlen=KEEP_CALLS)
 # The calls of one unit of work (an `aikit api` request), whatever threads and loops they ran on.
 _collector: ContextVar[list[Call] | None] = ContextVar("aikit_calls", default=None)
 
@@ -135,7 +155,8 @@ def log_call(
 
 
 def usage() -> pd.DataFrame:
-    """This process's calls, one row each: tokens, `cost_usd`, `latency_s`, `cached`."""
+    """This process's calls (its last `KEEP_CALLS`), one row each: tokens, `cost_usd`,
+    `latency_s`, `cached`, `calls` (completions: 2 with a structured-output re-ask)."""
     import pandas as pd
 
     with _lock:
@@ -146,17 +167,29 @@ def usage() -> pd.DataFrame:
     return frame
 
 
-def total_usage(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals over calls as `usage.jsonl` holds them: calls, tokens, and cost (None if any
-    call was unpriced)."""
-    costs = [c.get("cost_usd") for c in calls]
+def sum_costs(costs: Iterable[float | None]) -> float | None:
+    """The total of some costs in USD; None when any of them is unknown (an unpriced model)."""
+    total = 0.0
+    for cost in costs:
+        if cost is None:
+            return None
+        total += cost
+    return float(total)
+
+
+def total_usage(calls: Iterable[Call | Mapping[str, Any]]) -> dict[str, Any]:
+    """Totals over calls (`Call`s, or dicts as `usage.jsonl` and `aikit.usage()` hold them):
+    calls (completions, see the module docstring), cached calls, tokens, cost (None if any
+    call was unpriced) and the models."""
+    rows = [asdict(c) if isinstance(c, Call) else c for c in calls]
+    counts = [int(c.get("calls") or 1) for c in rows]
     return {
-        "calls": len(calls),
-        "cached_calls": sum(1 for c in calls if c.get("cached")),
-        "prompt_tokens": sum(int(c.get("prompt_tokens", 0)) for c in calls),
-        "completion_tokens": sum(int(c.get("completion_tokens", 0)) for c in calls),
-        "cost_usd": None if any(c is None for c in costs) else float(sum(c or 0.0 for c in costs)),
-        "models": sorted({str(c.get("model")) for c in calls}),
+        "calls": sum(counts),
+        "cached_calls": sum(n for n, c in zip(counts, rows, strict=True) if c.get("cached")),
+        "prompt_tokens": sum(int(c.get("prompt_tokens", 0)) for c in rows),
+        "completion_tokens": sum(int(c.get("completion_tokens", 0)) for c in rows),
+        "cost_usd": sum_costs(c.get("cost_usd") for c in rows),
+        "models": sorted({str(c.get("model")) for c in rows}),
     }
 
 

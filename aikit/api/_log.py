@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aikit._sqlite import SQLiteFile, transaction
-from aikit.costs import Call
+from aikit.costs import Call, total_usage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,15 +75,15 @@ class Row:
 
 
 def usage_of(calls: Sequence[Call]) -> dict[str, Any]:
-    """Model, calls, tokens, cost (None if any call was unpriced) and cached of a request."""
-    models = sorted({c.model for c in calls})
-    costs = [c.cost_usd for c in calls]
+    """Model, calls, tokens, cost (None if any call was unpriced) and cached of a request
+    (`aikit.costs.total_usage`, the one sum; "calls" as its module docstring defines)."""
+    total = total_usage(calls)
     return {
-        "model": ", ".join(models) or None,
-        "calls": sum(c.calls for c in calls),
-        "prompt_tokens": sum(c.prompt_tokens for c in calls),
-        "completion_tokens": sum(c.completion_tokens for c in calls),
-        "cost_usd": None if any(c is None for c in costs) else float(sum(c or 0 for c in costs)),
+        "model": ", ".join(total["models"]) or None,
+        "calls": total["calls"],
+        "prompt_tokens": total["prompt_tokens"],
+        "completion_tokens": total["completion_tokens"],
+        "cost_usd": total["cost_usd"],
         "cached": all(c.cached for c in calls) if calls else None,
     }
 
