@@ -5,6 +5,9 @@ server-sent event per word) like the real API, records every
 request (body and headers), and replies from a queue (`enqueue`) or, by default, with
 "echo: <last user message>". A queued `{"status": 500}` answers with that HTTP error.
 `POST /v1/embeddings` answers with deterministic `fake_embedding` vectors.
+It counts the chat requests in flight (`in_flight`, `peak_in_flight`); `delay` makes each
+answer take that long, `serial` answers one request at a time (as llama.cpp's server does:
+the others wait in line), `hang` answers nothing until `stop()`.
 Run it as a script (`python tests/openai_server.py`) to get a server in another process; it
 prints its base URL on the first line and serves until killed.
 """
@@ -12,6 +15,7 @@ prints its base URL on the first line and serves until killed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import sys
@@ -64,6 +68,22 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         self.server.record(request, {k.lower(): v for k, v in self.headers.items()})
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.peak_in_flight = max(self.server.peak_in_flight, self.server.in_flight)
+        try:
+            if self.server.hang:
+                self.server.stopped.wait(600)
+                return
+            with self.server.line if self.server.serial else contextlib.nullcontext():
+                if self.server.delay:
+                    time.sleep(self.server.delay)
+                self._complete(request)
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _complete(self, request: dict[str, Any]) -> None:
         reply = self.server.next_reply(request)
         if isinstance(reply, dict) and "status" in reply:
             self._send(
@@ -177,6 +197,13 @@ class OpenAIServer(ThreadingHTTPServer):
         self.completions = 0
         self.stream_delay = 0.0  # seconds between streamed words
         self.stream_usage = True  # False: like llama.cpp's server, never send a stream's usage
+        self.in_flight = 0  # chat requests being answered or waiting in `serial`'s line
+        self.peak_in_flight = 0
+        self.delay = 0.0  # seconds each chat answer takes
+        self.serial = False  # one answer at a time; the other requests wait in line
+        self.hang = False  # answer no chat request until stop()
+        self.line = threading.Lock()
+        self.stopped = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -204,6 +231,7 @@ class OpenAIServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopped.set()
         self.shutdown()
         self.server_close()
 

@@ -20,7 +20,10 @@ from conftest import ROOT
 import aikit
 
 PACKAGE = ROOT / "aikit"
-MAX_LINES = 520  # "about 500": split a module before it grows past that
+MAX_LINES = 500  # split a module before it grows past that
+# Temporarily over the limit: being split in issue 20 item 6 (by the API/CLI work). Remove a
+# name from here once its module is split; do not add to it.
+TOO_LONG_FOR_NOW = frozenset({"aikit.api._app", "aikit.cli"})
 
 
 def _modules() -> dict[str, Path]:
@@ -32,13 +35,14 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _top_level_imports(path: Path, name: str) -> set[str]:
-    """aikit modules imported when `name` is imported (not inside functions or TYPE_CHECKING)."""
+def _top_level_imports(path: Path, name: str, typing: bool = False) -> set[str]:
+    """aikit modules imported when `name` is imported (not inside functions; inside
+    `if TYPE_CHECKING:` only with `typing`, where a type checker follows them)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not typing and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
         for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef | ast.ClassDef) else []:
             if isinstance(sub, ast.Import):
@@ -81,12 +85,13 @@ def test_no_module_is_too_long() -> None:
     long = {
         name: n
         for name, path in _modules().items()
-        if (n := len(path.read_text().splitlines())) > MAX_LINES
+        if (n := len(path.read_text().splitlines())) > MAX_LINES and name not in TOO_LONG_FOR_NOW
     }
     assert long == {}, f"split these modules (over {MAX_LINES} lines): {long}"
 
 
-def test_no_import_cycle() -> None:
+@pytest.mark.parametrize("typing", [False, True], ids=["runtime", "with-TYPE_CHECKING"])
+def test_no_import_cycle(typing: bool) -> None:
     modules = _modules()
 
     def ancestors(name: str) -> set[str]:
@@ -96,7 +101,7 @@ def test_no_import_cycle() -> None:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets = set()
-        for imported in _top_level_imports(path, name):
+        for imported in _top_level_imports(path, name, typing):
             # importing a.b.c runs a/__init__ and a/b/__init__ first (unless already running)
             targets |= {imported, *ancestors(imported)} - ancestors(name) - {name}
         graph[name] = {m for m in targets if m in modules}
@@ -203,3 +208,87 @@ def test_importing_prompts_does_not_import_pandas() -> None:
         check=True,
     )
     assert done.stdout.strip() == "False"
+
+
+def _calls_named(tree: ast.AST, names: set[str]) -> list[ast.Call]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in names:
+                found.append(node)
+    return found
+
+
+def test_context_vars_are_only_the_listed_ambient_ones() -> None:
+    from aikit._ambient import AMBIENT_CONTEXT
+
+    made: dict[str, str] = {}
+    for name, path in _modules().items():
+        for call in _calls_named(ast.parse(path.read_text()), {"ContextVar"}):
+            first = call.args[0] if call.args else None
+            assert isinstance(first, ast.Constant), f"{path}:{call.lineno}: name the ContextVar"
+            made[str(first.value)] = f"{name}:{call.lineno}"
+    unlisted = {var: where for var, where in made.items() if var not in AMBIENT_CONTEXT}
+    assert unlisted == {}, "control goes in parameters (llm.CallPolicy); see aikit/_ambient.py"
+    assert sorted(made) == sorted(AMBIENT_CONTEXT), "aikit/_ambient.py lists a ContextVar gone"
+
+
+def test_openai_clients_are_constructed_in_one_module() -> None:
+    sdk_classes = {"OpenAI", "AsyncOpenAI", "AzureOpenAI", "AsyncAzureOpenAI"}
+    places = sorted(
+        f"{name}:{call.lineno}"
+        for name, path in _modules().items()
+        for call in _calls_named(ast.parse(path.read_text()), sdk_classes)
+    )
+    assert places and all(p.startswith("aikit._clients:") for p in places), places
+
+
+def _imports_anywhere(path: Path, name: str) -> set[str]:
+    """Every aikit module or name `name` imports, also inside functions and TYPE_CHECKING."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("aikit")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            if base.startswith("aikit"):
+                found |= {base, *(f"{base}.{a.name}" for a in node.names)}
+    return found
+
+
+def test_no_private_name_is_imported_across_packages() -> None:
+    """`aikit.pkg._name` (a private module or name of a subpackage) is only used inside
+    `aikit.pkg`; aikit's own top-level `aikit._name` helpers are shared by every package."""
+    crossings = []
+    for name, path in _modules().items():
+        if name == "aikit":  # the lazy loader of the public names
+            continue
+        for imported in _imports_anywhere(path, name):
+            parts = imported.split(".")
+            for depth in range(2, len(parts)):
+                if parts[depth].startswith("_"):
+                    owner = ".".join(parts[:depth])
+                    if owner != "aikit" and not (name == owner or name.startswith(owner + ".")):
+                        crossings.append(f"{name} imports {imported}")
+                    break
+    assert crossings == []
+
+
+def test_ask_and_achat_take_their_arguments_from_one_definition() -> None:
+    import dataclasses
+
+    from aikit import llm
+
+    fields = {f.name: f for f in dataclasses.fields(llm.Ask)}
+    core = inspect.signature(llm.achat).parameters
+    own = {"client", "settings", "stream", "params", "prompt_or_messages"}
+    assert set(core) - own == set(fields) - {"params", "prompt"}
+    for name in set(fields) - {"params", "prompt"}:
+        assert core[name].default == fields[name].default, name
+    assert core["params"].kind is inspect.Parameter.VAR_KEYWORD

@@ -141,7 +141,10 @@ class Dataset:
         """
         import random
 
-        from aikit.api._log import parse, requests
+        from aikit.api import requests  # the request log's public reader (`aikit.requests`)
+
+        def parse(text: str | None) -> Any:  # a logged input or output: JSON text
+            return None if text is None else json.loads(text)
 
         frame = requests(endpoint) if log is None else log
         if endpoint is not None:

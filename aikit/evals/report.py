@@ -7,12 +7,23 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aikit.errors import MissingDependencyError
 
 if TYPE_CHECKING:
-    from aikit.evals.evaluate import EvalResult
+    import pandas as pd
+
+
+class EvalResult(Protocol):
+    """What a report reads of an `aikit.evals.EvalResult` (a protocol, so this module does
+    not import `evaluate`, which imports it)."""
+
+    name: str
+    metrics: list[str]
+    samples: pd.DataFrame
+    summary: pd.DataFrame
+    usage: dict[str, Any]
 
 
 def _png(fig: Any) -> str:
