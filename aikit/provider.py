@@ -159,6 +159,7 @@ def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = Non
             counter=counter_for,
             client=client,
             label="your own openai client",
+            limit=REMOTE_LIMIT,
         )
     if settings.provider == "local":
         return Endpoint(
@@ -183,6 +184,7 @@ def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = Non
         counter=counter_for,
         api_key=settings.api_key,
         api_key_env="OPENAI_API_KEY",
+        limit=REMOTE_LIMIT,
     )
 
 
