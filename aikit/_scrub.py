@@ -9,6 +9,10 @@ notebook, a run record), so a short secret such as `1` can never corrupt a numbe
 document's syntax. Structural strings of a notebook (`output_type`, `cell_type`, cell ids, the
 kernelspec, papermill's and the kernel's timing metadata) are left alone for the same reason.
 
+Secret references: a parameter whose value is `secret:ENV_NAME` names an environment variable
+instead of holding the secret (`is_secret_ref`, `secret_env`, `secret_envs`, `secret_values`);
+the runner, `aikit api` and the CLI read them through these helpers.
+
 `redact_url` hides the credentials and query string of a URL (`http://user:pass@host/v1?key=x`
 -> `http://***@host/v1?***`); `redact_urls` does it to every URL inside a message.
 """
@@ -18,11 +22,36 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 SECRET_PREFIX = "secret:"
+
+
+def is_secret_ref(value: Any) -> bool:
+    """Whether a parameter value is a `secret:ENV_NAME` reference."""
+    return isinstance(value, str) and value.startswith(SECRET_PREFIX)
+
+
+def secret_env(value: Any) -> str:
+    """The environment variable a `secret:ENV_NAME` reference names."""
+    return str(value)[len(SECRET_PREFIX) :]
+
+
+def secret_envs(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """Parameter name -> environment variable, for each parameter that is a secret reference."""
+    return {k: secret_env(v) for k, v in parameters.items() if is_secret_ref(v)}
+
+
+def secret_values(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """Environment variable -> its value now ("" if unset), for each secret reference: what a
+    `Scrubber` of these parameters replaces."""
+    import os
+
+    return {env: os.environ.get(env, "") for env in secret_envs(parameters).values()}
+
+
 # Notebook fields whose string values are structure, not content.
 STRUCTURAL_KEYS = frozenset(
     {"output_type", "cell_type", "id", "kernelspec", "language_info", "papermill", "execution"}
@@ -116,11 +145,6 @@ def scrub_text(text: str, secrets: Mapping[str, str]) -> str:
 def scrub_json(value: Any, secrets: Mapping[str, str], *, notebook: bool = False) -> Any:
     """A decoded JSON value with every form of each secret replaced inside string values."""
     return Scrubber(secrets).json(value, notebook=notebook)
-
-
-def secret_values(names: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """NAME -> value of each named environment variable that is set and non-empty."""
-    return {name: environ[name] for name in names if environ.get(name)}
 
 
 # -- URLs ------------------------------------------------------------------------------------

@@ -210,8 +210,8 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aikit import _storage as storage
-    from aikit.evals.gate import gate_failures, parse_thresholds, write_gate
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
+    from aikit.runner.gate import parse_thresholds
     from aikit.runner.progress import summary_tables
 
     target = Path(args.target)
@@ -263,30 +263,23 @@ def _run(args: argparse.Namespace) -> int:
             f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)"
         )
     params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
-    run = run_notebook(target, params, out=args.out, progress=sys.stdout)
+    run = run_notebook(target, params, out=args.out, fail_under=thresholds, progress=sys.stdout)
     scrub = _secret_scrubber(params).text  # the record is scrubbed; this is a second belt
     print(f"executed notebook: {run.output}")
     for key, value in run.records.items():
         print(scrub(f"  {key} = {value!r:.200}"))
-    if thresholds:  # the run keeps its gate, for monitoring (04_monitoring)
-        write_gate(run, thresholds)
     if not run.ok:
         print(scrub(run.error or ""), file=sys.stderr)
         return 1
-    lines = gate_failures([run.records], thresholds)
-    for line in lines:
+    for line in run.gate_failures:  # decided by run_notebook (aikit.runner.gate)
         print(f"aikit: {line}", file=sys.stderr)
-    return 1 if lines else 0
+    return 1 if run.gate_failures else 0
 
 
 def _secret_scrubber(params: dict[str, Any]) -> Any:
-    import os
+    from aikit._scrub import Scrubber, secret_values
 
-    from aikit._scrub import Scrubber
-    from aikit.runner.params import SECRET_PREFIX, is_secret_ref
-
-    names = [str(v)[len(SECRET_PREFIX) :] for v in params.values() if is_secret_ref(v)]
-    return Scrubber({name: os.environ.get(name, "") for name in names})
+    return Scrubber(secret_values(params))
 
 
 def _api(args: argparse.Namespace) -> int:

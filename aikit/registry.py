@@ -10,7 +10,7 @@ failed cell: `cell`, `ename`, `evalue`), started, ended, duration_s, records (fr
 `aikit.record`; a DataFrame in pandas' "split" layout under `{"dataframe": ...}`), usage
 (calls, tokens, cost of the kernel's model calls), output (the executed notebook), git_commit,
 aikit_version; and, when the run had a `fail_under` gate, gate (`fail_under` thresholds,
-`passed`, `failures`; see `aikit.evals.gate`); pid and host (the process that wrote a
+`passed`, `failures`; see `aikit.runner.gate`); pid and host (the process that wrote a
 `running` record, so `runs()` can flag one whose process is gone). Keys this version does not
 know are kept as they are (`Run.extra`).
 
@@ -41,6 +41,7 @@ SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 # MIGRATIONS[v] turns a version-v record into version v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+NOT_STORED = ("extra", "dir", "skipped", "gate_failures")  # fields of Run not in run.json
 TABLE_COLUMNS = ["run_id", "name", "notebook", "status", "started", "duration_s", "calls", "tokens"]
 
 
@@ -49,8 +50,9 @@ class Run:
     """One notebook run, as `run.json` holds it (see the module docstring for the fields).
 
     `dir` is where it was read from or written to (a path, or a URL string for object
-    storage); `skipped` marks a run a playbook reused instead of executing again. Neither is
-    stored.
+    storage); `skipped` marks a run a playbook reused instead of executing again;
+    `gate_failures` are the lines of a `fail_under` gate that broke when `run_notebook` ran it
+    (see `aikit.runner.gate`). None of these three is stored.
     """
 
     run_id: str
@@ -77,6 +79,7 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
     dir: Path | str = field(default=Path("."), compare=False)
     skipped: bool = field(default=False, compare=False)
+    gate_failures: list[str] = field(default_factory=list, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -110,14 +113,14 @@ class Run:
     def to_json(self) -> dict[str, Any]:
         """The JSON object `run.json` holds."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name in ("extra", "dir", "skipped"):
+        for name in NOT_STORED:
             data.pop(name)
         return {"schema_version": SCHEMA_VERSION, **data, **self.extra}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], dir: Path | str | None = None) -> Run:
         """A run from a (migrated) `run.json` object; unknown keys go to `extra`."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "dir", "skipped"}
+        known = {f.name for f in dataclasses.fields(cls)} - set(NOT_STORED)
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known and k != "schema_version"}
         return cls(**values, extra=extra, dir=dir or Path("."))
@@ -250,7 +253,7 @@ def table(runs: Iterable[Run]) -> pd.DataFrame:
         }
         row.update({k: v for k, v in run.parameters.items() if _scalar(v)})
         row.update({k: v for k, v in run.records.items() if _scalar(v)})
-        if run.gate:  # the run's fail_under gate (aikit.evals.gate.write_gate)
+        if run.gate:  # the run's fail_under gate (aikit.runner.gate.write_gate)
             row["gate_passed"] = run.gate.get("passed")
             row.update({f"fail_under_{m}": t for m, t in run.gate["fail_under"].items()})
         row["error"] = run.error

@@ -10,7 +10,7 @@ import pytest
 
 from aikit.cli import main
 from aikit.errors import AikitError
-from aikit.evals.gate import gate_failures, parse_thresholds
+from aikit.runner.gate import gate_failures, parse_thresholds
 
 
 def make_notebook(folder: Path) -> Path:

@@ -469,8 +469,12 @@ def test_progress_draws_one_live_line_on_a_terminal_and_reads_cell_tokens() -> N
 
     screen = io.StringIO()
     progress = Progress(2, stream=screen, tty=True, varying=["k"])
-    a = {"run_id": "a", "notebook": "/x/nb.ipynb", "parameters": {"k": 1, "same": 0}}
-    b = {"run_id": "b", "notebook": "/x/nb.ipynb", "parameters": {"k": 2, "same": 0}}
+    from aikit.runner import RunSpec
+
+    def spec(run_id: str, k: int) -> RunSpec:
+        return RunSpec("/x/nb.ipynb", {"k": k, "same": 0}, "nb", run_id, f"/x/{run_id}", "key")
+
+    a, b = spec("a", 1), spec("b", 2)
     progress.started(a)
     progress.started(b)
     progress.cell(a, 2, 5)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aikit._scrub import is_secret_ref, secret_env
 from aikit.api._marker import marked
 from aikit.errors import ApiError
-from aikit.runner.params import SECRET_PREFIX, is_secret_ref
 
 SKIP_TAG = "skip-api"
 
@@ -30,7 +30,7 @@ def resolve_secrets(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], list
     values, secrets = dict(parameters), []
     for name, value in parameters.items():
         if is_secret_ref(value):
-            env = str(value)[len(SECRET_PREFIX) :]
+            env = secret_env(value)
             if env not in os.environ:
                 raise ApiError(
                     f"parameter {name!r} = {value!r}, but {env} is not set; export {env}"

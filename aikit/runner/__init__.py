@@ -19,11 +19,13 @@ from aikit.errors import ExecutorError, ParameterError
 from aikit.registry import Run, iter_runs, table
 from aikit.runner.cassettes import rerecord
 from aikit.runner.execute import execute_run, make_spec
+from aikit.runner.gate import apply_gate
 from aikit.runner.kernel import KERNEL_NAME, check_kernel
 from aikit.runner.params import convert, describe_parameters, read_parameters
 from aikit.runner.playbook import load_playbook
 from aikit.runner.progress import Progress, varying
 from aikit.runner.ship import upload
+from aikit.runner.spec import Plan, PlannedRun, RunSpec
 from aikit.settings import Settings
 
 Executor = Literal["local", "dask"]
@@ -62,13 +64,16 @@ def run_notebook(
     *,
     out: str | Path = "runs",
     name: str | None = None,
+    fail_under: Mapping[str, float] | None = None,
     progress: IO[str] | None = None,
 ) -> Run:
     """Run one notebook with checked parameters; the run is recorded under `out/name/`.
 
     A failed cell does not raise: the returned run says `status="failed"` with the cell in
-    `run.failure`; `run.raise_for_status()` turns that into a `RunError`. With `progress`
-    (e.g. `sys.stdout`), lines say when it starts and ends and which cell it is in.
+    `run.failure`; `run.raise_for_status()` turns that into a `RunError`. With `fail_under`
+    (metric -> lowest allowed value) the run is gated: its run.json keeps the gate and
+    `run.gate_failures` lists what broke (a metric it did not record included). With
+    `progress` (e.g. `sys.stdout`), lines say when it starts and ends and which cell it is in.
     """
     notebook = Path(path)
     if not notebook.is_file():
@@ -79,10 +84,12 @@ def run_notebook(
     spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
     upload([spec])  # a URL as `out`: the notebook and its data/ go to the bucket first
     shown = Progress(1, stream=progress, varying=checked) if progress is not None else None
-    return _run_one(spec, shown)
+    run = _run_one(spec, shown)
+    run.gate_failures = apply_gate([run], fail_under or {})
+    return run
 
 
-def _run_one(spec: dict[str, Any], progress: Progress | None) -> Run:
+def _run_one(spec: RunSpec, progress: Progress | None) -> Run:
     """Execute one run here (a local thread), telling `progress` as it goes."""
     if progress is None:
         return execute_run(spec)
@@ -114,12 +121,13 @@ def plan_playbook(
     out: str | Path = "runs",
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
-) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
-    """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
+) -> Plan:
+    """Check a playbook (read once); per step, the runs with the earlier successful run each
+    may reuse."""
     playbook, steps = load_playbook(path)
     out = _out(out)
     done = {} if force else _succeeded(out, playbook.name)
-    plan = []
+    plan: list[list[PlannedRun]] = []
     for (notebook, parameter_sets), step in zip(steps, playbook.steps, strict=True):
         _check_settings(notebook)
         check_kernel(notebook)
@@ -131,12 +139,12 @@ def plan_playbook(
             spec = make_spec(
                 notebook, merged, out=out, name=playbook.name, playbook=playbook.name, files=files
             )
-            specs.append((spec, done.get(spec["key"])))
+            specs.append(PlannedRun(spec, done.get(spec.key)))
         plan.append(specs)
     unknown = [k for k in (overrides or {}) if not any(k in read_parameters(nb) for nb, _ in steps)]
     if unknown:
         raise ParameterError(f"{path}: no step declares parameter {unknown[0]!r}")
-    return playbook.name, playbook.workers, plan
+    return Plan(path=Path(path), playbook=playbook, out=out, steps=plan)
 
 
 def describe_plan(
@@ -148,15 +156,14 @@ def describe_plan(
     workers: int | None = None,
 ) -> str:
     """What `aikit run PLAYBOOK --dry-run` prints: every run, and which would be skipped."""
-    name, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
-    lines = [
-        f"playbook {name}: {sum(len(s) for s in plan)} runs, {workers or default_workers} workers"
-    ]
-    for number, step in enumerate(plan, start=1):
-        for spec, earlier in step:
+    plan = plan_playbook(path, out=out, overrides=overrides, force=force)
+    lines = [f"playbook {plan.name}: {len(plan.specs)} runs, {workers or plan.workers} workers"]
+    for number, step in enumerate(plan.steps, start=1):
+        for planned in step:
+            earlier = planned.earlier
             what = f"skip (succeeded in {earlier.run_id})" if earlier else "run"
-            notebook = Path(spec["notebook"]).name
-            lines.append(f"  step {number}  {notebook}  {spec['parameters']}  {what}")
+            notebook = Path(planned.spec.notebook).name
+            lines.append(f"  step {number}  {notebook}  {dict(planned.spec.parameters)}  {what}")
     return "\n".join(lines)
 
 
@@ -176,41 +183,34 @@ def run_playbook(
     (the playbook's `fail_under` and `fail_under` here) and write `summary.csv` and
     `summary.html` beside the runs. With `progress` (e.g. `sys.stdout`), a line per run
     started and finished and, while one runs, which cell it is in."""
-    from aikit.evals.gate import gate_failures, write_gate
-
-    name, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
-    n_workers = workers or default_workers
+    plan = plan_playbook(path, out=out, overrides=overrides, force=force)
     results: list[Run] = []
     shown = None
     if progress is not None:
-        specs = [spec for step in plan for spec, _ in step]
+        specs = plan.specs
         shown = Progress(
-            len(specs), stream=progress, varying=varying([s["parameters"] for s in specs])
+            len(specs), stream=progress, varying=varying([s.parameters for s in specs])
         )
-    with _executor(executor, n_workers, scheduler) as submit:
-        for step in plan:
-            todo = [spec for spec, earlier in step if earlier is None]
+    with _executor(executor, workers or plan.workers, scheduler) as submit:
+        for step in plan.steps:
+            todo = [planned.spec for planned in step if planned.earlier is None]
             upload(todo)  # a URL as `out`: each needed file goes to the bucket once
             if shown is not None:
-                for spec, earlier in step:
-                    if earlier is not None:
-                        shown.reused(spec, earlier)
+                for planned in step:
+                    if planned.earlier is not None:
+                        shown.reused(planned.spec, planned.earlier)
             done = iter(submit(todo, shown))
-            for _, earlier in step:
-                if earlier is not None:
-                    earlier.skipped = True
-                    results.append(earlier)
+            for planned in step:
+                if planned.earlier is not None:
+                    planned.earlier.skipped = True
+                    results.append(planned.earlier)
                 else:
                     results.append(next(done))
-    thresholds = {**load_playbook(path)[0].fail_under, **(fail_under or {})}
-    if thresholds:  # each executed run keeps its gate, for monitoring (04_monitoring)
-        for run in results:
-            if not run.skipped:
-                write_gate(run, thresholds)
-    result = PlaybookResult(name=name, runs=results, thresholds=thresholds)
-    if not result.failed:
-        result.gate_failures = gate_failures([r.records for r in results], thresholds)
-    folder = storage.join(_out(out), name)
+    thresholds = {**plan.fail_under, **(fail_under or {})}
+    result = PlaybookResult(name=plan.name, runs=results, thresholds=thresholds)
+    # each executed run keeps its gate, for monitoring (04_monitoring)
+    result.gate_failures = apply_gate(results, thresholds)
+    folder = storage.join(plan.out, plan.name)
     frame = result.table()
     result.summary_csv = storage.write_text(
         storage.join(folder, "summary.csv"), frame.to_csv(index=False)
@@ -265,7 +265,7 @@ class _executor:
             client = Client(cluster)
         self._close.insert(0, client.close)
 
-        def submit(specs: list[dict[str, Any]], progress: Progress | None = None) -> list[Run]:
+        def submit(specs: list[RunSpec], progress: Progress | None = None) -> list[Run]:
             futures = client.map(execute_run, specs, pure=False)
             if progress is not None:  # a worker's cells are out of reach: runs only
                 for spec in specs:
@@ -283,7 +283,9 @@ class _executor:
 
 __all__ = [
     "KERNEL_NAME",
+    "Plan",
     "PlaybookResult",
+    "RunSpec",
     "check_kernel",
     "convert",
     "describe_parameters",

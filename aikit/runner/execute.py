@@ -13,6 +13,7 @@ finished folder is then uploaded, `run.json` last, so a reader never sees half a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -28,12 +30,12 @@ from typing import Any
 
 from aikit import _storage as storage
 from aikit._record import read_records
-from aikit._scrub import Scrubber, redact_urls
+from aikit._scrub import Scrubber, is_secret_ref, redact_urls, secret_envs
 from aikit.costs import RUN_USAGE_ENV, total_usage
 from aikit.registry import RUN_FILE, Run, load_run, write_run
-from aikit.runner.params import SECRET_PREFIX, is_secret_ref
 from aikit.runner.progress import CELL_BAR, OnCell, read_cells
 from aikit.runner.ship import display_path, git_commit_of, materialize, pack
+from aikit.runner.spec import RunSpec
 from aikit.settings import NOTEBOOK_DIR_ENV, PROJECT_ROOT_ENV, project_root
 
 SECRETS_TAG = "aikit-secrets"
@@ -60,51 +62,50 @@ def make_spec(
     playbook: str | None = None,
     files: list[str] | None = None,
     env: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Everything a worker needs to execute one run (JSON-able). With a URL as `out`, the
-    spec also lists the files to ship (the notebook, its cassette, `files` or `data/`);
-    `env` adds to the kernel's environment (the cassette recorder sets `AIKIT_CACHE` there)."""
+) -> RunSpec:
+    """Everything a worker needs to execute one run. With a URL as `out`, the spec also
+    lists the files to ship (the notebook, its cassette, `files` or `data/`); `env` adds to
+    the kernel's environment (the cassette recorder sets `AIKIT_CACHE` there)."""
     notebook = notebook.resolve()
     run_id = new_run_id(notebook.stem)
     root = project_root(notebook.parent)  # where its kernel finds `.env` and `aikit.toml`
-    spec = {
-        "notebook": str(notebook),
-        "parameters": parameters,
-        "name": name,
-        "playbook": playbook,
-        "run_id": run_id,
-        "run_dir": (
+    shipped = pack(notebook, files, storage.normalize(out)) if storage.is_url(out) else {}
+    return RunSpec(
+        notebook=str(notebook),
+        parameters=parameters,
+        name=name,
+        playbook=playbook,
+        run_id=run_id,
+        run_dir=(
             storage.join(out, name, run_id)
             if storage.is_url(out)
             else str((Path(out) / name / run_id).resolve())
         ),
-        "key": run_key(notebook, parameters),
-        "env": dict(env or {}),
-        "project_root": str(root) if root else None,
-    }
-    if storage.is_url(out):  # aikit[cloud]: no shared disk, ship the run's files
-        spec |= pack(notebook, files, storage.normalize(out))
-    return spec
+        key=run_key(notebook, parameters),
+        env=dict(env or {}),
+        project_root=str(root) if root else None,
+        **shipped,  # aikit[cloud]: no shared disk, ship the run's files
+    )
 
 
-def execute_run(spec: dict[str, Any], on_cell: OnCell | None = None) -> Run:
+def execute_run(spec: RunSpec, on_cell: OnCell | None = None) -> Run:
     """Run `spec` in a child process and return the run (also when the process crashed);
     `on_cell(n, cells)` hears which cell the notebook is in as it goes."""
-    if storage.is_url(spec["run_dir"]):
+    if storage.is_url(spec.run_dir):
         return _execute_shipped(spec, on_cell)
     return _execute_here(spec, on_cell)
 
 
-def _execute_shipped(spec: dict[str, Any], on_cell: OnCell | None) -> Run:
+def _execute_shipped(spec: RunSpec, on_cell: OnCell | None) -> Run:
     """Run in a scratch folder from the shipped files, then upload the run folder."""
 
     with tempfile.TemporaryDirectory(prefix="aikit-run-") as tmp:
         scratch = Path(tmp)
-        here = dict(spec, run_dir=str(scratch / "run"))
-        if spec.get("files"):
-            here["notebook"] = str(materialize(spec, scratch / "notebook"))
+        here = dataclasses.replace(spec, run_dir=str(scratch / "run"))
+        if spec.files:
+            here = dataclasses.replace(here, notebook=str(materialize(spec, scratch / "notebook")))
         run = _execute_here(here, on_cell)
-        return _publish(scratch / "run", spec["run_dir"], run)
+        return _publish(scratch / "run", spec.run_dir, run)
 
 
 def _publish(folder: Path, url: str, run: Run) -> Run:
@@ -118,8 +119,8 @@ def _publish(folder: Path, url: str, run: Run) -> Run:
     return run
 
 
-def _execute_here(spec: dict[str, Any], on_cell: OnCell | None = None) -> Run:
-    run_dir = Path(spec["run_dir"])
+def _execute_here(spec: RunSpec, on_cell: OnCell | None = None) -> Run:
+    run_dir = Path(spec.run_dir)
     child = subprocess.Popen(
         [sys.executable, "-m", "aikit.runner.execute"],
         stdin=subprocess.PIPE,
@@ -129,7 +130,7 @@ def _execute_here(spec: dict[str, Any], on_cell: OnCell | None = None) -> Run:
     )
     assert child.stdin is not None and child.stderr is not None
     with child:
-        child.stdin.write(json.dumps(spec).encode())
+        child.stdin.write(json.dumps(spec.to_json()).encode())
         child.stdin.close()
         lines = read_cells(child.stderr, on_cell)  # to its end: the child has exited then
     try:
@@ -142,49 +143,49 @@ def _execute_here(spec: dict[str, Any], on_cell: OnCell | None = None) -> Run:
         line = redact_urls(_scrubber(spec).text(tail[0]))
         run = _base_run(spec)
         run.status = "failed"
-        run.error = f"{Path(spec['notebook']).name}: worker exited {child.returncode}: {line}"
+        run.error = f"{Path(spec.notebook).name}: worker exited {child.returncode}: {line}"
         write_run(run)
     return run
 
 
-def _run_env(spec: dict[str, Any]) -> dict[str, str]:
-    notebook_dir = Path(spec["notebook"]).parent
+def _run_env(spec: RunSpec) -> dict[str, str]:
+    notebook_dir = Path(spec.notebook).parent
     env = dict(os.environ)
-    env.update(spec.get("env") or {})
-    env[RUN_USAGE_ENV] = str(Path(spec["run_dir"]) / "usage.jsonl")
+    env.update(spec.env)
+    env[RUN_USAGE_ENV] = str(Path(spec.run_dir) / "usage.jsonl")
     env[NOTEBOOK_DIR_ENV] = str(notebook_dir)
-    if spec.get("project_root"):  # the kernel's cwd is the run folder: settings come from here
-        env.setdefault(PROJECT_ROOT_ENV, spec["project_root"])
+    if spec.project_root:  # the kernel's cwd is the run folder: settings come from here
+        env.setdefault(PROJECT_ROOT_ENV, spec.project_root)
     cassettes = [c for c in env.get("AIKIT_CASSETTES", "").split(os.pathsep) if c]
     env["AIKIT_CASSETTES"] = os.pathsep.join([*cassettes, str(notebook_dir / "cassettes")])
     return env
 
 
-def _base_run(spec: dict[str, Any]) -> Run:
-    notebook = Path(spec["notebook"])
-    origin = spec.get("origin")  # a shipped run: where the notebook came from, not the scratch
+def _base_run(spec: RunSpec) -> Run:
+    notebook = Path(spec.notebook)
+    origin = spec.origin  # a shipped run: where the notebook came from, not the scratch
     return Run(
-        run_id=spec["run_id"],
-        name=spec["name"],
-        playbook=spec.get("playbook"),
+        run_id=spec.run_id,
+        name=spec.name,
+        playbook=spec.playbook,
         notebook=origin["notebook"] if origin else display_path(notebook),
         notebook_sha256=hashlib.sha256(notebook.read_bytes()).hexdigest(),
-        key=spec["key"],
-        parameters=spec["parameters"],
+        key=spec.key,
+        parameters=dict(spec.parameters),
         git_commit=origin["git_commit"] if origin else git_commit_of(notebook.parent),
         aikit_version=version("aikit"),
-        dir=Path(spec["run_dir"]),
+        dir=Path(spec.run_dir),
     )
 
 
-def _prepare(notebook: Path, parameters: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _prepare(notebook: Path, parameters: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The notebook with a cell that reads secret parameters from the environment inside the
     kernel, and the plain parameters for papermill to inject."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
     plain = {k: v for k, v in parameters.items() if not is_secret_ref(v)}
-    secret = {k: str(v)[len(SECRET_PREFIX) :] for k, v in parameters.items() if is_secret_ref(v)}
+    secret = secret_envs(parameters)
     if secret:
         lines = ["# aikit: secret parameters, read from the environment inside the kernel"]
         lines.append("import os as _aikit_os")
@@ -198,10 +199,9 @@ def _prepare(notebook: Path, parameters: dict[str, Any]) -> tuple[Any, dict[str,
     return nb, plain
 
 
-def _scrubber(spec: dict[str, Any]) -> Scrubber:
+def _scrubber(spec: RunSpec) -> Scrubber:
     """Every form of the run's secret parameters (`secret:NAME` values) -> `secret:NAME`."""
-    names = [str(v)[len(SECRET_PREFIX) :] for v in spec["parameters"].values() if is_secret_ref(v)]
-    return Scrubber({name: os.environ.get(name, "") for name in names})
+    return Scrubber(spec.secrets)
 
 
 def _failed_cell(nb: dict[str, Any]) -> dict[str, Any] | None:
@@ -217,13 +217,13 @@ def _failed_cell(nb: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def run_in_process(spec: dict[str, Any]) -> Run:
+def run_in_process(spec: RunSpec) -> Run:
     """The child process's work: execute, scrub secrets, write the notebook and run.json."""
     import papermill
 
     from aikit.runner.scrubbed_io import scrubbed_path
 
-    notebook = Path(spec["notebook"])
+    notebook = Path(spec.notebook)
     run = _base_run(spec)
     run_dir = Path(run.dir)  # always a local folder here (see _execute_shipped)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,12 +233,8 @@ def run_in_process(spec: dict[str, Any]) -> Run:
     run.pid, run.host = os.getpid(), socket.gethostname()
     write_run(run)
     scrubber = _scrubber(spec)
-    secrets = {
-        str(v)[len(SECRET_PREFIX) :]: os.environ.get(str(v)[len(SECRET_PREFIX) :], "")
-        for v in spec["parameters"].values()
-        if is_secret_ref(v)
-    }
-    nb, plain = _prepare(notebook, spec["parameters"])
+    secrets = spec.secrets
+    nb, plain = _prepare(notebook, spec.parameters)
     output = run_dir / notebook.name
     # papermill saves as it goes, straight into the run folder, through a handler that scrubs
     # every save (no unscrubbed working copy anywhere, even after kill -9).
@@ -287,5 +283,5 @@ def _iso(ts: float) -> str:
 
 
 if __name__ == "__main__":
-    run_in_process(json.loads(sys.stdin.read()))
+    run_in_process(RunSpec.from_json(json.loads(sys.stdin.read())))
     sys.exit(0)

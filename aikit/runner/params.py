@@ -25,9 +25,11 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from aikit._scrub import SECRET_PREFIX as SECRET_PREFIX  # the reference helpers live in _scrub
+from aikit._scrub import is_secret_ref as is_secret_ref
+from aikit._scrub import secret_env
 from aikit.errors import ParameterError
 
-SECRET_PREFIX = "secret:"
 SECRET_NAME = re.compile(r"key|token|secret|password", re.I)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TYPE_NAMES: dict[str, Any] = {
@@ -132,10 +134,6 @@ def _code_lines(tree: ast.Module) -> set[int]:
     return {n.lineno for n in tree.body}
 
 
-def is_secret_ref(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(SECRET_PREFIX)
-
-
 def convert(
     notebook: str | Path, values: Mapping[str, Any], *, from_cli: bool = False
 ) -> dict[str, Any]:
@@ -150,7 +148,7 @@ def convert(
             )
         param = declared[name]
         if is_secret_ref(value):
-            env_name = str(value)[len(SECRET_PREFIX) :]
+            env_name = secret_env(value)
             if not _ENV_NAME.fullmatch(env_name):
                 raise ParameterError(
                     f"{notebook}: parameter {name!r} = {value!r} is not a valid secret reference;"

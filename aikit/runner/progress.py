@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aikit.registry import Run
+    from aikit.runner.spec import RunSpec
 
 # papermill's tqdm bar, drawn as one parseable token (`progress_bar=CELL_BAR` in the child).
 CELL_BAR: dict[str, Any] = {
@@ -115,10 +116,12 @@ class Progress:
         self._status = ""  # the live line now on the terminal
         self._drawn = 0.0
 
-    def _label(self, spec: Mapping[str, Any]) -> str:
-        params = spec.get("parameters") or {}
+    def _label(self, spec: RunSpec) -> str:
+        return self._label_of(spec.notebook, spec.parameters)
+
+    def _label_of(self, notebook: str, params: Mapping[str, Any]) -> str:
         shown = " ".join(f"{k}={_short(params[k])}" for k in self.varying if k in params)
-        return f"{Path(spec['notebook']).stem}" + (f" {shown}" if shown else "")
+        return f"{Path(notebook).stem}" + (f" {shown}" if shown else "")
 
     def _prefix(self, run_id: str) -> str:
         if run_id not in self._number:
@@ -133,27 +136,27 @@ class Progress:
             self.stream.write(self._status)
         self.stream.flush()
 
-    def started(self, spec: Mapping[str, Any], what: str = "started") -> None:
+    def started(self, spec: RunSpec, what: str = "started") -> None:
         """A run begins (`what`: "started", or "submitted" where it cannot be seen start)."""
         with self._lock:
-            run_id = spec["run_id"]
+            run_id = spec.run_id
             self._labels[run_id] = self._label(spec)
             self._last[run_id] = time.monotonic()
             self._print(f"{self._prefix(run_id)} {self._labels[run_id]}: {what}")
 
-    def reused(self, spec: Mapping[str, Any], earlier: Run) -> None:
+    def reused(self, spec: RunSpec, earlier: Run) -> None:
         """A run that succeeded before and is not run again."""
         with self._lock:
             self._print(
-                f"{self._prefix(spec['run_id'])} {self._label(spec)}: reused,"
+                f"{self._prefix(spec.run_id)} {self._label(spec)}: reused,"
                 f" succeeded earlier in {earlier.run_id}"
             )
 
-    def cell(self, spec: Mapping[str, Any], done: int, cells: int) -> None:
+    def cell(self, spec: RunSpec, done: int, cells: int) -> None:
         """A running run's notebook has run `done` of its `cells`: it is in cell `done + 1`."""
         number = min(done + 1, cells)
         with self._lock:
-            run_id = spec["run_id"]
+            run_id = spec.run_id
             self._cells[run_id] = (number, cells)
             now = time.monotonic()
             if self.tty:
@@ -162,7 +165,7 @@ class Progress:
                     self._drawn = now
             elif now - self._last.get(run_id, 0.0) >= self.interval and done < cells:
                 self._last[run_id] = now
-                label = self._labels.get(run_id, Path(spec["notebook"]).stem)
+                label = self._labels.get(run_id, Path(spec.notebook).stem)
                 self._print(f"{self._prefix(run_id)} {label}: cell {number}/{cells}")
 
     def _compose(self) -> str:
@@ -181,9 +184,7 @@ class Progress:
         """A run ended: its status, duration and recorded numbers (or its error)."""
         with self._lock:
             self._cells.pop(run.run_id, None)
-            label = self._labels.get(run.run_id) or self._label(
-                {"notebook": run.notebook, "parameters": run.parameters}
-            )
+            label = self._labels.get(run.run_id) or self._label_of(run.notebook, run.parameters)
             took = f" in {run.duration_s:.1f} s" if run.duration_s is not None else ""
             detail = _records(run.records) if run.ok else (run.error or "")
             line = f"{self._prefix(run.run_id)} {label}: {run.status}{took}"

@@ -24,11 +24,14 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aikit import _storage as storage
 from aikit.errors import StorageError
 from aikit.settings import get_settings
+
+if TYPE_CHECKING:
+    from aikit.runner.spec import RunSpec
 
 FILES_DIR = ".aikit-files"  # under the runs folder: content-addressed blobs
 SKIP = frozenset({".ipynb_checkpoints", "__pycache__", ".git", ".DS_Store"})
@@ -121,15 +124,15 @@ def pack(notebook: Path, files: Sequence[str] | None, out: str) -> dict[str, Any
     }
 
 
-def upload(specs: Sequence[dict[str, Any]]) -> int:
+def upload(specs: Sequence[RunSpec]) -> int:
     """Send the blobs that `specs` need and their store lacks; returns how many were sent."""
     stores: dict[str, dict[str, Path]] = {}
     for spec in specs:
-        if not spec.get("files"):
+        if not spec.files or spec.files_store is None:
             continue
-        folder = Path(spec["notebook"]).parent
-        wanted = stores.setdefault(spec["files_store"], {})
-        for rel, sha in spec["files"].items():
+        folder = Path(spec.notebook).parent
+        wanted = stores.setdefault(spec.files_store, {})
+        for rel, sha in spec.files.items():
             wanted.setdefault(sha, folder / rel)
     sent = 0
     for store, wanted in stores.items():
@@ -149,22 +152,22 @@ def cache_dir() -> Path:
     return get_settings().home / "files"
 
 
-def materialize(spec: dict[str, Any], into: Path) -> Path:
+def materialize(spec: RunSpec, into: Path) -> Path:
     """Lay out a shipped run's files under `into` (fetching blobs this machine lacks);
     returns the notebook's path there."""
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    for rel, sha in spec["files"].items():
+    for rel, sha in (spec.files or {}).items():
         parts = PurePosixPath(rel).parts
         if PurePosixPath(rel).is_absolute() or ".." in parts:
             raise StorageError(f"shipped file {rel!r} must be a relative path inside the run")
         blob = cache / sha
         if not blob.is_file():
-            _fetch(storage.join(spec["files_store"], sha), blob, sha)
+            _fetch(storage.join(str(spec.files_store), sha), blob, sha)
         target = into.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blob, target)  # a copy: a run that edits its data cannot spoil the cache
-    return into / Path(spec["notebook"]).name
+    return into / Path(spec.notebook).name
 
 
 def _fetch(url: str, blob: Path, sha: str) -> None:

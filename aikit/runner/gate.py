@@ -1,5 +1,8 @@
 """The quality gate: `fail_under` thresholds checked against the values runs recorded, and
-kept in each run's record (`run.json` field `gate`: `fail_under`, `passed`, `failures`)."""
+kept in each run's record (`run.json` field `gate`: `fail_under`, `passed`, `failures`).
+
+`apply_gate` is where a gate is decided, for `run_notebook(fail_under=...)` and
+`run_playbook` alike (the CLI only prints what it returns)."""
 
 from __future__ import annotations
 
@@ -70,3 +73,17 @@ def write_gate(run: Run, thresholds: Mapping[str, float]) -> dict[str, Any]:
     run.gate = run_gate(run, thresholds)
     write_run(run)
     return run.gate
+
+
+def apply_gate(runs: Sequence[Run], thresholds: Mapping[str, float]) -> list[str]:
+    """Gate `runs`: each executed (not reused) run keeps its gate in its run.json, and the
+    lines returned say what broke over all their records, a metric that no run recorded
+    included; none while a run failed (that fails the whole on its own)."""
+    if not thresholds:
+        return []
+    for run in runs:
+        if not run.skipped:
+            write_gate(run, thresholds)
+    if any(not run.ok for run in runs):
+        return []
+    return gate_failures([run.records for run in runs], thresholds)
