@@ -180,27 +180,11 @@ def _params(args: argparse.Namespace) -> int:
 
 def _param_file(path: str | None) -> dict[str, Any]:
     """The values of `-f FILE.yaml` (empty without one)."""
-    from pathlib import Path
-
-    import yaml
+    from aikit._userfile import read_yaml
 
     if not path:
         return {}
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ParameterError(f"cannot read parameters file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ParameterError(
-            f"parameters file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
-        ) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ParameterError(
-            f"parameters file {path}{where} is not valid YAML ({problem})"
-        ) from exc
+    loaded = read_yaml(path, what="parameters file", error=ParameterError)
     if not isinstance(loaded, dict):
         raise ParameterError(f"{path} must be a mapping of parameter names to values")
     return loaded

@@ -5,12 +5,14 @@ and any other fields as metadata. Read from JSONL, CSV or a DataFrame; a malform
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit._userfile import read_text
 from aikit.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -78,14 +80,7 @@ class Dataset:
         """Read a CSV file whose header row names `input` (and `id`, `expected`, ...); the
         header is row 1."""
         file = Path(path)
-        try:
-            with file.open(encoding="utf-8", newline="") if file.is_file() else _nofile(file) as fh:
-                rows = list(csv.reader(fh))
-        except UnicodeDecodeError as exc:
-            raise DatasetError(
-                f"dataset {file} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as"
-                " UTF-8"
-            ) from exc
+        rows = list(csv.reader(io.StringIO(_read(file), newline="")))
         if not rows:
             raise DatasetError(f"{file}: empty; the first row must name the columns (input, ...)")
         header, numbered = rows[0], []
@@ -230,23 +225,12 @@ def _build(numbered: list[tuple[int, Any]], *, name: str, where: str) -> Dataset
     return Dataset(tuple(items), name=name)
 
 
-def _nofile(file: Path) -> Any:
-    raise DatasetError(f"cannot read dataset {file}: no such file")
-
-
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value == ""
 
 
 def _read(file: Path) -> str:
-    try:
-        return file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"cannot read dataset {file}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"dataset {file} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
-        ) from exc
+    return read_text(file, what="dataset", error=DatasetError)
 
 
 def as_dataset(data: Dataset | pd.DataFrame | Sequence[Any]) -> Dataset:

@@ -24,9 +24,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aikit._userfile import read_yaml
 from aikit.errors import ParameterError, PlaybookError, StorageError
 from aikit.runner.params import convert, read_parameters
 
@@ -61,20 +61,7 @@ def _field(loc: tuple[int | str, ...]) -> str:
 def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dict[str, Any]]]]]:
     """Read and check a playbook; returns it and, per step, the notebook and its parameter sets."""
     file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PlaybookError(f"cannot read playbook {file}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise PlaybookError(
-            f"playbook {file} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
-        ) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise PlaybookError(
-            f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from exc
+    data = read_yaml(file, what="playbook", error=PlaybookError)
     if not isinstance(data, dict):
         raise PlaybookError(f"{file}: a playbook is a mapping with name, steps (and grid, workers)")
     try:
