@@ -126,7 +126,6 @@ class RequestLog:
         columns = ", ".join(f.name for f in fields(Row))
         marks = ", ".join("?" for _ in fields(Row))
         sql = f"INSERT OR REPLACE INTO requests ({columns}) VALUES ({marks})"
-        written = 0
         while True:
             rows = [self._queue.get()]
             while True:  # everything that is waiting goes in one transaction
@@ -140,12 +139,6 @@ class RequestLog:
                 conn = self.file.connect()
                 with transaction(conn):
                     conn.executemany(sql, batch)
-                written += len(batch)
-                if written >= 10_000:  # a server's per-process usage list would only grow
-                    from aikit.costs import reset_usage
-
-                    reset_usage()
-                    written = 0
             if stop:
                 return
 
