@@ -38,6 +38,6 @@ def read_yaml(path: str | Path, *, what: str, error: type[AikitError]) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
+        where = f"{path}: line {mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(f"{what} {path}{where} is not valid YAML ({problem})") from exc
+        raise error(f"{where} is not valid YAML ({problem}); fix the {what}") from exc
