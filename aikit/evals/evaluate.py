@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aikit._sync import run_sync
+from aikit.costs import sum_costs
 from aikit.errors import EvalError
 from aikit.evals.dataset import Dataset, Item, as_dataset
 from aikit.evals.judge import Judge, Judgement
@@ -240,7 +241,7 @@ _BASE = ["id", "repeat", "input", "expected", "output", "context", "question", "
 
 
 def _total(costs: pd.Series) -> float | None:
-    return None if costs.isna().any() else float(costs.sum())
+    return sum_costs(None if c != c else float(c) for c in costs)  # NaN: an unpriced call
 
 
 async def _template_task(
@@ -381,7 +382,7 @@ def _score(
     ok = frame["error"].isna().to_numpy()
     outputs, expected, inputs = list(frame["output"]), list(frame["expected"]), list(frame["input"])
     contexts, questions = list(frame["context"]), list(frame["question"])
-    judge_cost: float | None = 0.0
+    judge_costs: list[float | None] = []
     judge_tokens = [0, 0]
     limit = 8 if concurrency == "auto" else max(1, int(concurrency))
     for name, metric in pairs:
@@ -393,9 +394,7 @@ def _score(
                     errors[i][name] = v
                 elif v is not None:
                     scores[i] = math.nan if v.score is None else v.score
-                    judge_cost = None if judge_cost is None or v.cost_usd is None else (
-                        judge_cost + v.cost_usd
-                    )  # fmt: skip
+                    judge_costs.append(v.cost_usd)
                     judge_tokens[0] += v.prompt_tokens
                     judge_tokens[1] += v.completion_tokens
             found = [v if isinstance(v, Judgement) else None for v in verdicts]
@@ -416,7 +415,7 @@ def _score(
         frame[name] = scores
     frame["metric_errors"] = pd.Series([e or None for e in errors], index=frame.index, dtype=object)
     return {
-        "judge_cost_usd": judge_cost,
+        "judge_cost_usd": sum_costs(judge_costs),
         "judge_prompt_tokens": judge_tokens[0],
         "judge_completion_tokens": judge_tokens[1],
     }

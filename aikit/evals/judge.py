@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from aikit._sync import run_sync
+from aikit.costs import sum_costs
 from aikit.errors import EvalError
 from aikit.evals.dataset import Dataset, as_dataset
 
@@ -108,8 +109,7 @@ class Judge:
             )
         )
         verdicts = [r.parsed for r in replies if isinstance(r.parsed, Verdict)]
-        costs = [r.cost for r in replies]
-        cost = None if any(c is None for c in costs) else float(sum(c or 0.0 for c in costs))
+        cost = sum_costs(r.cost for r in replies)
         tokens = (
             sum(r.usage.prompt_tokens for r in replies),
             sum(r.usage.completion_tokens for r in replies),
