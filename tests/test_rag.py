@@ -18,7 +18,7 @@ from conftest import API_KEY, ROOT
 from openai_server import OpenAIServer, fake_embedding
 
 from aikit import evals, rag
-from aikit.errors import EndpointError
+from aikit.errors import ConfigError, EndpointError
 from aikit.provider import resolve_endpoint
 from aikit.settings import Settings
 
@@ -510,3 +510,22 @@ def test_answer_live_on_the_embedded_model(kb: rag.Index, live: Path) -> None:
     assert answer.reply is not None and answer.reply.usage.completion_tokens > 0
     assert "27" in answer.text
     assert answer.sources == ["company/hr/leave-policy.md"]
+
+
+def test_remote_embeddings_get_their_client_from_the_provider_seam(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    keyless = rag.OpenAIEmbedder("test-embed", base_url="http://127.0.0.1:9/v1", cache=False)
+    with pytest.raises(ConfigError, match=r"no API key for embeddings at http://127\.0\.0\.1:9/v1"):
+        keyless.embed(["hello"])
+    embedder = rag.OpenAIEmbedder(
+        "test-embed", base_url="http://127.0.0.1:9/v1", api_key="k", cache=False
+    )
+    embedder.settings = embedder.settings.replace(max_retries=0, timeout=5.0)
+    client = embedder._client_or_new()
+    assert (str(client.base_url), client.max_retries, client.timeout) == (
+        "http://127.0.0.1:9/v1/",
+        0,
+        5.0,
+    )

@@ -10,6 +10,7 @@ L2-normalised, so a dot product is the cosine similarity.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -311,7 +312,9 @@ class OpenAIEmbedder(Embedder):
 
     def _client_or_new(self) -> Any:
         if self._client is None:
-            self._client = self.endpoint.open_sync()  # the provider seam's one client factory
+            # the provider seam's one client factory, with the settings as they are now
+            endpoint = dataclasses.replace(self.endpoint, settings=self.settings)
+            self._client = endpoint.open_sync()
         return self._client
 
     def _compute(self, texts: list[str]) -> Vectors:
