@@ -208,6 +208,8 @@ def batch() -> None:
         model: model name; default `Settings.model` (`AIKIT_MODEL`).
         concurrency: `"auto"` (adaptive, starts at 8, at most 64; 2 for the embedded model) or
             the most calls in flight (still halved on a 429, grown back after successes).
+            Either way the endpoint's one limiter (`aikit._limit`) caps the requests in flight
+            to its server from this process, shared with every other caller.
         budget_usd: the most this run may spend; needs `max_tokens` for a priced model. Rows
             that cannot fit are not sent and say `skipped: budget` in `error`. See `estimate`.
         progress: show a progress bar: rows done, failed, concurrency and spend (a widget in
