@@ -234,6 +234,41 @@ def test_run_playbook_returns_what_the_cli_prints(tmp_path: Path) -> None:
     assert stricter.ok  # the call's threshold replaces the playbook's for that metric
 
 
+def test_a_playbook_is_planned_into_typed_runs_reading_the_file_once(tmp_path: Path) -> None:
+    from aikit.runner import Plan, RunSpec, plan_playbook
+
+    book = _playbook(tmp_path, grid="n: [1, 2]", extra="fail_under:\n  score: 0.8\n")
+    plan = plan_playbook(book, out=tmp_path / "runs")
+    assert isinstance(plan, Plan) and (plan.name, plan.workers) == ("sweep", 2)
+    assert plan.fail_under == {"score": 0.8} and plan.out == tmp_path / "runs"
+    book.write_text("not: a playbook any more")  # the plan holds the parsed file
+    specs = plan.specs
+    assert [s.parameters["n"] for s in specs] == [1, 2] and all(
+        isinstance(s, RunSpec) for s in specs
+    )
+    assert [p.earlier for step in plan.steps for p in step] == [None, None]
+    assert RunSpec.from_json(json.loads(json.dumps(specs[0].to_json()))) == specs[0]
+
+
+def test_run_notebook_decides_its_gate(tmp_path: Path) -> None:
+    notebook = make_notebook(tmp_path)
+    gated = aikit.run_notebook(
+        notebook, {"n": 1}, out=tmp_path / "runs", fail_under={"score": 0.8, "f1": 0.5}
+    )
+    assert gated.ok and gated.gate_failures == [
+        "fail_under: score = 0.5 is below 0.8",
+        "fail_under: f1 was not recorded by any run (threshold 0.5); record it with"
+        " aikit.record('f1', value)",
+    ]
+    record = json.loads((Path(gated.dir) / "run.json").read_text())
+    assert "gate_failures" not in record  # the run keeps its own gate, not the run's lines
+    assert record["gate"] == {
+        "fail_under": {"score": 0.8},
+        "passed": False,
+        "failures": gated.gate_failures[:1],
+    }
+
+
 def test_rerecord_goes_through_the_runner_and_keeps_no_secret(tmp_path: Path, remote: Any) -> None:
     nb = make_notebook(
         tmp_path,
