@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import os
@@ -486,4 +487,32 @@ def test_progress_draws_one_live_line_on_a_terminal_and_reads_cell_tokens() -> N
     # the finished line replaces the live line, which is drawn again below it for run b
     assert text.endswith(
         "\r\x1b[K[1/2] nb k=1: succeeded in 1.2 s  accuracy=0.75\n[2/2] nb k=2: cell 1/5"
+    )
+
+
+def test_playbook_p_values_take_the_notebooks_types(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`aikit run PLAYBOOK -p NAME VALUE` converts VALUE as `aikit run NOTEBOOK` does: YAML
+    rules to the declared type (an int, a float, a list), a `str` parameter as typed."""
+    from aikit.cli import main
+
+    book = _playbook(tmp_path, grid="temperature: [0.0, 1.0]")
+    argv = ["run", str(book), "--dry-run", "-p", "n", "3", "-p", "labels", "[x, y]"]
+    assert main([*argv, "-p", "mode", "007", "--out", str(tmp_path / "runs")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "demo.ipynb" in ln]
+    assert len(lines) == 2
+    for line, temperature in zip(lines, (0.0, 1.0), strict=True):
+        shown = line.split("demo.ipynb  ", 1)[1].rsplit("  run", 1)[0]
+        assert ast.literal_eval(shown) == {
+            "question": "grid",
+            "temperature": temperature,
+            "n": 3,
+            "labels": ["x", "y"],
+            "mode": "007",  # a str parameter keeps the text as typed
+        }
+    # the same NAME twice is refused, not the last one taken
+    assert main([*argv, "-p", "n", "4"]) == 2
+    assert capsys.readouterr().err == (
+        "aikit: error: parameter 'n' is given twice (-p n 3, then -p n 4); pass it once\n"
     )

@@ -20,7 +20,7 @@ from aikit.registry import Run, iter_runs, table
 from aikit.runner.cassettes import rerecord
 from aikit.runner.execute import execute_run, make_spec
 from aikit.runner.kernel import KERNEL_NAME, check_kernel
-from aikit.runner.params import convert, describe_parameters, read_parameters
+from aikit.runner.params import check_secrets, convert, describe_parameters, read_parameters
 from aikit.runner.playbook import load_playbook
 from aikit.runner.progress import Progress, varying
 from aikit.runner.ship import upload
@@ -74,6 +74,7 @@ def run_notebook(
     if not notebook.is_file():
         raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
+    check_secrets(notebook, checked)  # here, not in the kernel
     _check_settings(notebook)
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
@@ -117,6 +118,12 @@ def plan_playbook(
 ) -> tuple[str, int, list[list[tuple[dict[str, Any], Run | None]]]]:
     """Check a playbook; per step, the run specs with the earlier successful run to reuse."""
     playbook, steps = load_playbook(path)
+    gridded = sorted(set(overrides or {}) & set(playbook.grid))
+    if gridded:
+        raise ParameterError(
+            f"{path}: -p {gridded[0]} would replace grid.{gridded[0]} in every run (the same"
+            f" run {len(playbook.grid[gridded[0]])} times); drop -p {gridded[0]} or edit the grid"
+        )
     out = _out(out)
     done = {} if force else _succeeded(out, playbook.name)
     plan = []
@@ -179,6 +186,10 @@ def run_playbook(
     from aikit.evals.gate import gate_failures, write_gate
 
     name, default_workers, plan = plan_playbook(path, out=out, overrides=overrides, force=force)
+    if executor == "local" or not scheduler:  # a remote cluster's workers have their own
+        for step in plan:
+            for spec, _ in step:
+                check_secrets(spec["notebook"], spec["parameters"])
     n_workers = workers or default_workers
     results: list[Run] = []
     shown = None
