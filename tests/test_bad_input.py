@@ -181,6 +181,17 @@ def embed_with(content: bytes | None) -> Callable[[Path], Any]:
     return call
 
 
+def dataset_text(name: str, text: str) -> Callable[[Path], Any]:
+    def call(tmp: Path) -> Any:
+        from aikit.evals import Dataset
+
+        path = tmp / name
+        path.write_text(text)
+        return Dataset.from_jsonl(path) if name.endswith(".jsonl") else Dataset.from_csv(path)
+
+    return call
+
+
 def playbook(text: str) -> Callable[[Path], None]:
     return write("b.yaml", "name: x\nsteps:\n  - notebook: demo.ipynb\n" + text)
 
@@ -652,6 +663,19 @@ CASES = [
     ),
     Case("batch max_tokens=0", call=batch_call(max_tokens=0)),
     Case("estimate max_tokens=-5", call=estimate_call(max_tokens=-5)),
+    Case("--out s3:// (no bucket)", ["run", NB, "--out", "s3://"], says="names no bucket"),
+    Case("--out ftp:// refused", ["run", NB, "--out", "ftp://127.0.0.1:1/x"], says="cannot reach"),
+    Case("--fail-under nan", ["run", NB, "--fail-under", "x=nan"], says="not a finite number"),
+    Case("--fail-under inf", ["run", PB, "--fail-under", "x=inf", "--dry-run"]),
+    Case("dataset row a list", call=dataset_text("d.jsonl", "[1, 2]\n"), says="row 1"),
+    Case("dataset row without input", call=dataset_text("d.jsonl", '{"expected": 1}\n')),
+    Case(
+        "dataset ids repeat",
+        call=dataset_text("d.jsonl", '{"id": "a", "input": "x"}\n{"id": "a", "input": "y"}\n'),
+        says="id 'a' repeats row 1",
+    ),
+    Case("dataset CSV without input", call=dataset_text("d.csv", "question,expected\nx,y\n")),
+    Case("dataset CSV ragged", call=dataset_text("d.csv", "input,expected\nx,y,z\n")),
     Case("embedding cache corrupt", call=embed_with(None), says="embedding cache"),
     Case(
         "embedding cache not SQLite",
