@@ -663,6 +663,33 @@ CASES = [
     ),
     Case("batch max_tokens=0", call=batch_call(max_tokens=0)),
     Case("estimate max_tokens=-5", call=estimate_call(max_tokens=-5)),
+    Case(
+        "playbook key twice",
+        ["run", "b.yaml"],
+        setup=write("b.yaml", "name: x\nname: y\nsteps:\n  - notebook: demo.ipynb\n"),
+        says="b.yaml: line 2: 'name' is given twice; keep one",
+    ),
+    Case(
+        "playbook grid name twice", ["run", "b.yaml"], setup=playbook("grid:\n  n: [1]\n  n: [2]\n")
+    ),
+    Case(
+        "playbook step a folder",
+        ["run", "b.yaml"],
+        setup=lambda tmp: (
+            (tmp / "d.ipynb").mkdir(),
+            write("b.yaml", "name: x\nsteps:\n  - notebook: d.ipynb\n")(tmp),
+        ),
+    ),
+    Case(
+        "playbook step a JSON list",
+        ["run", "b.yaml"],
+        setup=lambda tmp: (
+            write("l.ipynb", "[]")(tmp),
+            write("b.yaml", "name: x\nsteps:\n  - notebook: l.ipynb\n")(tmp),
+        ),
+    ),
+    Case("playbook files a string", ["run", "b.yaml"], setup=playbook("files: data\n")),
+    Case("playbook grid a list", ["run", "b.yaml"], setup=playbook("grid: [1]\n")),
     Case("--out s3:// (no bucket)", ["run", NB, "--out", "s3://"], says="names no bucket"),
     Case("--out ftp:// refused", ["run", NB, "--out", "ftp://127.0.0.1:1/x"], says="cannot reach"),
     Case("--fail-under nan", ["run", NB, "--fail-under", "x=nan"], says="not a finite number"),

@@ -31,6 +31,25 @@ from aikit.errors import ParameterError, PlaybookError, StorageError
 from aikit.runner.params import convert, read_parameters
 
 
+class _Repeated(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping key given twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _Repeated(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,12 +81,16 @@ def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dic
     """Read and check a playbook; returns it and, per step, the notebook and its parameter sets."""
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # a SafeLoader
     except OSError as exc:
         raise PlaybookError(f"cannot read playbook {file}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise PlaybookError(
             f"playbook {file} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+        ) from exc
+    except _Repeated as exc:
+        raise PlaybookError(
+            f"{file}: line {exc.line}: {exc.key!r} is given twice; keep one"
         ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
