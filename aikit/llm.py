@@ -122,7 +122,7 @@ def _stop(value: Any) -> bool:
         return bool(value)
     return (
         isinstance(value, list | tuple)
-        and 0 < len(value) <= 4
+        and len(value) > 0
         and all(isinstance(v, str) and v for v in value)
     )
 
@@ -139,7 +139,7 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_whole(-(2**63), 2**63 - 1), "a whole number such as 42"),
     "logprobs": (lambda v: isinstance(v, bool), "True or False"),
     "top_logprobs": (_whole(0, 20), "a whole number from 0 to 20"),
-    "stop": (_stop, "a non-empty string or a list of up to 4 of them"),
+    "stop": (_stop, "a non-empty string or a list of them"),
     "timeout": (_number_in(1e-9, math.inf), "a number of seconds > 0 such as 30"),
 }
 

@@ -21,7 +21,7 @@ from conftest import API_KEY
 from fault_server import Faults, FaultServer
 
 import aikit
-from aikit._scrub import forms, redact_url, redact_urls, scrub_json
+from aikit._scrub import Scrubber, forms, redact_url, redact_urls, scrub_json
 from aikit.errors import EndpointError
 from aikit.settings import reset_settings
 
@@ -343,3 +343,50 @@ def test_a_secret_with_newlines_is_scrubbed_nine_ways(
         print(f"\n{lines} secret: tried 9 ways, scrubbed {len(reached)}", file=sys.stderr)
     assert reached == set(shown), sorted(set(shown) - reached)
     assert not found and not cli_hits, (found, cli_hits)
+
+
+def test_every_form_of_a_multi_line_secret_is_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    """The forms a PEM-like secret takes on its way out, computed here (not by aikit._scrub):
+    each is scrubbed in text and inside a notebook's line lists; the counts are printed."""
+    import pandas as pd
+
+    token = os.urandom(5).hex()
+    secret = (
+        f"-----BEGIN TEST KEY-----\nMIIB{token}q\"w\\e'r+/=\n{token}Zz09\n-----END TEST KEY-----"
+    )
+    inner = repr(secret)[1:-1]
+    pandas_form = secret.replace("\n", "\\n")
+    frame = pd.DataFrame({"key": [secret]})
+    with pd.option_context("display.max_colwidth", 50):
+        cut = repr(frame)
+    shown = {
+        "raw": secret,
+        "repr": repr(secret),
+        "repr in a list": repr([secret]),
+        "json": json.dumps(secret),
+        "json of a repr": json.dumps(repr(secret)),
+        "json, ensure_ascii": json.dumps({"k": secret}, ensure_ascii=False),
+        "html": html.escape(secret),
+        "html of a repr": html.escape(inner),
+        "html in json": json.dumps(html.escape(secret)),
+        "pandas text": frame.to_string(),
+        "pandas cut short": cut,
+        "pandas html": frame.to_html(),
+        "pandas \\n form": pandas_form,
+        "one line of it": f"x {secret.splitlines()[1]} y",
+        "a line, repr": repr(secret.splitlines()[2]),
+        "with CRLF": secret.replace("\n", "\r\n"),
+        "upper half": secret[: len(secret) // 2] + "...",
+    }
+    scrubber = Scrubber({"PEM": secret})
+    leaked = {name for name, text in shown.items() if token in scrubber.text(text)}
+    lines = (secret + "\n").splitlines(True)
+    cell = {"outputs": [{"output_type": "stream", "name": "stdout", "text": lines}]}
+    scrubbed = scrubber.json(cell, notebook=True)
+    if token in json.dumps(scrubbed):
+        leaked.add("nbformat line list")
+    tried = len(shown) + 1
+    with capsys.disabled():
+        print(f"\nsecret forms: tried {tried}, scrubbed {tried - len(leaked)}", file=sys.stderr)
+    assert not leaked, sorted(leaked)
+    assert scrubbed["outputs"][0]["text"] == ["secret:PEM\n"]
