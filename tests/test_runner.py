@@ -578,12 +578,12 @@ def test_kill_9_of_a_playbook_keeps_finished_runs_and_its_children_end(tmp_path:
         while not (pids / "exiting-1").exists():
             assert process.poll() is None and time.monotonic() < deadline, "never got there"
             time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)  # the parent only, as a crash or the OOM killer
-        process.wait(10)
         records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
         watched = [r["pid"] for r in records if r.get("pid")]  # the two run processes
         watched += [int((pids / f"kernel-{n}").read_text()) for n in (1, 2)]
-        assert len(watched) == 4, records
+        assert len(watched) == 4 and all(map(_alive, watched)), records
+        os.kill(process.pid, signal.SIGKILL)  # the parent only, as a crash or the OOM killer
+        process.wait(10)
         deadline = time.monotonic() + 90  # a bound for a loaded machine, not a timing claim
         while any(_alive(pid) for pid in watched) and time.monotonic() < deadline:
             time.sleep(0.2)
