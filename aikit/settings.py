@@ -246,10 +246,10 @@ class Settings:
         home = Path(pick("home") or Path.home() / ".aikit").expanduser()
         base_url = pick("base_url")
         if base_url is not None:
-            base_url = str(base_url).rstrip("/")
-            if not base_url.startswith(("http://", "https://")):
+            given, base_url = base_url, str(base_url).rstrip("/")
+            if not base_url.startswith(("http://", "https://")) or not base_url.split("://")[1]:
                 raise ConfigError(
-                    f"OPENAI_BASE_URL={base_url!r} is not an http(s) URL;"
+                    f"OPENAI_BASE_URL={given!r} is not an http(s) URL;"
                     " set it like http://127.0.0.1:8000/v1"
                 )
         else:
@@ -257,7 +257,7 @@ class Settings:
         return cls(
             home=home,
             provider=cast(Provider, provider),
-            model=str(pick("model") or DEFAULT_MODELS[provider]),
+            model=_model(pick("model"), provider),
             cache=cast(CacheMode, cache),
             cache_path=Path(pick("cache_path") or home / "cache.sqlite").expanduser(),
             timeout=_number("timeout", pick("timeout"), 120.0, float, positive=True),
@@ -365,6 +365,17 @@ def _number(name: str, value: Any, default: float, kind: type, *, positive: bool
     if number < 0 or (positive and number == 0):
         raise ConfigError(f"{var}={value!r} is {'negative' if number < 0 else 'zero'}; {fix}")
     return number
+
+
+def _model(value: Any, provider: str) -> str:
+    if value is None:
+        return DEFAULT_MODELS[provider]
+    if not str(value).strip():
+        raise ConfigError(
+            f"AIKIT_MODEL={value!r} is blank; name a model (e.g. {DEFAULT_MODELS[provider]})"
+            " or unset it"
+        )
+    return str(value).strip()
 
 
 def check_idle(environ: Mapping[str, str]) -> float:
