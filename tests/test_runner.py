@@ -600,3 +600,19 @@ def test_kill_9_of_a_playbook_keeps_finished_runs_and_its_children_end(tmp_path:
     assert frame["score"].iloc[0] == 10 and frame["error"].isna().all()
     listed = cli("runs", cwd=tmp_path)
     assert listed.returncode == 0 and "running (process gone)" in listed.stdout
+
+
+def test_a_secret_unset_where_the_run_executes_fails_it_before_a_kernel(tmp_path: Path) -> None:
+    """On a remote worker the submitter cannot check `secret:NAME`: the run fails there, in
+    one line, without starting a kernel (no executed notebook)."""
+    from aikit.runner.execute import execute_run, make_spec
+
+    nb = make_notebook(tmp_path)
+    spec = make_spec(nb, {"api_key": "secret:AIKIT_T_NOWHERE"}, out=tmp_path / "runs", name="d")
+    run = execute_run(spec)
+    assert (run.status, run.output) == ("failed", None)
+    assert run.error == (
+        "demo.ipynb: ParameterError: parameter 'api_key' = 'secret:AIKIT_T_NOWHERE', but"
+        " AIKIT_T_NOWHERE is not set in the environment; export AIKIT_T_NOWHERE=... before the run"
+    )
+    assert not (Path(run.dir) / "demo.ipynb").exists()

@@ -267,7 +267,8 @@ def run_in_process(spec: dict[str, Any]) -> Run:
             log_output=False,
         )
     except ParameterError as exc:
-        failure = {"cell": None, "ename": "ParameterError", "evalue": str(exc)}
+        evalue = str(exc).removeprefix(f"{notebook.name}: ")
+        failure = {"cell": None, "ename": "ParameterError", "evalue": evalue}
     except papermill.PapermillExecutionError as exc:
         failure = {"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue}
     except Exception as exc:  # kernel died, missing kernel, ...
