@@ -72,6 +72,11 @@ def _repr_inner_double(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
+def _pandas_escaped(text: str) -> str:
+    # pandas prints a cell's tab and line breaks as `\t`, `\n`, `\r` and nothing else escaped.
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 LAYERS: tuple[Callable[[str], str], ...] = (
     _repr_inner,
     _repr_inner_other_quote,
@@ -80,7 +85,14 @@ LAYERS: tuple[Callable[[str], str], ...] = (
     lambda t: json.dumps(t, ensure_ascii=False)[1:-1],
     html.escape,
     lambda t: html.escape(t, quote=False),
+    _pandas_escaped,
 )
+# A multi-line secret's lines are secrets too (a line-wise channel can split it), when at
+# least this long; and a form cut short by an ellipsis (pandas' `max_colwidth`) is scrubbed
+# from this many characters on.
+MIN_PART = 8
+MIN_CUT = 12
+_ELLIPSES = ("...", "\u2026")
 
 
 def forms(secret: str, depth: int = 3) -> list[str]:
@@ -101,6 +113,8 @@ class Scrubber:
         for name, value in secrets.items():
             if value:
                 pairs += [(form, f"{SECRET_PREFIX}{name}") for form in forms(value)]
+                for part in _lines(value):
+                    pairs += [(form, f"{SECRET_PREFIX}{name}") for form in forms(part, depth=2)]
         pairs.sort(key=lambda p: len(p[0]), reverse=True)
         self._pairs = pairs
         self._pattern = (
@@ -115,7 +129,26 @@ class Scrubber:
         """`text` with every form of every secret replaced."""
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(lambda m: self._names[m.group(0)], text)
+        return self._cut_short(self._pattern.sub(lambda m: self._names[m.group(0)], text))
+
+    def _cut_short(self, text: str) -> str:
+        """`text` without the start of a form cut short by an ellipsis (`-----BEGIN KEY---...`)."""
+        if not any(mark in text for mark in _ELLIPSES):
+            return text
+        for form, name in self._pairs:
+            if len(form) <= MIN_CUT:
+                break  # sorted longest first
+            start = text.find(form[:MIN_CUT])
+            while start != -1:
+                length = MIN_CUT
+                while (
+                    length < len(form) and text[start + length : start + length + 1] == form[length]
+                ):
+                    length += 1
+                if text.startswith(_ELLIPSES, start + length):
+                    text = text[:start] + name + text[start + length :]
+                start = text.find(form[:MIN_CUT], start + 1)
+        return text
 
     def json(self, value: Any, *, notebook: bool = False) -> Any:
         """A copy of a decoded JSON value with its string values scrubbed (keys untouched;
@@ -125,6 +158,10 @@ class Scrubber:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
+            joined = "".join(value) if all(isinstance(v, str) for v in value) else None
+            if joined is not None and len(value) > 1 and joined.splitlines(True) == value:
+                # nbformat's multi-line text (a list of lines): a secret may span lines
+                return self.text(joined).splitlines(True)
             return [self.json(v, notebook=notebook) for v in value]
         if isinstance(value, dict):
             out = {}
@@ -135,6 +172,12 @@ class Scrubber:
                 out[key] = item if keep else self.json(item, notebook=notebook)
             return out
         return value
+
+
+def _lines(value: str) -> list[str]:
+    """The lines of a multi-line secret long enough to be secrets on their own."""
+    parts = [line.strip() for line in value.splitlines()]
+    return [part for part in parts if len(part) >= MIN_PART] if len(parts) > 1 else []
 
 
 def scrub_text(text: str, secrets: Mapping[str, str]) -> str:

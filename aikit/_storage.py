@@ -47,10 +47,15 @@ def normalize(location: Location) -> str:
     """A local path as given (a `file://` URL as its path), a URL without its trailing slash.
 
     Raises:
-        StorageError: the URL names credentials (`s3://KEY:SECRET@bucket`).
+        StorageError: the URL names credentials (`s3://KEY:SECRET@bucket`), or no bucket.
     """
     if not is_url(location):
         return str(_local(location))
+    if not str(location).split("://", 1)[1].strip("/"):
+        parts = urlsplit(str(location))
+        raise StorageError(
+            f"{location} names no bucket or host; write e.g. {parts.scheme or 's3'}://bucket/runs"
+        )
     text = str(location).rstrip("/")
     parts = urlsplit(text)
     if parts.username or parts.password:
@@ -91,6 +96,10 @@ def filesystem(url: str) -> tuple[Any, str]:
         fs, path = url_to_fs(normalize(url))
     except (ImportError, ValueError) as exc:
         raise StorageError(f"cannot open {url}: {exc}; {CLOUD_HINT}") from exc
+    except OSError as exc:  # a filesystem that connects when made (ftp, sftp, ...)
+        raise StorageError(
+            f"cannot reach {url} ({exc.strerror or exc}); check the host and port"
+        ) from exc
     return fs, str(path)
 
 

@@ -30,12 +30,30 @@ def read_text(
 
 
 def read_yaml(path: str | Path, *, what: str, error: type[AikitError]) -> Any:
-    """The YAML document in `path` (`yaml.safe_load`), as `read_text` reads it."""
+    """The YAML document in `path` (YAML's safe loader, refusing a mapping key given twice,
+    where YAML would silently keep the last), as `read_text` reads it."""
     import yaml
+
+    class Repeated(Exception):
+        def __init__(self, key: Any, line: int) -> None:
+            super().__init__(key)
+            self.key, self.line = key, line
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str | int | float | bool) and key in seen:
+                    raise Repeated(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     text = read_text(path, what=what, error=error, save_as="UTF-8 YAML")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeys)  # a SafeLoader
+    except Repeated as exc:
+        raise error(f"{path}: line {exc.line}: {exc.key!r} is given twice; keep one") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}: line {mark.line + 1}" if mark is not None else str(path)

@@ -196,10 +196,11 @@ def _run(args: argparse.Namespace) -> int:
     from aikit import _storage as storage
     from aikit.runner import convert, describe_plan, run_notebook, run_playbook
     from aikit.runner.gate import parse_thresholds
+    from aikit.runner.params import cli_values as typed_values
     from aikit.runner.progress import summary_tables
 
     target = Path(args.target)
-    cli_values = dict(args.param or [])
+    cli_values = typed_values(args.param)  # a name given twice is an error
     thresholds = parse_thresholds(args.fail_under or [])
     if not storage.is_url(args.out) and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ParameterError(f"--out {args.out} is a file; pass a folder for the runs")
@@ -272,12 +273,13 @@ def _api(args: argparse.Namespace) -> int:
 
     from aikit.api import Config, serve
     from aikit.runner import convert
+    from aikit.runner.params import cli_values
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
         raise ParameterError(f"{notebook} does not exist; pass a notebook (.ipynb)")
     params = convert(notebook, _param_file(args.file)) | convert(
-        notebook, dict(args.param or []), from_cli=True
+        notebook, cli_values(args.param), from_cli=True
     )
     _settings_for(notebook)  # the notebook's project's `.env`/`aikit.toml`, in every worker
     config = Config(

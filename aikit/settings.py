@@ -44,6 +44,7 @@ Environment variables (the same names may stand in the project's `.env` file):
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,7 @@ PROFILES_FILE = "aikit.toml"
 DOTENV_FILE = ".env"
 PROJECT_ROOT_ENV = "AIKIT_PROJECT_ROOT"
 NOTEBOOK_DIR_ENV = "AIKIT_NOTEBOOK_DIR"
+IDLE_ENV = "AIKIT_SERVER_IDLE_S"  # read by the embedded model's server; checked here
 # A folder holding one of these is a project root: the search for settings files stops there.
 PROJECT_MARKERS = ("aikit.toml", "pyproject.toml", ".git")
 PROFILE_KEYS = ("provider", "model", "base_url", "api_key_env", "cache", "timeout", "max_retries")
@@ -209,10 +211,11 @@ class Settings:
         file_values: dict[str, str] = {}
         files: list[Path] = []
         if dotenv_path is not None and Path(dotenv_path).is_file():
-            file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+            file_values = _read_dotenv(dotenv_path)
             files.append(Path(dotenv_path).resolve())
         chosen = profile or env.get("AIKIT_PROFILE") or file_values.get("AIKIT_PROFILE")
         if config_path is not None and config_path.is_file():
+            read_profiles(config_path)  # a malformed file is an error, not "read"
             files.append(config_path.resolve())
         if chosen:
             keys = {**file_values, **{k: v for k, v in env.items() if v}}
@@ -239,13 +242,14 @@ class Settings:
             raise ConfigError(
                 f"AIKIT_CACHE={cache!r} is not a cache mode; use one of: {', '.join(CACHE_MODES)}"
             )
+        check_idle({**file_values, **env})
         home = Path(pick("home") or Path.home() / ".aikit").expanduser()
         base_url = pick("base_url")
         if base_url is not None:
-            base_url = str(base_url).rstrip("/")
-            if not base_url.startswith(("http://", "https://")):
+            given, base_url = base_url, str(base_url).rstrip("/")
+            if not base_url.startswith(("http://", "https://")) or not base_url.split("://")[1]:
                 raise ConfigError(
-                    f"OPENAI_BASE_URL={base_url!r} is not an http(s) URL;"
+                    f"OPENAI_BASE_URL={given!r} is not an http(s) URL;"
                     " set it like http://127.0.0.1:8000/v1"
                 )
         else:
@@ -253,10 +257,10 @@ class Settings:
         return cls(
             home=home,
             provider=cast(Provider, provider),
-            model=str(pick("model") or DEFAULT_MODELS[provider]),
+            model=_model(pick("model"), provider),
             cache=cast(CacheMode, cache),
             cache_path=Path(pick("cache_path") or home / "cache.sqlite").expanduser(),
-            timeout=_number("timeout", pick("timeout"), 120.0, float),
+            timeout=_number("timeout", pick("timeout"), 120.0, float, positive=True),
             max_retries=int(_number("max_retries", pick("max_retries"), 2, int)),
             cassettes=_cassettes(pick("cassettes"), found.root),
             base_url=base_url,
@@ -280,6 +284,8 @@ def read_profiles(config: str | Path | _Find = FIND) -> dict[str, dict[str, Any]
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     tables = data.get("profiles", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: `profiles` must be tables like [profiles.NAME]")
@@ -335,19 +341,60 @@ def _cassettes(value: Any, root: Path | None = None) -> tuple[Path, ...]:
     return tuple(Path(v).expanduser().resolve() for v in value)
 
 
-def _number(name: str, value: Any, default: float, kind: type) -> Any:
+def _number(name: str, value: Any, default: float, kind: type, *, positive: bool = False) -> Any:
+    """`value` (a setting's text or number) as a finite `kind` >= 0 (> 0 with `positive`);
+    the error names the variable, the value and what to set instead."""
     if value is None:
         return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < 0:
-        raise ConfigError(
-            f"{ENV_NAMES[name]}={value!r} is not a valid {kind.__name__};"
-            f" set a non-negative number such as {default}"
-        )
+    var = ENV_NAMES.get(name, name)
+    fix = (
+        f"set {'a whole number' if kind is int else 'a number of seconds'}"
+        f" {'> 0' if positive else '>= 0'} such as {default:g}"
+    )
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            number = None
+    if number is None:
+        whole = "whole " if kind is int else ""
+        raise ConfigError(f"{var}={value!r} is not a {whole}number; {fix}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{var}={value!r} is not a finite number; {fix}")
+    if number < 0 or (positive and number == 0):
+        raise ConfigError(f"{var}={value!r} is {'negative' if number < 0 else 'zero'}; {fix}")
     return number
+
+
+def _model(value: Any, provider: str) -> str:
+    if value is None:
+        return DEFAULT_MODELS[provider]
+    if not str(value).strip():
+        raise ConfigError(
+            f"AIKIT_MODEL={value!r} is blank; name a model (e.g. {DEFAULT_MODELS[provider]})"
+            " or unset it"
+        )
+    return str(value).strip()
+
+
+def check_idle(environ: Mapping[str, str]) -> float:
+    """`AIKIT_SERVER_IDLE_S` checked here, where every command starts, not later in the
+    embedded model's server process (0: never stop)."""
+    return float(_number(IDLE_ENV, environ.get(IDLE_ENV) or None, 900.0, float))
+
+
+def _read_dotenv(path: str | Path) -> dict[str, str]:
+    """The values of a `.env` file; one that cannot be read is a `ConfigError` naming it."""
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, one NAME=value a line"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}); fix or remove the file") from exc
+    return {k: v for k, v in values.items() if v is not None}
 
 
 _current: Settings | None = None

@@ -8,6 +8,7 @@ the library; `test_every_bad_input_is_one_line` prints how many were tried and h
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import warnings
@@ -32,7 +33,7 @@ def notebook(folder: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            'n: int = 1  # a number\napi_key: str = ""  # a secret',
+            'n: int = 1  # a number\napi_key: str = ""  # a secret\nt: float = 0.5  # a ratio',
             metadata={"tags": ["parameters"]},
         ),
         nbformat.v4.new_code_cell("print(n)"),
@@ -57,6 +58,11 @@ def corrupt_store(path: Path) -> Path:
         store.put(cache.request_key(req), req, {"pad": "x" * 400})
     store._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
+    return garble(path)
+
+
+def garble(path: Path) -> Path:
+    """`path` with its pages after the first two overwritten with garbage here and there."""
     data = bytearray(path.read_bytes())
     for offset in range(4096 * 2, len(data) - 100, 997):
         data[offset : offset + 60] = b"\x13\x37garbage" * 6
@@ -76,6 +82,7 @@ class Case:
     exit: int = 2
     absent: list[str] = field(default_factory=list)  # paths (under tmp) that must not exist
     warning: bool = False  # a one-line warning and exit 0, not an error
+    says: str = ""  # what the line must say (the bad value or the fix), when given
 
 
 def write(name: str, content: str | bytes) -> Callable[[Path], None]:
@@ -132,6 +139,61 @@ def batch_call(**kwargs: Any) -> Callable[[Path], Any]:
         return aikit.batch(["x"], progress=False, **kwargs)
 
     return call
+
+
+def chat_call(**kwargs: Any) -> Callable[[Path], Any]:
+    def call(tmp: Path) -> Any:
+        import aikit
+
+        return aikit.chat("x", **kwargs)
+
+    return call
+
+
+def estimate_call(**kwargs: Any) -> Callable[[Path], Any]:
+    def call(tmp: Path) -> Any:
+        import aikit
+
+        return aikit.estimate(["x"], **kwargs)
+
+    return call
+
+
+def embed_with(content: bytes | None) -> Callable[[Path], Any]:
+    """Embed through a cache file holding `content` (None: a real cache, then damaged)."""
+
+    def call(tmp: Path) -> Any:
+        from aikit.rag import get_embedder
+
+        path = tmp / "embeddings.sqlite"
+        if content is None:  # a real cache, its pages after the header overwritten
+            from aikit.rag._embed import EmbeddingCache
+
+            real = EmbeddingCache(path)
+            real.put_many("m", [(f"k{i}", b"\x00" * 1536) for i in range(300)], 384)
+            real._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            real.close()
+            garble(path)
+        else:
+            path.write_bytes(content)
+        return get_embedder("local", cache=path).embed(["a text"])
+
+    return call
+
+
+def dataset_text(name: str, text: str) -> Callable[[Path], Any]:
+    def call(tmp: Path) -> Any:
+        from aikit.evals import Dataset
+
+        path = tmp / name
+        path.write_text(text)
+        return Dataset.from_jsonl(path) if name.endswith(".jsonl") else Dataset.from_csv(path)
+
+    return call
+
+
+def playbook(text: str) -> Callable[[Path], None]:
+    return write("b.yaml", "name: x\nsteps:\n  - notebook: demo.ipynb\n" + text)
 
 
 NB, PB = "demo.ipynb", "pb.yaml"
@@ -353,7 +415,335 @@ CASES = [
     ),
     Case("batch max_attempts=0", call=batch_call(max_attempts=0)),
     Case("batch deadline_s=-1", call=batch_call(deadline_s=-1)),
+    # issue 22, item 7 (and more of the same families)
+    Case(
+        "-p given twice",
+        ["run", NB, "-p", "n", "1", "-p", "n", "2"],
+        absent=["runs"],
+        says="'n' is given twice (-p n 1, then -p n 2); pass it once",
+    ),
+    Case(
+        "-p given twice to a playbook",
+        ["run", PB, "-p", "t", "1", "-p", "t", "2"],
+        says="'t' is given twice",
+    ),
+    Case(
+        "-p a float nan",
+        ["run", NB, "-p", "t", ".nan"],
+        absent=["runs"],
+        says="parameter 't' expects float, got nan",
+    ),
+    Case("-p a float inf", ["run", NB, "-p", "t", ".inf"], absent=["runs"], says="got inf"),
+    Case("-p an int as 1.5", ["run", NB, "-p", "n", "1.5"], absent=["runs"]),
+    Case("-p an int as true", ["run", NB, "-p", "n", "true"], absent=["runs"]),
+    Case(
+        "-f a float nan",
+        ["run", NB, "-f", "p.yaml"],
+        setup=write("p.yaml", "t: .nan\n"),
+        says="got nan",
+    ),
+    Case(
+        "secret:UNSET",
+        ["run", NB, "-p", "api_key", "secret:AIKIT_T_UNSET"],
+        absent=["runs"],
+        says="AIKIT_T_UNSET is not set in the environment; export AIKIT_T_UNSET=",
+    ),
+    Case(
+        "secret: an empty variable",
+        ["run", NB, "-p", "api_key", "secret:AIKIT_T_EMPTY"],
+        env={"AIKIT_T_EMPTY": ""},
+        absent=["runs"],
+        says="AIKIT_T_EMPTY is not set (it is empty)",
+    ),
+    Case("secret: no name", ["run", NB, "-p", "api_key", "secret:"]),
+    Case(
+        "playbook secret:UNSET",
+        ["run", PB, "-p", "api_key", "secret:AIKIT_T_UNSET"],
+        absent=["runs"],
+        says="AIKIT_T_UNSET is not set",
+    ),
+    Case(
+        "playbook -p a float as text",
+        ["run", PB, "-p", "t", "hot"],
+        absent=["runs"],
+        says="parameter 't' expects float, got 'hot'",
+    ),
+    Case(
+        "playbook -p over its grid",
+        ["run", PB, "-p", "n", "5"],
+        absent=["runs"],
+        says="-p n would replace grid.n",
+    ),
+    Case("playbook -p over its grid, dry run", ["run", PB, "-p", "n", "5", "--dry-run"]),
+    Case(
+        "playbook grid empty",
+        ["run", "b.yaml"],
+        setup=playbook("grid:\n  n: []\n"),
+        says="grid.n: an empty list runs nothing",
+    ),
+    Case(
+        "playbook grid repeats",
+        ["run", "b.yaml"],
+        setup=playbook("grid:\n  n: [1, 2, 1]\n"),
+        says="grid.n: 1 is listed twice",
+    ),
+    Case(
+        "playbook grid wrong type",
+        ["run", "b.yaml"],
+        setup=playbook("grid:\n  n: [1, two]\n"),
+        absent=["runs"],
+    ),
+    Case(
+        "playbook grid over a step parameter",
+        ["run", "b.yaml"],
+        setup=write(
+            "b.yaml",
+            "name: x\nsteps:\n  - notebook: demo.ipynb\n    parameters: {n: 3}\ngrid:\n  n: [1]\n",
+        ),
+        says="steps[0].parameters.n is also in grid.n",
+    ),
+    Case(
+        "playbook grid a float nan",
+        ["run", "b.yaml"],
+        setup=playbook("grid:\n  t: [.nan]\n"),
+        says="got nan",
+    ),
+    Case(
+        "playbook fail_under nan",
+        ["run", "b.yaml"],
+        setup=playbook("fail_under: {x: .nan}\n"),
+        says="fail_under.x: Input should be a finite number (got nan)",
+    ),
+    Case(
+        "playbook workers true",
+        ["run", "b.yaml"],
+        setup=playbook("workers: true\n"),
+        says="workers: Input should be a valid integer (got True)",
+    ),
+    Case("playbook workers 1.5", ["run", "b.yaml"], setup=playbook("workers: 1.5\n")),
+    Case("playbook steps empty", ["run", "b.yaml"], setup=write("b.yaml", "name: x\nsteps: []\n")),
+    Case(
+        "playbook step not a mapping",
+        ["run", "b.yaml"],
+        setup=write("b.yaml", "name: x\nsteps: [3]\n"),
+    ),
+    Case("playbook name missing", ["run", "b.yaml"], setup=write("b.yaml", "steps: []\n")),
+    Case("playbook empty file", ["run", "b.yaml"], setup=write("b.yaml", "")),
+    Case(
+        "playbook step parameter unknown",
+        ["run", "b.yaml"],
+        setup=write(
+            "b.yaml", "name: x\nsteps:\n  - notebook: demo.ipynb\n    parameters: {z: 1}\n"
+        ),
+    ),
+    Case(
+        "playbook step plain secret",
+        ["run", "b.yaml"],
+        setup=write(
+            "b.yaml",
+            "name: x\nsteps:\n  - notebook: demo.ipynb\n    parameters: {api_key: sk-1}\n",
+        ),
+    ),
+    Case(
+        "AIKIT_TIMEOUT nan",
+        ["run", NB],
+        env={"AIKIT_TIMEOUT": "nan"},
+        absent=["runs"],
+        says="AIKIT_TIMEOUT='nan' is not a finite number",
+    ),
+    Case(
+        "AIKIT_TIMEOUT 0",
+        ["run", NB],
+        env={"AIKIT_TIMEOUT": "0"},
+        absent=["runs"],
+        says="AIKIT_TIMEOUT='0' is zero",
+    ),
+    Case("AIKIT_TIMEOUT 1e999", ["run", NB], env={"AIKIT_TIMEOUT": "1e999"}, absent=["runs"]),
+    Case(
+        "AIKIT_MAX_RETRIES -1",
+        ["run", NB],
+        env={"AIKIT_MAX_RETRIES": "-1"},
+        absent=["runs"],
+        says="AIKIT_MAX_RETRIES='-1' is negative",
+    ),
+    Case("AIKIT_MAX_RETRIES 2.5", ["run", NB], env={"AIKIT_MAX_RETRIES": "2.5"}, absent=["runs"]),
+    Case(
+        "AIKIT_SERVER_IDLE_S soon",
+        ["run", NB],
+        env={"AIKIT_SERVER_IDLE_S": "soon"},
+        says="AIKIT_SERVER_IDLE_S='soon' is not a number",
+    ),
+    Case(
+        "AIKIT_SERVER_IDLE_S soon, serve",
+        ["serve"],
+        env={"AIKIT_SERVER_IDLE_S": "soon"},
+        says="AIKIT_SERVER_IDLE_S='soon'",
+    ),
+    Case("AIKIT_SERVER_IDLE_S -1, doctor", ["doctor"], env={"AIKIT_SERVER_IDLE_S": "-1"}),
+    Case(
+        "AIKIT_TIMEOUT in .env",
+        ["run", NB],
+        setup=write(".env", "AIKIT_TIMEOUT=-1\n"),
+        says="AIKIT_TIMEOUT='-1' is negative",
+    ),
+    Case(
+        "malformed aikit.toml",
+        ["run", NB],
+        setup=write("aikit.toml", "[profiles\n"),
+        absent=["runs"],
+        says="aikit.toml is not valid TOML",
+    ),
+    Case("malformed aikit.toml, doctor", ["doctor"], setup=write("aikit.toml", "x = = 1\n")),
+    Case("aikit.toml profiles a number", ["doctor"], setup=write("aikit.toml", "profiles = 3\n")),
+    Case(
+        "aikit.toml unknown profile key",
+        ["run", NB],
+        setup=write("aikit.toml", "[profiles.a]\nmodle = 'x'\n"),
+    ),
+    Case(
+        "aikit.toml not UTF-8",
+        ["doctor"],
+        setup=write("aikit.toml", NON_UTF8),
+        says="aikit.toml is not UTF-8 text",
+    ),
+    Case(
+        ".env not UTF-8",
+        ["run", NB],
+        setup=write(".env", NON_UTF8),
+        absent=["runs"],
+        says=".env is not UTF-8 text",
+    ),
+    Case(".env not UTF-8, doctor", ["doctor"], setup=write(".env", NON_UTF8)),
+    Case(".env not UTF-8, cache stats", ["cache", "stats"], setup=write(".env", NON_UTF8)),
+    Case(
+        "chat temperature='hot'",
+        call=chat_call(temperature="hot"),
+        says="temperature='hot' is not valid; pass a number from 0 to 2",
+    ),
+    Case(
+        "chat temperature=nan",
+        call=chat_call(temperature=float("nan")),
+        says="temperature=nan is not valid",
+    ),
+    Case("chat temperature=3", call=chat_call(temperature=3)),
+    Case(
+        "chat max_tokens=0",
+        call=chat_call(max_tokens=0),
+        says="max_tokens=0 is not valid; pass a whole number >= 1",
+    ),
+    Case("chat max_tokens=-5", call=chat_call(max_tokens=-5), says="max_tokens=-5 is not valid"),
+    Case("chat max_tokens=1.5", call=chat_call(max_tokens=1.5)),
+    Case("chat max_tokens=True", call=chat_call(max_tokens=True)),
+    Case("chat top_p=2", call=chat_call(top_p=2)),
+    Case("chat n=0", call=chat_call(n=0)),
+    Case("chat seed='x'", call=chat_call(seed="x")),
+    Case("chat stop=[]", call=chat_call(stop=[])),
+    Case("chat presence_penalty=9", call=chat_call(presence_penalty=9)),
+    Case(
+        "chat logprobs=True on the embedded model",
+        call=chat_call(logprobs=True),
+        says="logprobs=True is not available on the embedded model",
+    ),
+    Case(
+        "chat top_logprobs=3 on the embedded model",
+        call=chat_call(top_logprobs=3),
+        says="top_logprobs=3 is not available",
+    ),
+    Case("chat logprobs='yes'", call=chat_call(logprobs="yes")),
+    Case(
+        "batch budget_usd=nan",
+        call=batch_call(budget_usd=float("nan"), max_tokens=5),
+        says="budget_usd=nan is not valid",
+    ),
+    Case("batch budget_usd=-1", call=batch_call(budget_usd=-1, max_tokens=5)),
+    Case(
+        "batch temperature='hot'",
+        call=batch_call(temperature="hot"),
+        says="temperature='hot' is not valid",
+    ),
+    Case("batch max_tokens=0", call=batch_call(max_tokens=0)),
+    Case("estimate max_tokens=-5", call=estimate_call(max_tokens=-5)),
+    Case(
+        "playbook key twice",
+        ["run", "b.yaml"],
+        setup=write("b.yaml", "name: x\nname: y\nsteps:\n  - notebook: demo.ipynb\n"),
+        says="b.yaml: line 2: 'name' is given twice; keep one",
+    ),
+    Case(
+        "playbook grid name twice", ["run", "b.yaml"], setup=playbook("grid:\n  n: [1]\n  n: [2]\n")
+    ),
+    Case(
+        "playbook step a folder",
+        ["run", "b.yaml"],
+        setup=lambda tmp: (
+            (tmp / "d.ipynb").mkdir(),
+            write("b.yaml", "name: x\nsteps:\n  - notebook: d.ipynb\n")(tmp),
+        ),
+    ),
+    Case(
+        "playbook step a JSON list",
+        ["run", "b.yaml"],
+        setup=lambda tmp: (
+            write("l.ipynb", "[]")(tmp),
+            write("b.yaml", "name: x\nsteps:\n  - notebook: l.ipynb\n")(tmp),
+        ),
+    ),
+    Case("playbook files a string", ["run", "b.yaml"], setup=playbook("files: data\n")),
+    Case("playbook grid a list", ["run", "b.yaml"], setup=playbook("grid: [1]\n")),
+    Case(
+        "AIKIT_MODEL blank",
+        ["run", NB],
+        env={"AIKIT_MODEL": "   "},
+        absent=["runs"],
+        says="AIKIT_MODEL='   ' is blank",
+    ),
+    Case(
+        "AIKIT_CACHE_PATH under a file",
+        ["cache", "stats"],
+        env={"AIKIT_CACHE_PATH": "{tmp}/afile/cache.sqlite"},
+        setup=write("afile", "x"),
+    ),
+    Case(
+        "AIKIT_CASSETTES a non-JSONL file, replay",
+        env={"AIKIT_CACHE": "replay", "AIKIT_CASSETTES": "{tmp}/c.jsonl"},
+        setup=write("c.jsonl", "not json\n"),
+        call=chat_call(),
+    ),
+    Case(
+        "OPENAI_BASE_URL without a host",
+        env={"AIKIT_PROVIDER": "openai", "OPENAI_BASE_URL": "http://", "OPENAI_API_KEY": "k"},
+        call=chat_call(),
+        says="OPENAI_BASE_URL='http://' is not an http(s) URL",
+    ),
+    Case(
+        "provider openai without a key",
+        env={"AIKIT_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+        call=chat_call(),
+    ),
+    Case("-p a list as broken YAML", ["run", NB, "-p", "n", "[1, 2"], absent=["runs"]),
+    Case("--out s3:// (no bucket)", ["run", NB, "--out", "s3://"], says="names no bucket"),
+    Case("--out ftp:// refused", ["run", NB, "--out", "ftp://127.0.0.1:1/x"], says="cannot reach"),
+    Case("--fail-under nan", ["run", NB, "--fail-under", "x=nan"], says="not a finite number"),
+    Case("--fail-under inf", ["run", PB, "--fail-under", "x=inf", "--dry-run"]),
+    Case("dataset row a list", call=dataset_text("d.jsonl", "[1, 2]\n"), says="row 1"),
+    Case("dataset row without input", call=dataset_text("d.jsonl", '{"expected": 1}\n')),
+    Case(
+        "dataset ids repeat",
+        call=dataset_text("d.jsonl", '{"id": "a", "input": "x"}\n{"id": "a", "input": "y"}\n'),
+        says="id 'a' repeats row 1",
+    ),
+    Case("dataset CSV without input", call=dataset_text("d.csv", "question,expected\nx,y\n")),
+    Case("dataset CSV ragged", call=dataset_text("d.csv", "input,expected\nx,y,z\n")),
+    Case("embedding cache corrupt", call=embed_with(None), says="embedding cache"),
+    Case(
+        "embedding cache not SQLite",
+        call=embed_with(b"not a database at all" * 200),
+        says="is corrupt (file is not a database); delete it",
+    ),
 ]
+
+
+_said: dict[str, str] = {}  # case -> its message, printed with -s for review
 
 
 def attempt(case: Case, tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> str | None:
@@ -377,6 +767,9 @@ def attempt(case: Case, tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any)
                 case.call(tmp)
             except AikitError as exc:
                 text = str(exc)
+                _said[case.name] = text
+                if case.says not in text:
+                    return f"does not say {case.says!r}: {text!r}"
                 return None if "\n" not in text and text else f"message {text!r}"
             return "no error"
         try:
@@ -390,6 +783,9 @@ def attempt(case: Case, tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any)
     captured = capsys.readouterr()
     err = captured.err
     lines = err.splitlines()
+    _said[case.name] = err.strip()
+    if case.says not in err:
+        return f"does not say {case.says!r}: {err!r}"
     if case.warning:
         ok = code == 0 and lines and all(ln.startswith("aikit: warning: ") for ln in lines)
         return None if ok else f"exit {code}, stderr {err!r}"
@@ -419,6 +815,9 @@ def test_every_bad_input_is_one_line(
         print(f"\nbad inputs: tried {tried}, handled cleanly {clean}", file=sys.stderr)
         for name, problem in failures.items():
             print(f"  NOT CLEAN {name}: {problem}", file=sys.stderr)
+        if os.environ.get("SHOW_BAD_INPUT_MESSAGES"):
+            for name, text in _said.items():
+                print(f"  {name}: {text}", file=sys.stderr)
     assert not failures, failures
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -526,3 +529,129 @@ def test_progress_draws_one_live_line_on_a_terminal_and_reads_cell_tokens() -> N
     assert text.endswith(
         "\r\x1b[K[1/2] nb k=1: succeeded in 1.2 s  accuracy=0.75\n[2/2] nb k=2: cell 1/5"
     )
+
+
+def test_playbook_p_values_take_the_notebooks_types(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`aikit run PLAYBOOK -p NAME VALUE` converts VALUE as `aikit run NOTEBOOK` does: YAML
+    rules to the declared type (an int, a float, a list), a `str` parameter as typed."""
+    from aikit.cli import main
+
+    book = _playbook(tmp_path, grid="temperature: [0.0, 1.0]")
+    argv = ["run", str(book), "--dry-run", "-p", "n", "3", "-p", "labels", "[x, y]"]
+    assert main([*argv, "-p", "mode", "007", "--out", str(tmp_path / "runs")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "demo.ipynb" in ln]
+    assert len(lines) == 2
+    for line, temperature in zip(lines, (0.0, 1.0), strict=True):
+        shown = line.split("demo.ipynb  ", 1)[1].rsplit("  run", 1)[0]
+        assert ast.literal_eval(shown) == {
+            "question": "grid",
+            "temperature": temperature,
+            "n": 3,
+            "labels": ["x", "y"],
+            "mode": "007",  # a str parameter keeps the text as typed
+        }
+    # the same NAME twice is refused, not the last one taken
+    assert main([*argv, "-p", "n", "4"]) == 2
+    assert capsys.readouterr().err == (
+        "aikit: error: parameter 'n' is given twice (-p n 3, then -p n 4); pass it once\n"
+    )
+
+
+KILLED_PARAMS = 'n: int = 1  # which run\nfolder: str = ""  # where the kernels leave their pids'
+KILLED_CELLS = [
+    "import atexit, os, pathlib, time\nimport aikit\n"
+    'pathlib.Path(folder, f"kernel-{n}").write_text(str(os.getpid()))',
+    "if n == 1:  # until the other run's kernel is up: both are running at the kill\n"
+    "    deadline = time.monotonic() + 300\n"
+    '    while not pathlib.Path(folder, "kernel-2").exists() and time.monotonic() < deadline:\n'
+    "        time.sleep(0.1)\n"
+    "else:\n"
+    "    time.sleep(300)  # run 2 is interrupted here",
+    "def exiting():  # the kernel's shutdown: run 1 has run every cell and is finishing\n"
+    '    pathlib.Path(folder, f"exiting-{n}").write_text("")\n'
+    "    time.sleep(30)\n"
+    "atexit.register(exiting)\n"
+    'aikit.record("score", n * 10)',
+]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_a_playbook_keeps_finished_runs_and_its_children_end(tmp_path: Path) -> None:
+    """Issue 22, item 8: `kill -9` of `aikit run PLAYBOOK` (2 workers) while run 1 has run
+    every cell (its kernel is shutting down) and run 2 is in a cell: run 1 is `succeeded` with
+    its values, run 2 `running (process gone)`, and both run processes and kernels end."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(KILLED_PARAMS, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in KILLED_CELLS]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "killed.ipynb")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (tmp_path / "book.yaml").write_text(
+        "name: killed\nworkers: 2\nsteps:\n  - notebook: killed.ipynb\n"
+        f"    parameters: {{folder: {str(pids)!r}}}\ngrid:\n  n: [1, 2]\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aikit.cli", "run", "book.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    watched: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not (pids / "exiting-1").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "never got there"
+            time.sleep(0.05)
+        records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
+        watched = [r["pid"] for r in records if r.get("pid")]  # the two run processes
+        watched += [int((pids / f"kernel-{n}").read_text()) for n in (1, 2)]
+        assert len(watched) == 4 and all(map(_alive, watched)), records
+        os.kill(process.pid, signal.SIGKILL)  # the parent only, as a crash or the OOM killer
+        process.wait(10)
+        deadline = time.monotonic() + 90  # a bound for a loaded machine, not a timing claim
+        while any(_alive(pid) for pid in watched) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in watched if _alive(pid)] == []
+    finally:
+        for pid in watched:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    frame = aikit.runs(tmp_path / "runs").sort_values("n")
+    assert list(frame["n"]) == [1, 2]
+    assert list(frame["status"]) == ["succeeded", "running (process gone)"]
+    assert frame["score"].iloc[0] == 10 and frame["error"].isna().all()
+    listed = cli("runs", cwd=tmp_path)
+    assert listed.returncode == 0 and "running (process gone)" in listed.stdout
+
+
+def test_a_secret_unset_where_the_run_executes_fails_it_before_a_kernel(tmp_path: Path) -> None:
+    """On a remote worker the submitter cannot check `secret:NAME`: the run fails there, in
+    one line, without starting a kernel (no executed notebook)."""
+    from aikit.runner.execute import execute_run, make_spec
+
+    nb = make_notebook(tmp_path)
+    spec = make_spec(nb, {"api_key": "secret:AIKIT_T_NOWHERE"}, out=tmp_path / "runs", name="d")
+    run = execute_run(spec)
+    assert (run.status, run.output) == ("failed", None)
+    assert run.error == (
+        "demo.ipynb: ParameterError: parameter 'api_key' = 'secret:AIKIT_T_NOWHERE', but"
+        " AIKIT_T_NOWHERE is not set in the environment; export AIKIT_T_NOWHERE=... before the run"
+    )
+    assert not (Path(run.dir) / "demo.ipynb").exists()

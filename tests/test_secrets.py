@@ -21,7 +21,7 @@ from conftest import API_KEY
 from fault_server import Faults, FaultServer
 
 import aikit
-from aikit._scrub import forms, redact_url, redact_urls, scrub_json
+from aikit._scrub import Scrubber, forms, redact_url, redact_urls, scrub_json
 from aikit.errors import EndpointError
 from aikit.settings import reset_settings
 
@@ -259,3 +259,134 @@ def test_endpoint_and_batch_errors_never_show_credentials(
     for error in frame["error"]:
         assert "hunter2" not in error and "user" not in error
         assert "timed out after 0.2 s (AIKIT_TIMEOUT)" in error
+
+
+NINE_WAYS = """\
+import json, logging, sys
+import pandas as pd
+import aikit
+from IPython.display import HTML, display
+print("way1 print:", api_key)
+print("way2 repr:", repr(api_key), [api_key])
+print("way3 json:", json.dumps({"key": api_key}))
+logging.basicConfig(stream=sys.stderr)
+logging.getLogger("canary").warning("way4 logging: %s", api_key)
+sys.stderr.write(f"way5 stderr: {api_key}\\n")
+display(HTML(f"<pre>way6 html: {api_key}</pre>"))
+frame = pd.DataFrame({"key": [api_key], "n": [1]})
+print("way7 frame:", frame.to_string())
+display(frame)
+aikit.record("way8", api_key)
+aikit.record("way8s", {"k": [api_key]})
+api_key
+"""
+NINTH = 'raise ValueError(f"way9 evalue: {api_key!r} / {api_key}")\n'
+
+
+@pytest.mark.parametrize("lines", ["multi-line", "one line"])
+def test_a_secret_with_newlines_is_scrubbed_nine_ways(
+    tmp_path: Path, isolated: Path, lines: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22, item 2: a PEM-like key printed nine ways; nbformat keeps text as a list of
+    lines and pandas prints a newline as `\\n`, and neither may let a line of it through."""
+    one, two = os.urandom(5).hex(), os.urandom(5).hex()  # unique: a match is a leak
+    secret = f"-----BEGIN TEST KEY-----\nMIIB{one}q\"w\\e'r+/=\n{two}Zz09\n-----END TEST KEY-----\n"
+    if lines == "one line":
+        secret = secret.replace("\n", " ").strip()
+    started = time.time() - 1
+    nb = make_notebook(tmp_path, [NINE_WAYS, NINTH])
+    done = cli(
+        "run",
+        str(nb),
+        "-p",
+        "api_key",
+        "secret:PEM",
+        "--out",
+        str(tmp_path / "runs"),
+        env={"PEM": secret},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr  # the last cell raises, on purpose
+    [run_dir] = (tmp_path / "runs" / "canary").iterdir()
+    executed = nbformat.read(run_dir / "canary.ipynb", as_version=4)
+    nbformat.validate(executed)
+    text = json.dumps([o for c in executed.cells for o in c.get("outputs", [])])
+    record = json.loads((run_dir / "run.json").read_text())
+    shown = {  # each way reached the notebook (or run.json), scrubbed
+        1: "way1 print: secret:PEM",
+        2: "way2 repr: 'secret:PEM' ['secret:PEM']",
+        3: 'way3 json: {\\"key\\": \\"secret:PEM\\"}',
+        4: "way4 logging: secret:PEM",
+        5: "way5 stderr: secret:PEM",
+        6: "<pre>way6 html: secret:PEM</pre>",
+        7: "<td>secret:PEM",
+        8: "",
+        9: "way9 evalue: 'secret:PEM' / secret:PEM",
+    }
+    reached = {way for way, marker in shown.items() if marker and marker in text}
+    reached |= (
+        {8}
+        if record["records"] == {"way8": "secret:PEM", "way8s": {"k": ["secret:PEM"]}}
+        else set()
+    )
+    if "secret:PEM  1" not in text:  # the frame's text form too, not only its HTML
+        reached.discard(7)
+    found = {}
+    for root, since in ((tmp_path, 0.0), (isolated, 0.0), (Path("/tmp"), started)):
+        for path in files_under(root, since):
+            content = path.read_text(encoding="utf-8", errors="replace")
+            hit = [t for t in (one, two) if t in content]
+            if hit:
+                found[str(path)] = hit
+    cli_hits = [t for t in (one, two) if t in done.stdout + done.stderr]
+    with capsys.disabled():
+        print(f"\n{lines} secret: tried 9 ways, scrubbed {len(reached)}", file=sys.stderr)
+    assert reached == set(shown), sorted(set(shown) - reached)
+    assert not found and not cli_hits, (found, cli_hits)
+
+
+def test_every_form_of_a_multi_line_secret_is_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    """The forms a PEM-like secret takes on its way out, computed here (not by aikit._scrub):
+    each is scrubbed in text and inside a notebook's line lists; the counts are printed."""
+    import pandas as pd
+
+    token = os.urandom(5).hex()
+    secret = (
+        f"-----BEGIN TEST KEY-----\nMIIB{token}q\"w\\e'r+/=\n{token}Zz09\n-----END TEST KEY-----"
+    )
+    inner = repr(secret)[1:-1]
+    pandas_form = secret.replace("\n", "\\n")
+    frame = pd.DataFrame({"key": [secret]})
+    with pd.option_context("display.max_colwidth", 50):
+        cut = repr(frame)
+    shown = {
+        "raw": secret,
+        "repr": repr(secret),
+        "repr in a list": repr([secret]),
+        "json": json.dumps(secret),
+        "json of a repr": json.dumps(repr(secret)),
+        "json, ensure_ascii": json.dumps({"k": secret}, ensure_ascii=False),
+        "html": html.escape(secret),
+        "html of a repr": html.escape(inner),
+        "html in json": json.dumps(html.escape(secret)),
+        "pandas text": frame.to_string(),
+        "pandas cut short": cut,
+        "pandas html": frame.to_html(),
+        "pandas \\n form": pandas_form,
+        "one line of it": f"x {secret.splitlines()[1]} y",
+        "a line, repr": repr(secret.splitlines()[2]),
+        "with CRLF": secret.replace("\n", "\r\n"),
+        "upper half": secret[: len(secret) // 2] + "...",
+    }
+    scrubber = Scrubber({"PEM": secret})
+    leaked = {name for name, text in shown.items() if token in scrubber.text(text)}
+    lines = (secret + "\n").splitlines(True)
+    cell = {"outputs": [{"output_type": "stream", "name": "stdout", "text": lines}]}
+    scrubbed = scrubber.json(cell, notebook=True)
+    if token in json.dumps(scrubbed):
+        leaked.add("nbformat line list")
+    tried = len(shown) + 1
+    with capsys.disabled():
+        print(f"\nsecret forms: tried {tried}, scrubbed {tried - len(leaked)}", file=sys.stderr)
+    assert not leaked, sorted(leaked)
+    assert scrubbed["outputs"][0]["text"] == ["secret:PEM\n"]

@@ -59,7 +59,31 @@ def test_frozen_and_key_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
             "localhost:8000",
             "OPENAI_BASE_URL='localhost:8000' is not an http(s) URL",
         ),
-        ("AIKIT_TIMEOUT", "soon", "AIKIT_TIMEOUT='soon' is not a valid float"),
+        (
+            "AIKIT_TIMEOUT",
+            "soon",
+            "AIKIT_TIMEOUT='soon' is not a number; set a number of seconds > 0 such as 120",
+        ),
+        (
+            "AIKIT_TIMEOUT",
+            "-1",
+            "AIKIT_TIMEOUT='-1' is negative; set a number of seconds > 0 such as 120",
+        ),
+        ("AIKIT_TIMEOUT", "0", "AIKIT_TIMEOUT='0' is zero; set a number of seconds > 0"),
+        ("AIKIT_TIMEOUT", "nan", "AIKIT_TIMEOUT='nan' is not a finite number"),
+        ("AIKIT_TIMEOUT", "inf", "AIKIT_TIMEOUT='inf' is not a finite number"),
+        (
+            "AIKIT_MAX_RETRIES",
+            "2.5",
+            "AIKIT_MAX_RETRIES='2.5' is not a whole number; set a whole number >= 0 such as 2",
+        ),
+        ("AIKIT_MAX_RETRIES", "-3", "AIKIT_MAX_RETRIES='-3' is negative"),
+        (
+            "AIKIT_SERVER_IDLE_S",
+            "soon",
+            "AIKIT_SERVER_IDLE_S='soon' is not a number; set a number of seconds >= 0 such as 900",
+        ),
+        ("AIKIT_SERVER_IDLE_S", "-5", "AIKIT_SERVER_IDLE_S='-5' is negative"),
     ],
 )
 def test_bad_values_name_value_and_fix(
@@ -213,3 +237,23 @@ def test_the_notebook_folder_and_project_root_beat_the_cwd(
     monkeypatch.delenv("AIKIT_NOTEBOOK_DIR")  # a worker's scratch: the root aikit passed on
     monkeypatch.setenv("AIKIT_PROJECT_ROOT", str(root))
     assert Settings.resolve().model == "from-project"
+
+
+def test_a_malformed_aikit_toml_is_an_error_not_a_file_read() -> None:
+    Path("pyproject.toml").write_text("[project]\nname = 'x'\n")
+    Path("aikit.toml").write_text("[profiles\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.resolve()  # no profile chosen: the file is still checked, not listed as read
+    assert str(info.value).startswith(f"{Path('aikit.toml').resolve()} is not valid TOML (")
+    assert str(info.value).endswith("; fix the file") and "\n" not in str(info.value)
+
+
+def test_a_dotenv_that_is_not_utf8_names_the_file() -> None:
+    Path("pyproject.toml").write_text("[project]\nname = 'x'\n")
+    Path(".env").write_bytes(b"AIKIT_MODEL=caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.resolve()
+    assert str(info.value) == (
+        f"{Path('.env').resolve()} is not UTF-8 text (byte 15); save it as UTF-8,"
+        " one NAME=value a line"
+    )

@@ -95,7 +95,7 @@ def estimate(
 
     settings = settings or get_settings()
     model = model or settings.model
-    check_params(params)
+    check_params(params, max_tokens=max_tokens)
     wire, _ = schema_format(response_format)
     prepared = _job.prepare(inputs, template, system)
     endpoint = resolve_endpoint(settings, client)
@@ -145,7 +145,7 @@ async def abatch(
 
     settings = settings or get_settings()
     model = model or settings.model
-    check_params(params)
+    check_params(params, temperature=temperature, max_tokens=max_tokens)
     wire, _ = schema_format(response_format)
     endpoint = resolve_endpoint(settings, client)
     start, ceiling = _job.limits(concurrency, endpoint)

@@ -167,7 +167,8 @@ def reservations(
     params: Mapping[str, Any],
 ) -> list[float]:
     """Each row's upper-bound cost, after checking that a budget can be kept at all."""
-    if isinstance(budget_usd, bool) or not isinstance(budget_usd, int | float) or budget_usd < 0:
+    bad = isinstance(budget_usd, bool) or not isinstance(budget_usd, int | float)
+    if bad or not 0 <= budget_usd < float("inf"):  # nan and inf too
         raise ConfigError(f"budget_usd={budget_usd!r} is not valid; pass a number of USD >= 0")
     price = cost_of(model, Usage(1_000_000, 1_000_000))
     if price is None:

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aikit._sqlite import SQLiteFile
 from aikit._sqlite import transaction as _transaction
-from aikit.errors import EndpointError, RagError
+from aikit.errors import EndpointError, RagError, StoreError
 from aikit.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -72,22 +73,41 @@ class EmbeddingCache:
         )
         self._connect = self._db.connect
 
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A damaged file (or one that cannot be opened or written) as one line naming it."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            error = self._db.error(exc) if isinstance(exc, sqlite3.DatabaseError) else exc
+            if isinstance(error, StoreError) and " is corrupt (" in str(error):
+                cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+                error = StoreError(
+                    f"the embedding cache {str(self.path)!r} is corrupt ({cause}); delete it"
+                    " (with its -wal and -shm files: the vectors are computed again) or pass"
+                    " cache=False"
+                )
+            if error is exc:
+                raise
+            raise error from exc
+
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """key -> stored vector bytes, for the keys that are stored."""
-        conn = self._connect()
         found: dict[str, bytes] = {}
-        for start in range(0, len(keys), _LOOKUP_BATCH):
-            batch = list(keys[start : start + _LOOKUP_BATCH])
-            marks = ",".join("?" * len(batch))
-            rows = conn.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch)
-            found.update(rows.fetchall())
+        with self._errors():
+            conn = self._connect()
+            for start in range(0, len(keys), _LOOKUP_BATCH):
+                batch = list(keys[start : start + _LOOKUP_BATCH])
+                marks = ",".join("?" * len(batch))
+                query = f"SELECT key, vector FROM vectors WHERE key IN ({marks})"
+                rows = conn.execute(query, batch)
+                found.update(rows.fetchall())
         return found
 
     def put_many(self, model: str, items: Sequence[tuple[str, bytes]], dim: int) -> None:
         """Store vectors (key, float32 bytes) in one transaction."""
-        conn = self._connect()
         now = time.time()
-        with _transaction(conn):
+        with self._errors(), _transaction(conn := self._connect()):
             conn.executemany(
                 "INSERT OR REPLACE INTO vectors (key, model, dim, vector, created)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -96,7 +116,8 @@ class EmbeddingCache:
 
     def count(self) -> int:
         """How many vectors are stored."""
-        return int(self._connect().execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+        with self._errors():
+            return int(self._connect().execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

@@ -21,7 +21,7 @@ from aikit.runner.cassettes import rerecord
 from aikit.runner.execute import execute_run, make_spec
 from aikit.runner.gate import apply_gate
 from aikit.runner.kernel import KERNEL_NAME, check_kernel
-from aikit.runner.params import convert, describe_parameters, read_parameters
+from aikit.runner.params import check_secrets, convert, describe_parameters, read_parameters
 from aikit.runner.playbook import load_playbook
 from aikit.runner.progress import Progress, varying
 from aikit.runner.ship import upload
@@ -79,6 +79,7 @@ def run_notebook(
     if not notebook.is_file():
         raise ParameterError(f"notebook {path} does not exist; check the path")
     checked = convert(notebook, dict(params or {}))
+    check_secrets(notebook, checked)  # here, not in the kernel
     _check_settings(notebook)
     check_kernel(notebook)
     spec = make_spec(notebook, checked, out=_out(out), name=name or notebook.stem)
@@ -125,6 +126,12 @@ def plan_playbook(
     """Check a playbook (read once); per step, the runs with the earlier successful run each
     may reuse."""
     playbook, steps = load_playbook(path)
+    gridded = sorted(set(overrides or {}) & set(playbook.grid))
+    if gridded:
+        raise ParameterError(
+            f"{path}: -p {gridded[0]} would replace grid.{gridded[0]} in every run (the same"
+            f" run {len(playbook.grid[gridded[0]])} times); drop -p {gridded[0]} or edit the grid"
+        )
     out = _out(out)
     done = {} if force else _succeeded(out, playbook.name)
     plan: list[list[PlannedRun]] = []
@@ -184,6 +191,9 @@ def run_playbook(
     `summary.html` beside the runs. With `progress` (e.g. `sys.stdout`), a line per run
     started and finished and, while one runs, which cell it is in."""
     plan = plan_playbook(path, out=out, overrides=overrides, force=force)
+    if executor == "local" or not scheduler:  # a remote cluster's workers have their own
+        for spec in plan.specs:
+            check_secrets(spec.notebook, spec.parameters)
     results: list[Run] = []
     shown = None
     if progress is not None:

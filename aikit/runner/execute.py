@@ -32,7 +32,10 @@ from aikit import _storage as storage
 from aikit._record import read_records
 from aikit._scrub import Scrubber, is_secret_ref, redact_urls, secret_envs
 from aikit.costs import RUN_USAGE_ENV, total_usage
+from aikit.errors import ParameterError
 from aikit.registry import RUN_FILE, Run, load_run, write_run
+from aikit.runner.lifeline import PARENT_ENV, QuietStream, watch_parent
+from aikit.runner.params import check_secrets
 from aikit.runner.progress import CELL_BAR, OnCell, read_cells
 from aikit.runner.ship import display_path, git_commit_of, materialize, pack
 from aikit.runner.spec import RunSpec
@@ -153,6 +156,7 @@ def _run_env(spec: RunSpec) -> dict[str, str]:
     env = dict(os.environ)
     env.update(spec.env)
     env[RUN_USAGE_ENV] = str(Path(spec.run_dir) / "usage.jsonl")
+    env[PARENT_ENV] = str(os.getpid())  # the child ends (with its kernel) when this process does
     env[NOTEBOOK_DIR_ENV] = str(notebook_dir)
     if spec.project_root:  # the kernel's cwd is the run folder: settings come from here
         env.setdefault(PROJECT_ROOT_ENV, spec.project_root)
@@ -217,6 +221,14 @@ def _failed_cell(nb: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _all_cells_ran(nb: dict[str, Any]) -> bool:
+    """Whether every code cell with code in an executed notebook has run."""
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    return bool(cells) and all(
+        c.get("execution_count") is not None for c in cells if "".join(c.get("source", "")).strip()
+    )
+
+
 def run_in_process(spec: RunSpec) -> Run:
     """The child process's work: execute, scrub secrets, write the notebook and run.json."""
     import papermill
@@ -239,21 +251,31 @@ def run_in_process(spec: RunSpec) -> Run:
     # papermill saves as it goes, straight into the run folder, through a handler that scrubs
     # every save (no unscrubbed working copy anywhere, even after kill -9).
     failure: dict[str, Any] | None = None
+    parent_gone = watch_parent()
     try:
+        check_secrets(notebook.name, spec.parameters)  # on a remote worker: its own env
         papermill.execute_notebook(
             nb,
             scrubbed_path(output, secrets),
             parameters=plain,
             cwd=str(run_dir),
-            progress_bar={**CELL_BAR, "file": sys.stderr},  # read by the parent's read_cells
+            # read by the parent's read_cells; a parent gone never fails the run
+            progress_bar={**CELL_BAR, "file": QuietStream(sys.stderr)},
             log_output=False,
         )
+    except ParameterError as exc:
+        evalue = str(exc).removeprefix(f"{notebook.name}: ")
+        failure = {"cell": None, "ename": "ParameterError", "evalue": evalue}
     except papermill.PapermillExecutionError as exc:
         failure = {"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue}
     except Exception as exc:  # kernel died, missing kernel, ...
         first = str(exc).splitlines()[0] if str(exc) else ""
         failure = {"cell": None, "ename": type(exc).__name__, "evalue": first}
     executed = json.loads(output.read_text(encoding="utf-8")) if output.exists() else {}
+    if parent_gone.is_set():
+        if _failed_cell(executed) is None and not _all_cells_ran(executed):
+            return run  # interrupted: left `running`, its process gone (`aikit runs` says so)
+        failure = _failed_cell(executed)  # it ran to its end (or failed in a cell) as it was
     if failure is not None:
         failure = _failed_cell(executed) or failure
         failure["evalue"] = redact_urls(scrubber.text(str(failure.get("evalue") or "")))

@@ -23,6 +23,11 @@ def parse_thresholds(pairs: Sequence[str]) -> dict[str, float]:
             if not sep or not name.strip():
                 raise ValueError
             out[name.strip()] = float(value)
+            if not math.isfinite(out[name.strip()]):
+                raise EvalError(
+                    f"--fail-under {pair!r}: the threshold is not a finite number; write e.g."
+                    f" --fail-under {name.strip()}=0.8"
+                )
         except ValueError:
             raise EvalError(
                 f"--fail-under {pair!r} is not METRIC=VALUE; write e.g. --fail-under accuracy=0.8"

@@ -13,17 +13,18 @@ import ast
 import contextlib
 import io
 import json
+import os
 import re
 import tokenize
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from aikit._scrub import SECRET_PREFIX as SECRET_PREFIX  # the reference helpers live in _scrub
 from aikit._scrub import is_secret_ref as is_secret_ref
@@ -134,6 +135,41 @@ def _code_lines(tree: ast.Module) -> set[int]:
     return {n.lineno for n in tree.body}
 
 
+class CliValue(str):
+    """A parameter value as typed on a command line (`-p NAME VALUE`): converted by YAML rules
+    wherever it goes (a notebook, a playbook's steps), unless the parameter is a `str`."""
+
+
+def cli_values(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+    """`-p NAME VALUE` pairs as a mapping; a name given twice is an error, not the last one."""
+    values: dict[str, Any] = {}
+    for name, value in pairs or []:
+        if name in values:
+            raise ParameterError(
+                f"parameter {name!r} is given twice (-p {name} {values[name]}, then"
+                f" -p {name} {value}); pass it once"
+            )
+        values[name] = CliValue(value)
+    return values
+
+
+def check_secrets(
+    notebook: str | Path, values: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> None:
+    """Every `secret:NAME` value names a variable set (non-empty) in `environ` (default
+    `os.environ`): checked before a kernel starts, not inside it."""
+    env = os.environ if environ is None else environ
+    for name, value in values.items():
+        if is_secret_ref(value):
+            var = secret_env(value)
+            if not env.get(var):
+                raise ParameterError(
+                    f"{notebook}: parameter {name!r} = {str(value)!r}, but {var} is not set"
+                    f" {'(it is empty)' if var in env else 'in the environment'};"
+                    f" export {var}=... before the run"
+                )
+
+
 def convert(
     notebook: str | Path, values: Mapping[str, Any], *, from_cli: bool = False
 ) -> dict[str, Any]:
@@ -168,11 +204,14 @@ def convert(
 
 def _convert_one(notebook: str | Path, param: Parameter, value: Any, from_cli: bool) -> Any:
     annotation = param.annotation
+    if isinstance(value, CliValue):
+        from_cli, value = True, str(value)
     if from_cli and isinstance(value, str) and not _wants_str(annotation):
         with contextlib.suppress(yaml.YAMLError):  # else validated as the string it is
             value = yaml.safe_load(value)
     try:
-        return TypeAdapter(annotation).validate_python(value, strict=_strict(annotation))
+        adapter = TypeAdapter(annotation, config=_FINITE)
+        return adapter.validate_python(value, strict=_strict(annotation))
     except ValidationError as exc:
         wanted = param.type or type(param.default).__name__
         raise ParameterError(
@@ -183,6 +222,9 @@ def _convert_one(notebook: str | Path, param: Parameter, value: Any, from_cli: b
         if isinstance(exc, ParameterError):
             raise
         return value
+
+
+_FINITE = ConfigDict(allow_inf_nan=False)  # a float parameter is never nan or inf
 
 
 def _wants_str(annotation: Any) -> bool:

@@ -24,7 +24,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from aikit._userfile import read_yaml
 from aikit.errors import ParameterError, PlaybookError, StorageError
@@ -46,8 +46,8 @@ class Playbook(BaseModel):
     description: str = ""
     steps: list[Step] = Field(min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    workers: int = Field(default=1, ge=1)
-    fail_under: dict[str, float] = Field(default_factory=dict)  # metric -> lowest allowed
+    workers: int = Field(default=1, ge=1, strict=True)
+    fail_under: dict[str, FiniteFloat] = Field(default_factory=dict)  # metric -> lowest allowed
     files: list[str] | None = None  # default `files` of every step
 
 
@@ -70,10 +70,13 @@ def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dic
         # A misspelt field also makes the right one "missing": report the misspelling.
         err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         reason = err["msg"]
+        if err["type"] not in ("missing", "extra_forbidden"):
+            reason += f" (got {err['input']!r:.60})"
         if err["type"] == "extra_forbidden":
             owner = Step if "steps" in err["loc"] else Playbook
             reason = f"unknown field; known fields: {', '.join(owner.model_fields)}"
         raise PlaybookError(f"{file}: {_field(err['loc'])}: {reason}") from exc
+    _check_grid(file, playbook)
     plan = []
     used_grid: set[str] = set()
     for index, step in enumerate(playbook.steps):
@@ -112,6 +115,30 @@ def load_playbook(path: str | Path) -> tuple[Playbook, list[tuple[Path, list[dic
             " check `aikit params NOTEBOOK`"
         )
     return playbook, plan
+
+
+def _check_grid(file: Path, playbook: Playbook) -> None:
+    """A grid that would run nothing, run one item twice, or silently beat a step's value."""
+    for name, values in playbook.grid.items():
+        if not values:
+            raise PlaybookError(
+                f"{file}: grid.{name}: an empty list runs nothing; give at least one value"
+                " or remove the name"
+            )
+        seen: list[Any] = []
+        for value in values:
+            if any(type(value) is type(old) and value == old for old in seen):
+                raise PlaybookError(
+                    f"{file}: grid.{name}: {value!r} is listed twice; list each value once"
+                )
+            seen.append(value)
+    for index, step in enumerate(playbook.steps):
+        both = sorted(set(step.parameters) & set(playbook.grid))
+        if both:
+            raise PlaybookError(
+                f"{file}: steps[{index}].parameters.{both[0]} is also in grid.{both[0]}, which"
+                " would replace it in every run; keep one of the two"
+            )
 
 
 def _resolve(playbook_file: Path, notebook: str) -> Path | None:
