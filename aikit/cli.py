@@ -310,6 +310,9 @@ def _api(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         concurrency=args.concurrency,
         queue=args.queue,
+        body_timeout_s=args.body_timeout,
+        allow_hosts=list(args.allow_host or []),
+        allow_origins=list(args.allow_origin or []),
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0
@@ -482,6 +485,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.add_argument(
         "--queue", type=int, default=64, help="requests waiting beyond that (then 503)"
+    )
+    api.add_argument(
+        "--body-timeout", type=float, default=10.0, help="seconds to receive a body (408)"
+    )
+    api.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also answer requests addressed to this host name (repeatable; default: the bound"
+        " address only)",
+    )
+    api.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="URL",
+        help="let pages from this origin call the API, e.g. https://app.example (repeatable)",
     )
     api.set_defaults(func=_api)
     rerecord = commands.add_parser(
