@@ -152,7 +152,7 @@ def serving(
         command += ["-p", name, value if isinstance(value, str) else json.dumps(value)]
     if workers != 1:
         command += ["--workers", str(workers)]
-    environ = {**os.environ, **(env or {})}
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if token is not None:
         command += ["--token-env", TOKEN_ENV]
         environ[TOKEN_ENV] = token

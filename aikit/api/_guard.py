@@ -295,7 +295,10 @@ class Guard:
         return [*headers, (b"x-request-id", info.request_id.encode())]
 
     async def _send(self, send: Send, info: RequestInfo, status: int, payload: bytes) -> None:
-        headers = self._ids(info, [(b"content-type", b"application/json")])
+        length = str(len(payload)).encode()
+        headers = self._ids(
+            info, [(b"content-type", b"application/json"), (b"content-length", length)]
+        )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -311,8 +314,9 @@ class Guard:
         headers = self._ids(info, [(b"content-type", b"application/json"), *(extra or [])])
         if status == 503:
             headers.append((b"retry-after", b"1"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
         body = error_body(status, message, info.request_id)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _write(self, info: RequestInfo, row_id: str, stamp: float, *, final: bool = False) -> None:
