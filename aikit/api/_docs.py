@@ -38,6 +38,37 @@ class ErrorBody(BaseModel):
     request_id: str
 
 
+# One server-sent event (what `text/event-stream` carries, event by event).
+EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["chunk", "result", "error"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: {text} for a chunk, the response, or an error",
+        },
+    },
+    "required": ["data"],
+}
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def stream_responses(errors: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """A stream route's responses: events on 200, JSON errors (not events) otherwise."""
+    out: dict[int | str, dict[str, Any]] = {
+        code: {
+            "description": e["description"],
+            "content": {"application/json": {"schema": _ERROR_REF}},
+        }
+        for code, e in errors.items()
+    }
+    out[200] = {
+        "description": "server-sent events: chunk events, then one result or error event",
+        "content": {"text/event-stream": {"schema": EVENT}},
+    }
+    return out
+
+
 def _never_called(body: Any) -> None:  # pragma: no cover - documentation only
     raise AssertionError("documentation only: the guard answers this route")
 
@@ -100,12 +131,6 @@ def docs_app(
         schema = endpoint.schema
         summary = (schema.doc.splitlines() or [schema.name])[0]
         common: dict[str, Any] = {"dependencies": auth, "tags": [schema.name]}
-        stream_ok: dict[int | str, dict[str, Any]] = {
-            200: {
-                "description": "server-sent events: chunk…, then result or error",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
-        }
         for path, kind, request, response, what in [
             (f"/{schema.name}", "call", schema.request, schema.response, summary),
             (
@@ -134,7 +159,7 @@ def docs_app(
                 summary=what,
                 description=schema.doc if kind == "call" else None,
                 operation_id=f"{schema.name}_{kind}",
-                responses={**errors, **(stream_ok if kind == "stream" else {})},
+                responses=stream_responses(errors) if kind == "stream" else errors,
                 **common,
                 **extra,
             )
