@@ -476,7 +476,7 @@ def test_the_rag_notebook_answers_ask_from_its_cassette(tmp_path: Path) -> None:
         env={
             "AIKIT_HOME": str(tmp_path / "home"),
             "AIKIT_CACHE": "replay",
-            "AIKIT_CASSETTES": str(ROOT / "notebooks" / "cassettes"),
+            "AIKIT_CASSETTES": str(ROOT / "notebooks" / "cassettes" / "02_rag.jsonl"),  # its own
         },
     ) as api:
         r = api.post("/ask", json={"question": "How much money do I get to set up my home office?"})

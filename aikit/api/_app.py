@@ -5,8 +5,9 @@ answered concurrently, in order, one result or error per item), `POST /name/stre
 (server-sent events: `chunk` events with the answer's text as the model produces it, then one
 `result` or `error` event). Also `GET /healthz`, `GET /openapi.json` and `GET /docs`.
 
-One path per request: the guard (`_guard.py`) checks and admits it, `Endpoint` (`_calls.py`)
-validates it and calls the function, FastAPI (`_docs.py`) only documents the routes. A
+One path per request: the guard (`_guard.py`, ASGI middleware) checks and admits it, FastAPI
+routes it (`_routes.py`) to `Endpoint` (`_calls.py`), which validates it and calls the
+function. A
 function that raises answers 500 with a JSON error and the request id; the server keeps
 serving. No secret (a `secret:NAME` parameter, the bearer token) leaves the process in any
 form: answers, errors, the log, stdout and stderr are scrubbed (`aikit._scrub`).
@@ -23,10 +24,10 @@ from typing import Any, TextIO
 from aikit._scrub import Scrubber
 from aikit.api._calls import Endpoint, Workers
 from aikit.api._config import CONFIG_ENV, Config
-from aikit.api._docs import docs_app
 from aikit.api._guard import ASGIApp, Guard, allowed_hosts
 from aikit.api._log import RequestLog
 from aikit.api._notebook import execute, resolve_secrets
+from aikit.api._routes import app_for
 from aikit.api._schema import build
 from aikit.errors import AikitError
 
@@ -96,7 +97,7 @@ def create_app(config: Config) -> ASGIApp:
         log.close()
         workers.close()
 
-    docs = docs_app(
+    app = app_for(
         f"aikit api: {notebook.stem}",
         f"The marked functions of `{notebook.name}`, served by `aikit api`.",
         list(endpoints.values()),
@@ -104,7 +105,7 @@ def create_app(config: Config) -> ASGIApp:
         on_shutdown=shutdown,
     )
     return Guard(
-        docs,
+        app,
         endpoints=endpoints,
         config=config,
         token=token,

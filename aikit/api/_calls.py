@@ -200,11 +200,12 @@ class Endpoint:
         return 200, payload
 
     async def stream(
-        self, body: BaseModel, info: RequestInfo, gone: asyncio.Future[Any]
+        self, body: BaseModel, info: RequestInfo, gone: asyncio.Future[Any] | None = None
     ) -> AsyncIterator[bytes]:
         """SSE: `chunk` events while the function runs, then its `result` (or an `error`);
-        the work stops when the client goes away (`gone` is done)."""
+        the work stops when the client goes away (the iterator is closed, or `gone` is done)."""
         loop = asyncio.get_running_loop()
+        gone = gone or loop.create_future()
         pieces: asyncio.Queue[str] = asyncio.Queue()
 
         def on_text(text: str) -> None:
@@ -244,6 +245,7 @@ class Endpoint:
         finally:
             if not task.done():  # the client went away: stop the work
                 task.cancel()
+            gone.cancel()
 
 
 def _event(name: str, data: Any) -> bytes:

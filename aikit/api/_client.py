@@ -147,7 +147,8 @@ def serving(
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", "aikit.cli", "api", str(notebook), "--port", str(port)]
+    where = str(Path(notebook).resolve())  # relative to this process, not to `cwd`
+    command = [sys.executable, "-m", "aikit.cli", "api", where, "--port", str(port)]
     for name, value in (parameters or {}).items():
         command += ["-p", name, value if isinstance(value, str) else json.dumps(value)]
     if workers != 1:

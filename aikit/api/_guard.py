@@ -1,4 +1,4 @@
-"""The guard: the pure-ASGI front of `aikit api`, and the one path of every `POST /name...`.
+"""The guard: pure ASGI middleware in front of the FastAPI app of `aikit api`.
 
 For each request to an endpoint's route, in order: a request id (`X-Request-ID`, the client's
 if valid), `POST` only (405), one `Authorization` header at most (400), a `Host` that names
@@ -7,13 +7,14 @@ bearer token (401, constant-time), `Content-Type: application/json` (415: a cros
 or `text/plain` POST cannot run a function), the body read within `body_timeout_s` (408) and
 up to `max_body` bytes (413), by at most `readers` clients at once (503); then admission: at
 most `concurrency` requests run with `queue` more waiting (503 with `Retry-After` beyond). An
-admitted request gets its log row at once (status 0) and the row is completed when it ends.
-Everything else (`/healthz`, `/docs`, `/openapi.json`, 404s, lifespan) goes to the FastAPI app
-that documents the routes (`aikit/api/_docs.py`), after the `Host` check.
+admitted request gets its log row at once (status 0), goes on to FastAPI with its record and
+body in the ASGI scope (`_routes.py` routes it to `Endpoint`), and its row is completed when
+it ends. Other paths (`/healthz`, `/docs`, `/openapi.json`, 404s) go to FastAPI after the
+`Host` check.
 
-Why the guard answers and FastAPI only documents: `benchmarks/api.py` measures both paths
-side by side; FastAPI's request machinery costs more than the 2 ms p50 overhead budget on
-this kind of machine, the guard's path does not.
+One path, FastAPI's: `benchmarks/api.py` measured a plain FastAPI route and the guard's own
+fast path side by side at the same p50 overhead (about 0.9 ms on 2 busy cores, budget 2 ms),
+so the second path was not worth keeping.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from aikit.api._calls import Endpoint, RequestInfo, error_body
 from aikit.api._config import Config
 from aikit.api._log import IN_FLIGHT, RequestLog, Row, clip, usage_of
+from aikit.api._routes import BODY_KEY, INFO_KEY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,7 +68,7 @@ class Guard:
 
     def __init__(
         self,
-        docs: ASGIApp,
+        app: ASGIApp,
         *,
         endpoints: dict[str, Endpoint],
         config: Config,
@@ -74,7 +76,7 @@ class Guard:
         log: RequestLog,
         hosts: frozenset[str] | None,
     ) -> None:
-        self.docs, self.config, self.log, self.hosts = docs, config, log, hosts
+        self.app, self.config, self.log, self.hosts = app, config, log, hosts
         self.routes: dict[str, tuple[Endpoint, str]] = {}
         for name, endpoint in endpoints.items():
             for kind, path in (("call", ""), ("batch", "/batch"), ("stream", "/stream")):
@@ -87,7 +89,7 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan
-            await self.docs(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         route = self.routes.get(scope.get("path", ""))
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
@@ -96,7 +98,7 @@ class Guard:
                 info = RequestInfo(uuid.uuid4().hex[:16], "", "", time.perf_counter())
                 await self._answer(send, info, 421, self._host_message(headers))
                 return
-            await self.docs(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         endpoint, kind = route
         given = _header(headers, b"x-request-id").decode("latin-1")
@@ -154,13 +156,8 @@ class Guard:
             self.inside -= 1
             raise
         try:
-            if info.kind == "stream":
-                await self._stream(endpoint, body, info, receive, send)
-                return
-            handler = endpoint.batch if info.kind == "batch" else endpoint.call
-            status, payload = await handler(body, info)
-            info.status = info.status or status
-            await self._send(send, info, status, payload)
+            routed = {**scope, INFO_KEY: info, BODY_KEY: body}  # the route's handler reads them
+            await self.app(routed, _replay(body, receive), self._with_id(send, info))
         finally:
             self._release(info)
 
@@ -232,32 +229,6 @@ class Guard:
                 " send it at once (or raise --body-timeout)"
             )
 
-    async def _stream(
-        self, endpoint: Endpoint, raw: bytes, info: RequestInfo, receive: Receive, send: Send
-    ) -> None:
-        body = endpoint.parse(endpoint.schema.request, raw, info)
-        if isinstance(body, tuple):
-            await self._send(send, info, *body)
-            return
-        gone = asyncio.ensure_future(_disconnected(receive))
-        events = endpoint.stream(body, info, gone)
-        headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
-        info.status = info.status or 200
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": self._ids(info, headers)}
-        )
-        try:
-            async for event in events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            gone.cancel()
-            await events.aclose()  # type: ignore[attr-defined]
-
     def _release(self, info: RequestInfo) -> None:
         """Free the request's slot once every thread running its function has stopped."""
         pending = [f for f in info.running if not f.done()]
@@ -294,13 +265,16 @@ class Guard:
     ) -> list[tuple[bytes, bytes]]:
         return [*headers, (b"x-request-id", info.request_id.encode())]
 
-    async def _send(self, send: Send, info: RequestInfo, status: int, payload: bytes) -> None:
-        length = str(len(payload)).encode()
-        headers = self._ids(
-            info, [(b"content-type", b"application/json"), (b"content-length", length)]
-        )
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+    def _with_id(self, send: Send, info: RequestInfo) -> Send:
+        """`send` that adds the request id to the response and notes its status."""
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                info.status = info.status or int(message["status"])
+                message["headers"] = self._ids(info, list(message.get("headers", [])))
+            await send(message)
+
+        return sending
 
     async def _answer(
         self,
@@ -353,6 +327,15 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
     return b""
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that gives the body the guard has read, then what the client sends next."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
