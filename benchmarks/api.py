@@ -79,18 +79,26 @@ def overhead_direct(notebook: Path, n: int) -> dict[str, Any]:
     return {"latencies": times, "errors": 0}
 
 
-def overhead_api(url: str, n: int) -> dict[str, Any]:
+def overhead_api(urls: str, n: int) -> dict[str, Any]:
+    """Sequential calls of `echo`, alternating between the servers in `urls` (comma-separated),
+    so a change of load on the machine weighs on each alike; figures per server."""
     import httpx
 
-    times, errors = [], 0
-    with httpx.Client(base_url=url, timeout=30) as client:
+    clients = [httpx.Client(base_url=url, timeout=30) for url in urls.split(",")]
+    times: list[list[float]] = [[] for _ in clients]
+    errors = [0 for _ in clients]
+    try:
         for i in range(n + 200):
-            started = time.perf_counter()
-            r = client.post("/echo", json={"text": f"hello {i}"})
-            if i >= 200:
-                times.append(time.perf_counter() - started)
-                errors += r.status_code != 200
-    return {"latencies": times, "errors": errors}
+            for k, client in enumerate(clients):
+                started = time.perf_counter()
+                r = client.post("/echo", json={"text": f"hello {i}"})
+                if i >= 200:
+                    times[k].append(time.perf_counter() - started)
+                    errors[k] += r.status_code != 200
+    finally:
+        for client in clients:
+            client.close()
+    return {"servers": [{"latencies": t, "errors": e} for t, e in zip(times, errors, strict=True)]}
 
 
 async def _closed_loop(call: Any, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -254,8 +262,8 @@ def main() -> int:
                     time.sleep(0.2)
             n, c, s = str(args.calls), str(args.concurrency), str(args.seconds)
             direct = child("overhead-direct", str(notebook), n, env=env)
-            via_api = child("overhead-api", api.url, n, env=env)
-            via_fastapi = child("overhead-api", plain_url, n, env=env)
+            both = child("overhead-api", f"{api.url},{plain_url}", n, env=env)["servers"]
+            via_api, via_fastapi = both
             if via_fastapi["errors"]:
                 sys.exit("the plain FastAPI route did not answer 200")
             direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
@@ -269,7 +277,10 @@ def main() -> int:
 
     d50, d99 = (percentile(direct["latencies"], q) * 1000 for q in (0.5, 0.99))
     a50, a99 = (percentile(via_api["latencies"], q) * 1000 for q in (0.5, 0.99))
-    print(f"aikit api overhead: {args.calls} sequential calls of a trivial endpoint (keep-alive)")
+    print(
+        f"aikit api overhead: {args.calls} sequential calls of a trivial endpoint (keep-alive),"
+        " alternating with a plain FastAPI route"
+    )
     print(f"  direct call     p50 {d50:8.3f} ms   p99 {d99:8.3f} ms")
     print(f"  through the API p50 {a50:8.3f} ms   p99 {a99:8.3f} ms   errors {via_api['errors']}")
     f50, f99 = (percentile(via_fastapi["latencies"], q) * 1000 for q in (0.5, 0.99))
