@@ -41,7 +41,8 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         "AIKIT_CACHE": "replay",
         "AIKIT_CASSETTES": str(ROOT / "notebooks" / "cassettes" / "02_rag.jsonl"),  # its own
     }
-    with serving("notebooks/02_rag.ipynb", env=env, cwd=ROOT, startup_timeout_s=240) as api:
+    notebook = ROOT / "notebooks" / "02_rag.ipynb"
+    with serving(notebook, env=env, cwd=ROOT, startup_timeout_s=240) as api:
         yield api.url
 
 
