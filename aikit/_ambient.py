@@ -12,9 +12,6 @@ AMBIENT_CONTEXT: dict[str, str] = {
     # aikit.costs._collector
     "aikit_calls": "the calls of one unit of work (an `aikit api` request), whatever threads"
     " and loops the user's function runs them on: the request log sums them",
-    # aikit.api (the request being served)
-    "aikit_api_request": "the request being served: its id, route and log entry, read by the"
-    " handlers and the guard of the same request",
     # aikit._stream._sink
     "aikit_stream": "the streamed request's sink: a notebook function served on"
     " `POST /{name}/stream` calls `aikit.chat` deep inside without `stream=`; its text goes to"

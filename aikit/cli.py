@@ -5,98 +5,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from aikit._scrub import redact_url
+from aikit._cli.api import add_arguments as add_api_arguments
 from aikit.errors import AikitError, ParameterError
 
 
 def _doctor(_: argparse.Namespace) -> int:
-    import openai
+    from aikit._cli.doctor import doctor
 
-    from aikit._clients import sync_client
-    from aikit._sync import run_sync
-    from aikit.provider import resolve_endpoint
-    from aikit.settings import get_settings
-
-    settings = get_settings()
-    endpoint = resolve_endpoint(settings)
-    print(f"aikit      {version('aikit')}")
-    print(f"provider   {settings.provider}")
-    print(f"model      {settings.model}")
-    print(f"endpoint   {endpoint.label}")
-    problem = None
-    try:
-        base_url = run_sync(endpoint.check_url())
-        print(f"base_url   {redact_url(base_url)}")  # never a credential or query string
-    except AikitError as exc:
-        base_url, problem = "", str(exc)
-        print("base_url   (not running)")
-    if endpoint.api_key_env:
-        state = "set" if endpoint.api_key else f"NOT SET ({endpoint.api_key_env})"
-        print(f"api_key    {state}")
-    if problem is None:
-        started = time.perf_counter()
-        client = sync_client(
-            base_url=base_url, api_key=endpoint.api_key or "unset", max_retries=0, timeout=10
-        )
-        try:
-            models = [m.id for m in client.models.list()]
-            took = time.perf_counter() - started
-            listed = ", ".join(models[:5]) or "none listed"
-            print(f"answers    yes, in {took:.2f} s (models: {listed})")
-        except openai.APIStatusError as exc:
-            problem = f"{redact_url(base_url)} answered HTTP {exc.status_code} to GET /models"
-        except openai.OpenAIError as exc:
-            problem = f"{redact_url(base_url)} does not answer ({exc.__cause__ or exc})"
-        finally:
-            client.close()
-    if problem is not None:
-        print("answers    no")
-    root = settings.project_root or "(none: no aikit.toml, pyproject.toml or .git above)"
-    print(f"project    {root}")
-    read = ", ".join(str(f) for f in settings.files) or "none (no .env or aikit.toml found)"
-    print(f"files      {read}")
-    print(f"cache      {settings.cache}  {settings.cache_path}")
-    print(f"kernel     {_kernel()}")
-    endpoint.stop_what_it_started()  # a server doctor started for the check does not stay
-    if problem is not None:
+    report = doctor()
+    print(report.text())
+    if report.problem is not None:
         print(
-            f"aikit: error: {problem}; check AIKIT_PROVIDER / OPENAI_BASE_URL / OPENAI_API_KEY",
+            f"aikit: error: {report.problem}; check AIKIT_PROVIDER / OPENAI_BASE_URL /"
+            " OPENAI_API_KEY",
             file=sys.stderr,
         )
         return 1
     return 0
-
-
-def _kernel() -> str:
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    except ImportError:
-        return "jupyter_client not installed"
-    from aikit.runner.kernel import ensure_kernel
-
-    try:
-        installed = ensure_kernel()  # an environment not made by `make setup` (conda, pip)
-    except AikitError as exc:
-        return str(exc)
-    if installed is not None:
-        print(f"kernel     installed the `aikit` kernel in {installed}")
-    manager = KernelSpecManager()
-    for name in ("aikit", "python3"):
-        try:
-            spec = manager.get_kernel_spec(name)
-        except NoSuchKernel:
-            continue
-        python = spec.argv[0]
-        if python in ("python", "python3"):  # ipykernel's own spec: started with this Python
-            python = sys.executable
-        return f"{name} ({spec.display_name}) -> {python}"
-    return "no python3 kernel; install one with `python -m ipykernel install --user`"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -194,10 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aikit import _storage as storage
-    from aikit.runner import convert, describe_plan, run_notebook, run_playbook
     from aikit.runner.gate import parse_thresholds
     from aikit.runner.params import cli_values as typed_values
-    from aikit.runner.progress import summary_tables
 
     target = Path(args.target)
     cli_values = typed_values(args.param)  # a name given twice is an error
@@ -206,47 +134,64 @@ def _run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--out {args.out} is a file; pass a folder for the runs")
     file_values = _param_file(args.file)
     if target.suffix in (".yaml", ".yml"):
-        overrides = file_values | cli_values
-        if args.dry_run:
-            print(
-                describe_plan(
-                    target,
-                    out=args.out,
-                    overrides=overrides,
-                    force=args.force,
-                    workers=args.workers,
-                )
-            )
-            return 0
-        result = run_playbook(
-            target,
-            out=args.out,
-            workers=args.workers,
-            executor=args.executor,
-            scheduler=args.scheduler,
-            force=args.force,
-            overrides=overrides,
-            fail_under=thresholds,
-            progress=sys.stdout,
-        )
-        with _wide_pandas():
-            for notebook, frame in summary_tables(result.table()):
-                print(f"\n{notebook}\n{frame.to_string(index=False, na_rep='')}")
-        for run in result.failed:
-            print(run.error, file=sys.stderr)
-        for line in result.gate_failures:
-            print(f"aikit: {line}", file=sys.stderr)
-        print(
-            f"\nruns: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
-            f" and {result.summary_csv}"
-        )
-        return 0 if result.ok else 1
+        return _run_playbook(args, target, file_values | cli_values, thresholds)
     if args.workers or args.executor != "local" or args.scheduler or args.dry_run or args.force:
         raise ParameterError("--workers/--executor/--scheduler/--dry-run/--force are for playbooks")
     if not target.is_file():
         raise ParameterError(
             f"{target} does not exist; pass a notebook (.ipynb) or playbook (.yaml)"
         )
+    return _run_one(args, target, file_values, cli_values, thresholds)
+
+
+def _run_playbook(
+    args: argparse.Namespace, target: Any, overrides: dict[str, Any], thresholds: Any
+) -> int:
+    from aikit import _storage as storage
+    from aikit.runner import describe_plan, run_playbook
+    from aikit.runner.progress import summary_tables
+
+    if args.dry_run:
+        print(
+            describe_plan(
+                target, out=args.out, overrides=overrides, force=args.force, workers=args.workers
+            )
+        )
+        return 0
+    result = run_playbook(
+        target,
+        out=args.out,
+        workers=args.workers,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        force=args.force,
+        overrides=overrides,
+        fail_under=thresholds,
+        progress=sys.stdout,
+    )
+    with _wide_pandas():
+        for notebook, frame in summary_tables(result.table()):
+            print(f"\n{notebook}\n{frame.to_string(index=False, na_rep='')}")
+    for run in result.failed:
+        print(run.error, file=sys.stderr)
+    for line in result.gate_failures:
+        print(f"aikit: {line}", file=sys.stderr)
+    print(
+        f"\nruns: {storage.join(args.out, result.name)}/  summary: {result.summary_html}"
+        f" and {result.summary_csv}"
+    )
+    return 0 if result.ok else 1
+
+
+def _run_one(
+    args: argparse.Namespace,
+    target: Any,
+    file_values: dict[str, Any],
+    cli_values: dict[str, Any],
+    thresholds: Any,
+) -> int:
+    from aikit.runner import convert, run_notebook
+
     params = convert(target, file_values) | convert(target, cli_values, from_cli=True)
     run = run_notebook(target, params, out=args.out, fail_under=thresholds, progress=sys.stdout)
     scrub = _secret_scrubber(params).text  # the record is scrubbed; this is a second belt
@@ -269,45 +214,9 @@ def _secret_scrubber(params: dict[str, Any]) -> Any:
 
 def _api(args: argparse.Namespace) -> int:
     # `aikit api`: the notebook's marked functions as a REST API (aikit/api/).
-    from pathlib import Path
+    from aikit._cli.api import run_api
 
-    from aikit.api import Config, serve
-    from aikit.runner import convert
-    from aikit.runner.params import cli_values
-
-    notebook = Path(args.notebook)
-    if not notebook.is_file():
-        raise ParameterError(f"{notebook} does not exist; pass a notebook (.ipynb)")
-    params = convert(notebook, _param_file(args.file)) | convert(
-        notebook, cli_values(args.param), from_cli=True
-    )
-    _settings_for(notebook)  # the notebook's project's `.env`/`aikit.toml`, in every worker
-    config = Config(
-        notebook=str(notebook),
-        parameters=params,
-        token_env=args.token_env,
-        max_body=args.max_body,
-        timeout_s=args.timeout,
-        concurrency=args.concurrency,
-        queue=args.queue,
-    )
-    serve(config, host=args.host, port=args.port, workers=args.workers)
-    return 0
-
-
-def _settings_for(notebook: Any) -> None:
-    """Point this process (and the processes it starts) at `notebook`'s folder and project, so
-    settings resolve as they do in the notebook's kernel under `aikit run`."""
-    import os
-
-    from aikit.settings import NOTEBOOK_DIR_ENV, PROJECT_ROOT_ENV, project_root, reset_settings
-
-    folder = notebook.resolve().parent
-    os.environ[NOTEBOOK_DIR_ENV] = str(folder)
-    root = project_root(folder)
-    if root is not None:
-        os.environ.setdefault(PROJECT_ROOT_ENV, str(root))
-    reset_settings()
+    return run_api(args, _param_file(args.file))
 
 
 def _wide_pandas() -> Any:
@@ -445,24 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.add_argument("notebook", metavar="NOTEBOOK")
     _parameter_arguments(api)
-    api.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    api.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    api.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
-    api.add_argument(
-        "--token-env",
-        metavar="NAME",
-        help="require `Authorization: Bearer $NAME` (needed to bind beyond loopback)",
-    )
-    api.add_argument("--timeout", type=float, default=60.0, help="seconds per request (504)")
-    api.add_argument(
-        "--max-body", type=int, default=1_048_576, help="largest request body in bytes (413)"
-    )
-    api.add_argument(
-        "--concurrency", type=int, default=32, help="requests served at once per process"
-    )
-    api.add_argument(
-        "--queue", type=int, default=64, help="requests waiting beyond that (then 503)"
-    )
+    add_api_arguments(api)
     api.set_defaults(func=_api)
     rerecord = commands.add_parser(
         "rerecord", help="re-run notebooks on the model, rewrite their cassettes and outputs"

@@ -2,7 +2,9 @@
 
 - Overhead: a trivial endpoint (`echo`), called one request at a time over a keep-alive
   connection, against calling the same function in-process; p50 and p99 of each, and their
-  difference (target: p50 overhead <= 2 ms).
+  difference (target: p50 overhead <= 2 ms). Side by side, the same function as a plain
+  FastAPI route (pydantic body, uvicorn, same options, no guard, no log): the measurement
+  behind "the guard answers, FastAPI documents" (`aikit/api/_guard.py`).
 - Throughput: an endpoint that makes one model call (`aikit.achat`, response store off) to a
   loopback OpenAI-compatible server answering in 200 ms (`tests/fault_server.py`), driven at
   concurrency 32 for 30 s by an async httpx client in its own process, against the same
@@ -27,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from aikit.api import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS, THROUGHPUT_TARGET = 2.0, 0.9
@@ -75,18 +79,26 @@ def overhead_direct(notebook: Path, n: int) -> dict[str, Any]:
     return {"latencies": times, "errors": 0}
 
 
-def overhead_api(url: str, n: int) -> dict[str, Any]:
+def overhead_api(urls: str, n: int) -> dict[str, Any]:
+    """Sequential calls of `echo`, alternating between the servers in `urls` (comma-separated),
+    so a change of load on the machine weighs on each alike; figures per server."""
     import httpx
 
-    times, errors = [], 0
-    with httpx.Client(base_url=url, timeout=30) as client:
+    clients = [httpx.Client(base_url=url, timeout=30) for url in urls.split(",")]
+    times: list[list[float]] = [[] for _ in clients]
+    errors = [0 for _ in clients]
+    try:
         for i in range(n + 200):
-            started = time.perf_counter()
-            r = client.post("/echo", json={"text": f"hello {i}"})
-            if i >= 200:
-                times.append(time.perf_counter() - started)
-                errors += r.status_code != 200
-    return {"latencies": times, "errors": errors}
+            for k, client in enumerate(clients):
+                started = time.perf_counter()
+                r = client.post("/echo", json={"text": f"hello {i}"})
+                if i >= 200:
+                    times[k].append(time.perf_counter() - started)
+                    errors[k] += r.status_code != 200
+    finally:
+        for client in clients:
+            client.close()
+    return {"servers": [{"latencies": t, "errors": e} for t, e in zip(times, errors, strict=True)]}
 
 
 async def _closed_loop(call: Any, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -139,6 +151,26 @@ def throughput_api(url: str, concurrency: int, seconds: float) -> dict[str, Any]
     return asyncio.run(main())
 
 
+def fastapi_server(port: int) -> None:
+    """The same `echo` as a plain FastAPI route, on uvicorn with aikit api's options."""
+    import uvicorn
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    class EchoRequest(BaseModel):
+        text: str
+
+    app = FastAPI()
+
+    def echo(body: Any) -> str:
+        return str(body.text)
+
+    echo.__annotations__ = {"body": EchoRequest, "return": str}  # real types for FastAPI
+    app.post("/echo")(echo)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def child(*args: str, env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", *args],
@@ -161,6 +193,9 @@ def _free_port() -> int:
 
 def run_child(argv: list[str]) -> None:
     kind, target = argv[0], argv[1]
+    if kind == "fastapi-server":
+        fastapi_server(int(target))
+        return
     numbers = [float(a) for a in argv[2:]]
     if kind == "overhead-direct":
         figures = overhead_direct(Path(target), int(numbers[0]))
@@ -203,46 +238,60 @@ def main() -> int:
         "AIKIT_HOME": str(folder / "home"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "aikit.cli", "api", str(notebook), "--port", str(port)],
+    fastapi_port = _free_port()
+    plain = subprocess.Popen(
+        [sys.executable, __file__, "--child", "fastapi-server", str(fastapi_port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=(folder / "server.log").open("w"),
+        stderr=(folder / "fastapi.log").open("w"),
     )
     try:
-        import httpx
+        with serving(notebook, env=env) as api:
+            import httpx
 
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
+            plain_url = f"http://127.0.0.1:{fastapi_port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.post(f"{plain_url}/echo", json={"text": "up"})
                     break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"aikit api did not start:\n{(folder / 'server.log').read_text()}")
-                time.sleep(0.2)
-        n, c, s = str(args.calls), str(args.concurrency), str(args.seconds)
-        direct = child("overhead-direct", str(notebook), n, env=env)
-        via_api = child("overhead-api", url, n, env=env)
-        direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
-        api_tp = child("throughput-api", url, c, s, env=env)
-        import aikit
-
-        logged = len(aikit.requests(home=folder / "home"))
+                except httpx.TransportError:
+                    if plain.poll() is not None or time.monotonic() > deadline:
+                        said = (folder / "fastapi.log").read_text()
+                        sys.exit(f"the FastAPI server did not start:\n{said}")
+                    time.sleep(0.2)
+            n, c, s = str(args.calls), str(args.concurrency), str(args.seconds)
+            direct = child("overhead-direct", str(notebook), n, env=env)
+            both = child("overhead-api", f"{api.url},{plain_url}", n, env=env)["servers"]
+            via_api, via_fastapi = both
+            if via_fastapi["errors"]:
+                sys.exit("the plain FastAPI route did not answer 200")
+            direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
+            api_tp = child("throughput-api", api.url, c, s, env=env)
+            logged = len(api.requests())
     finally:
-        server.terminate()
-        server.wait(30)
+        plain.terminate()
+        plain.wait(30)
         model.terminate()
         model.wait(10)
 
     d50, d99 = (percentile(direct["latencies"], q) * 1000 for q in (0.5, 0.99))
     a50, a99 = (percentile(via_api["latencies"], q) * 1000 for q in (0.5, 0.99))
-    print(f"aikit api overhead: {args.calls} sequential calls of a trivial endpoint (keep-alive)")
+    print(
+        f"aikit api overhead: {args.calls} sequential calls of a trivial endpoint (keep-alive),"
+        " alternating with a plain FastAPI route"
+    )
     print(f"  direct call     p50 {d50:8.3f} ms   p99 {d99:8.3f} ms")
     print(f"  through the API p50 {a50:8.3f} ms   p99 {a99:8.3f} ms   errors {via_api['errors']}")
+    f50, f99 = (percentile(via_fastapi["latencies"], q) * 1000 for q in (0.5, 0.99))
+    print(
+        f"  a FastAPI route p50 {f50:8.3f} ms   p99 {f99:8.3f} ms   errors {via_fastapi['errors']}"
+    )
     overhead = a50 - d50
+    print(
+        f"p50 overhead: aikit api {overhead:.2f} ms, plain FastAPI route {f50 - d50:.2f} ms"
+        f" (FastAPI / aikit api: {(f50 - d50) / max(overhead, 1e-9):.2f}x)"
+    )
     print(
         f"p50 overhead: {overhead:.2f} ms (target <= {OVERHEAD_TARGET_MS} ms);"
         f" p99 overhead: {a99 - d99:.2f} ms"

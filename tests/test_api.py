@@ -5,10 +5,8 @@ loopback OpenAI-compatible test server (provider `openai`)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,8 +23,10 @@ from openai_server import OpenAIServer
 
 import aikit
 from aikit import evals
+from aikit.api import ApiClient, serving
 
 pytest.importorskip("fastapi_offline", reason="aikit api needs `pip install aikit[api]`")
+JSON = {"Content-Type": "application/json"}
 
 PARAMETERS = """\
 greeting: str = "Hello"  # how greet starts
@@ -99,95 +99,34 @@ def _notebook(folder: Path, code: str = CODE) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Api:
-    """`aikit api` in a subprocess, with an httpx client on its base URL."""
-
-    def __init__(self, notebook: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.home = Path(os.environ["AIKIT_HOME"]) if env is None else Path(env["AIKIT_HOME"])
-        self.home.mkdir(parents=True, exist_ok=True)  # its log: never beside the notebook
-        self.stderr = self.home / f"api-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aikit.cli",
-                "api",
-                str(notebook),
-                "--port",
-                str(self.port),
-                *args,
-            ],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=self.stderr.open("w"),
-        )
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"aikit api did not start: {self.stderr.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self, expected: int) -> Any:
-        """The request log once it has `expected` rows (rows are written just after answers)."""
-        deadline = time.monotonic() + 10
-        while True:
-            frame = aikit.requests(home=self.home)
-            if len(frame) >= expected or time.monotonic() > deadline:
-                return frame
-            time.sleep(0.05)
+def _log(api: ApiClient, expected: int) -> Any:
+    """The request log once it has `expected` rows, none of them in flight (rows are written
+    just after answers)."""
+    deadline = time.monotonic() + 10
+    while True:
+        frame = api.requests()
+        done = len(frame) >= expected and not (frame["status"] == 0).any()
+        if done or time.monotonic() > deadline:
+            return frame
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiClient]:
     folder = tmp_path_factory.mktemp("api")
     home = folder / "home"
-    server = Api(
+    with serving(
         _notebook(folder),
-        "-p",
-        "greeting",
-        "Hi",
-        "--max-body",
-        "4000",
-        "--timeout",
-        "1.5",
-        "--concurrency",
-        "1",
-        "--queue",
-        "1",
+        parameters={"greeting": "Hi"},
+        args=["--max-body", "4000", "--timeout", "1.5", "--concurrency", "1", "--queue", "1"],
         env={
             "AIKIT_HOME": str(home),
             "AIKIT_PROVIDER": "openai",
             "OPENAI_API_KEY": "unused",
             "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         },
-    )
-    yield server
-    server.stop()
+    ) as server:
+        yield server
 
 
 # -- the marker ---------------------------------------------------------------------------------
@@ -208,8 +147,8 @@ def test_marker_returns_the_function_and_loads_no_web_framework() -> None:
 
 
 # -- schemas ------------------------------------------------------------------------------------
-def test_schemas_come_from_type_hints(api: Api) -> None:
-    spec = api.client.get("/openapi.json").json()
+def test_schemas_come_from_type_hints(api: ApiClient) -> None:
+    spec = api.get("/openapi.json").json()
     paths = set(spec["paths"])
     for name in ("greet", "order", "sleepy", "fail", "ask"):
         assert {f"/{name}", f"/{name}/batch", f"/{name}/stream"} <= paths
@@ -227,52 +166,53 @@ def test_schemas_come_from_type_hints(api: Api) -> None:
     assert spec["paths"]["/greet"]["post"]["description"] == "Greet someone."
 
 
-def test_docs_are_served_without_a_cdn(api: Api) -> None:
-    page = api.client.get("/docs")
+def test_docs_are_served_without_a_cdn(api: ApiClient) -> None:
+    page = api.get("/docs")
     assert page.status_code == 200 and "swagger" in page.text.lower()
     assert "cdn" not in page.text and "https://" not in page.text.split("<body", 1)[1]
     assets = [a for a in page.text.split('"') if a.endswith((".js", ".css"))]
-    assert assets and all(api.client.get(a).status_code == 200 for a in assets)
+    assert assets and all(api.get(a).status_code == 200 for a in assets)
 
 
 # -- one call, 422, errors ------------------------------------------------------------------------
-def test_one_call_uses_the_notebook_parameters(api: Api) -> None:
-    r = api.client.post("/greet", json={"name": "Ada", "times": 2})
+def test_one_call_uses_the_notebook_parameters(api: ApiClient) -> None:
+    r = api.post("/greet", json={"name": "Ada", "times": 2})
     assert r.status_code == 200 and r.json() == "Hi, Ada! Hi, Ada!"
-    assert api.client.post("/greet", json={"name": "Ada", "tone": "loud"}).json() == "HI, ADA!"
-    r = api.client.post("/order", json={"items": [{"name": "tea", "qty": 2}, {"name": "cake"}]})
+    assert api.post("/greet", json={"name": "Ada", "tone": "loud"}).json() == "HI, ADA!"
+    r = api.post("/order", json={"items": [{"name": "tea", "qty": 2}, {"name": "cake"}]})
     assert r.json() == {"tea": 2, "cake": 1}
 
 
-def test_bad_input_gets_422_with_the_field_errors(api: Api) -> None:
-    r = api.client.post("/greet", json={"times": "many", "tone": "angry", "extra": 1})
+def test_bad_input_gets_422_with_the_field_errors(api: ApiClient) -> None:
+    r = api.post("/greet", json={"times": "many", "tone": "angry", "extra": 1})
     assert r.status_code == 422
     errors = {tuple(e["loc"]): e["type"] for e in r.json()["detail"]}
     assert errors == {
         ("body", "name"): "missing",
-        ("body", "times"): "int_parsing",
+        ("body", "times"): "int_type",  # strict: a string is no integer
         ("body", "tone"): "literal_error",
         ("body", "extra"): "extra_forbidden",
     }
     assert r.json()["request_id"] == r.headers["x-request-id"]
-    assert api.client.post("/greet", content=b"{not json").status_code == 422
+    not_json = api.post("/greet", content=b"{not json", headers=JSON)
+    assert not_json.status_code == 422 and not_json.json()["detail"][0]["type"] == "json_invalid"
 
 
-def test_a_failing_function_answers_500_and_the_server_keeps_serving(api: Api) -> None:
-    r = api.client.post("/fail", json={"n": -1}, headers={"X-Request-ID": "req-fail-1"})
+def test_a_failing_function_answers_500_and_the_server_keeps_serving(api: ApiClient) -> None:
+    r = api.post("/fail", json={"n": -1}, headers={"X-Request-ID": "req-fail-1"})
     assert r.status_code == 500
     assert r.json() == {
         "error": "ValueError: negative: -1",
         "status": 500,
         "request_id": "req-fail-1",
     }
-    assert api.client.post("/fail", json={"n": 4}).json() == 4
+    assert api.post("/fail", json={"n": 4}).json() == 4
 
 
 # -- limits -------------------------------------------------------------------------------------
-def test_body_over_the_limit_gets_413(api: Api) -> None:
+def test_body_over_the_limit_gets_413(api: ApiClient) -> None:
     big = {"name": "x" * 5000}
-    assert api.client.post("/greet", json=big).status_code == 413
+    assert api.post("/greet", json=big).status_code == 413
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
         yield b'{"name": "'
@@ -280,18 +220,18 @@ def test_body_over_the_limit_gets_413(api: Api) -> None:
             yield b"y" * 1000
         yield b'"}'
 
-    r = api.client.post("/greet", content=chunks(), headers={"Content-Type": "application/json"})
+    r = api.post("/greet", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and "4000 bytes" in r.json()["error"]
 
 
-def test_a_call_over_the_timeout_gets_504(api: Api) -> None:
+def test_a_call_over_the_timeout_gets_504(api: ApiClient) -> None:
     started = time.monotonic()
-    r = api.client.post("/sleepy", json={"seconds": 5})
+    r = api.post("/sleepy", json={"seconds": 5})
     assert r.status_code == 504 and "within 1.5 s" in r.json()["error"]
     assert 1.4 < time.monotonic() - started < 4
 
 
-def test_full_concurrency_and_queue_get_503_with_retry_after(api: Api) -> None:
+def test_full_concurrency_and_queue_get_503_with_retry_after(api: ApiClient) -> None:
     # --concurrency 1 --queue 1: one runs, one waits, the third is turned away at once.
     def call(_: int) -> httpx.Response:
         with httpx.Client(base_url=api.url, timeout=30) as client:
@@ -305,13 +245,13 @@ def test_full_concurrency_and_queue_get_503_with_retry_after(api: Api) -> None:
         third = pool.submit(call, 2).result()
         assert third.status_code == 503 and third.headers["retry-after"] == "1"
         assert first.result().status_code == 200 and second.result().status_code == 200
-    assert api.client.post("/sleepy", json={"seconds": 0}).status_code == 200
+    assert api.post("/sleepy", json={"seconds": 0}).status_code == 200
 
 
 # -- batch --------------------------------------------------------------------------------------
-def test_batch_keeps_order_and_reports_each_failure(api: Api) -> None:
+def test_batch_keeps_order_and_reports_each_failure(api: ApiClient) -> None:
     inputs = [{"n": n} for n in (3, -1, 5, -7, 0)]
-    r = api.client.post("/fail/batch", json={"inputs": inputs})
+    r = api.post("/fail/batch", json={"inputs": inputs})
     assert r.status_code == 200
     assert r.json()["outputs"] == [
         {"output": 3, "error": None},
@@ -321,9 +261,9 @@ def test_batch_keeps_order_and_reports_each_failure(api: Api) -> None:
         {"output": 0, "error": None},
     ]
     names = [f"n{i}" for i in range(30)]
-    r = api.client.post("/greet/batch", json={"inputs": [{"name": n} for n in names]})
+    r = api.post("/greet/batch", json={"inputs": [{"name": n} for n in names]})
     assert [o["output"] for o in r.json()["outputs"]] == [f"Hi, {n}!" for n in names]
-    bad = api.client.post("/greet/batch", json={"inputs": [{"name": "a"}, {"times": 2}]})
+    bad = api.post("/greet/batch", json={"inputs": [{"name": "a"}, {"times": 2}]})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == [
         "body",
         "inputs",
@@ -363,53 +303,39 @@ def test_non_loopback_without_a_token_is_refused(tmp_path: Path) -> None:
 
 def test_bearer_token_is_required_and_never_logged(tmp_path: Path) -> None:
     token = "tok-" + "s3cr3t" * 6
-    server = Api(
+    with serving(
         _notebook(tmp_path),
-        "--token-env",
-        "SERVICE_TOKEN",
+        args=["--token-env", "SERVICE_TOKEN"],
         env={"AIKIT_HOME": str(tmp_path / "home"), "SERVICE_TOKEN": token},
-    )
-    try:
-        assert server.client.get("/healthz").status_code == 200  # load balancers probe it
-        missing = server.client.post("/greet", json={"name": "a"})
+    ) as server:
+        assert server.get("/healthz").status_code == 200  # load balancers probe it
+        missing = server.post("/greet", json={"name": "a"})
         assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-        wrong = server.client.post(
+        wrong = server.post(
             "/greet", json={"name": "a"}, headers={"Authorization": f"Bearer {token[:-1]}x"}
         )
         assert wrong.status_code == 401 and token not in wrong.text
-        good = server.client.post(
+        good = server.post(
             "/greet", json={"name": token}, headers={"Authorization": f"Bearer {token}"}
         )
         assert good.status_code == 200
-        spec = server.client.get("/openapi.json").json()
+        spec = server.get("/openapi.json").json()
         assert spec["paths"]["/greet"]["post"]["security"] == [{"HTTPBearer": []}]
-        log = server.log(3)
-    finally:
-        server.stop()
+        log = _log(server, 3)
     assert list(log["status"]) == [401, 401, 200]
     assert list(log["error"][:2]) == ["missing or wrong bearer token"] * 2
     stored = b"".join(p.read_bytes() for p in (tmp_path / "home").glob("requests.sqlite*"))
-    assert token.encode() not in stored and b"[secret]" in stored  # even echoed back: scrubbed
+    assert token.encode() not in stored and b"secret:SERVICE_TOKEN" in stored  # echoed: scrubbed
 
 
 # -- the model-calling endpoint: streaming and the log --------------------------------------------
-def _sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """Server-sent events as they arrive: (event name, parsed data)."""
-    name = "message"
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[len("event: ") :]
-        elif line.startswith("data: "):
-            yield name, json.loads(line[len("data: ") :])
-
-
 def test_stream_sends_the_answer_as_it_is_produced_and_logs_usage(
     tmp_path: Path, server: OpenAIServer
 ) -> None:
     server.stream_delay = 0.05
     server.enqueue("Paris is the capital of France.")
     home = tmp_path / "home"
-    api = Api(
+    with serving(
         _notebook(tmp_path),
         env={
             "AIKIT_HOME": str(home),
@@ -418,31 +344,25 @@ def test_stream_sends_the_answer_as_it_is_produced_and_logs_usage(
             "OPENAI_API_KEY": API_KEY,
             "AIKIT_MODEL": "test-model",
         },
-    )
-    try:
+    ) as api:
         arrivals: list[float] = []
-        with api.client.stream("POST", "/ask/stream", json={"question": "Capital?"}) as r:
-            assert r.headers["content-type"].startswith("text/event-stream")
-            events = []
-            for event in _sse(r):
-                arrivals.append(time.monotonic())
-                events.append(event)
+        events = []
+        for event in api.stream("ask", question="Capital?"):
+            arrivals.append(time.monotonic())
+            events.append(event)
         chunks = [data["text"] for name, data in events if name == "chunk"]
         assert "".join(chunks) == "Paris is the capital of France."
         assert len(chunks) == 6 and arrivals[-2] - arrivals[0] > 0.15  # word by word, not at once
         assert events[-1] == ("result", "Paris is the capital of France.")
         assert server.requests[-1]["stream"] is True
         # The same question again: from the response store, as one piece.
-        with api.client.stream("POST", "/ask/stream", json={"question": "Capital?"}) as r:
-            again = list(_sse(r))
+        again = list(api.stream("ask", question="Capital?"))
         assert again == [
             ("chunk", {"text": "Paris is the capital of France."}),
             ("result", "Paris is the capital of France."),
         ]
-        assert api.client.post("/ask", json={"question": "Capital?"}).json().startswith("Paris")
-        log = api.log(3)
-    finally:
-        api.stop()
+        assert api.post("/ask", json={"question": "Capital?"}).json().startswith("Paris")
+        log = _log(api, 3)
     assert list(log["kind"]) == ["stream", "stream", "call"]
     assert list(log["model"]) == ["test-model"] * 3
     assert list(log["cached"]) == [False, True, True]
@@ -476,13 +396,13 @@ def test_chat_stream_callback_gets_the_pieces_and_the_whole_reply(remote: OpenAI
 
 
 # -- the log --------------------------------------------------------------------------------------
-def test_the_log_has_every_request_and_becomes_a_dataset(api: Api) -> None:
+def test_the_log_has_every_request_and_becomes_a_dataset(api: ApiClient) -> None:
     before = len(aikit.requests(home=api.home))
     for name in ("Ann", "Bo", "Cy"):
-        api.client.post("/greet", json={"name": name}, headers={"X-Request-ID": f"ds-{name}"})
-    api.client.post("/greet", json={"bad": 1})
-    api.client.post("/greet/batch", json={"inputs": [{"name": "Di"}, {"name": "Ed"}]})
-    log = api.log(before + 5)
+        api.post("/greet", json={"name": name}, headers={"X-Request-ID": f"ds-{name}"})
+    api.post("/greet", json={"bad": 1})
+    api.post("/greet/batch", json={"inputs": [{"name": "Di"}, {"name": "Ed"}]})
+    log = _log(api, before + 5)
     assert len(log) == before + 5
     tail = log.tail(5)
     assert list(tail["status"]) == [200, 200, 200, 422, 200]
@@ -504,11 +424,10 @@ def test_the_log_has_every_request_and_becomes_a_dataset(api: Api) -> None:
 
 # -- several workers ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiClient]:
     folder = tmp_path_factory.mktemp("workers")
-    server = Api(_notebook(folder), "--workers", "2", env={"AIKIT_HOME": str(folder / "home")})
-    yield server
-    server.stop()
+    with serving(_notebook(folder), workers=2, env={"AIKIT_HOME": str(folder / "home")}) as server:
+        yield server
 
 
 def _burst(url: str, n: int, prefix: str) -> list[httpx.Response]:
@@ -523,14 +442,14 @@ def _burst(url: str, n: int, prefix: str) -> list[httpx.Response]:
         return list(pool.map(call, range(n)))
 
 
-def test_two_workers_write_the_log_at_once(workers: Api) -> None:
+def test_two_workers_write_the_log_at_once(workers: ApiClient) -> None:
     sent = 0
     seen: set[int] = set()
     for round_ in range(10):
         responses = _burst(workers.url, 40, f"w{round_}")
         assert all(r.status_code == 200 for r in responses)
         sent += len(responses)
-        log = workers.log(sent)
+        log = _log(workers, sent)
         seen = set(log["worker"])
         if len(seen) >= 2:
             break
@@ -539,34 +458,29 @@ def test_two_workers_write_the_log_at_once(workers: Api) -> None:
     assert set(log["request_id"]) == {f"w{r}-{i}" for r in range(round_ + 1) for i in range(40)}
 
 
-def test_a_killed_worker_does_not_stop_the_others(workers: Api) -> None:
-    victim = workers.client.get("/healthz").json()["worker"]
+def test_a_killed_worker_does_not_stop_the_others(workers: ApiClient) -> None:
+    victim = workers.get("/healthz").json()["worker"]
     os.kill(victim, signal.SIGKILL)
     time.sleep(0.2)
     responses = _burst(workers.url, 30, "after-kill")
     assert [r.status_code for r in responses] == [200] * 30
-    served = set(workers.log(0).query("request_id.str.startswith('after-kill')")["worker"])
+    served = set(_log(workers, 0).query("request_id.str.startswith('after-kill')")["worker"])
     assert served and victim not in served
 
 
 # -- the RAG notebook -----------------------------------------------------------------------------
 def test_the_rag_notebook_answers_ask_from_its_cassette(tmp_path: Path) -> None:
     pytest.importorskip("lancedb", reason="02_rag needs `pip install aikit[rag]`")
-    api = Api(
+    with serving(
         ROOT / "notebooks" / "02_rag.ipynb",
         env={
             "AIKIT_HOME": str(tmp_path / "home"),
             "AIKIT_CACHE": "replay",
-            "AIKIT_CASSETTES": str(ROOT / "notebooks" / "cassettes"),
+            "AIKIT_CASSETTES": str(ROOT / "notebooks" / "cassettes" / "02_rag.jsonl"),  # its own
         },
-    )
-    try:
-        r = api.client.post(
-            "/ask", json={"question": "How much money do I get to set up my home office?"}
-        )
-        schema = api.client.get("/openapi.json").json()["components"]["schemas"]
-    finally:
-        api.stop()
+    ) as api:
+        r = api.post("/ask", json={"question": "How much money do I get to set up my home office?"})
+        schema = api.get("/openapi.json").json()["components"]["schemas"]
     assert r.status_code == 200, r.text
     answer = r.json()
     assert set(answer) == {"question", "text", "found", "citations", "sources", "cited_by"}

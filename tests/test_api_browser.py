@@ -10,17 +10,13 @@ test-artifacts/api-docs.png.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+
+from aikit.api import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -36,51 +32,18 @@ pytest.importorskip("fastapi_offline", reason="aikit api needs `pip install aiki
 pytest.importorskip("lancedb", reason="02_rag needs `pip install aikit[rag]`")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIKIT_", "OPENAI_"))}
-    env.update(
-        AIKIT_HOME=str(tmp_path / "home"),
-        AIKIT_CACHE="replay",
-        AIKIT_CASSETTES=str(ROOT / "notebooks" / "cassettes"),
-    )
-    log = (tmp_path / "api.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "aikit.cli", "api", "notebooks/02_rag.ipynb", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(
-                    f"aikit api did not start: {(tmp_path / 'api.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
-    try:
-        yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for name in [k for k in os.environ if k.startswith(("AIKIT_", "OPENAI_"))]:
+        monkeypatch.delenv(name)  # the service as a fresh shell starts it
+    env = {
+        "AIKIT_HOME": str(tmp_path / "home"),
+        "AIKIT_CACHE": "replay",
+        "AIKIT_CASSETTES": str(ROOT / "notebooks" / "cassettes" / "02_rag.jsonl"),  # its own
+    }
+    notebook = ROOT / "notebooks" / "02_rag.ipynb"
+    with serving(notebook, env=env, cwd=ROOT, startup_timeout_s=240) as api:
+        yield api.url
 
 
 @pytest.mark.timeout(600)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import API_KEY
 from openai_server import OpenAIServer
@@ -86,3 +87,30 @@ def test_cache_export_import_stats(remote: OpenAIServer, isolated: Path) -> None
         missing.stderr.startswith("aikit: error: cannot read cassette")
         and "Traceback" not in missing.stderr
     )
+
+
+def test_doctor_returns_a_report_that_the_cli_prints(
+    server: OpenAIServer, monkeypatch: Any
+) -> None:
+    from aikit._cli.doctor import doctor
+    from aikit.settings import reset_settings
+
+    for name, value in {
+        "AIKIT_PROVIDER": "openai",
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": API_KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    report = doctor()
+    assert report.ok and report.problem is None
+    values = dict(report.lines)
+    assert values["provider"] == "openai" and values["base_url"] == server.base_url
+    assert values["answers"].startswith("yes, in ") and "test-model" in values["answers"]
+    assert report.text().splitlines()[1] == "provider   openai"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    reset_settings()
+    down = doctor()
+    assert not down.ok and down.problem is not None
+    assert down.problem.startswith("http://127.0.0.1:9/v1 does not answer")
+    assert dict(down.lines)["answers"] == "no"

@@ -4,7 +4,8 @@ Mark a function in a notebook with `@aikit.endpoint`; `aikit api` executes the n
 per server process (its parameters checked as in `aikit run`) and serves each marked function
 with FastAPI + uvicorn: `POST /{name}`, `/{name}/batch`, `/{name}/stream` (SSE), with schemas
 from the type hints, `/docs` offline, a bearer token, limits, and a request log that
-`aikit.requests()` reads. See `playbooks/serving.md`.
+`aikit.requests()` reads. `serving(NOTEBOOK)` starts `aikit api` on a free port and gives a
+client (with `stream()` for the server-sent events). See `playbooks/serving.md`.
 
 Only the marker and the log reader load eagerly; FastAPI and uvicorn load when serving.
 """
@@ -14,15 +15,20 @@ from typing import TYPE_CHECKING, Any
 from aikit.api._marker import EndpointSpec, endpoint
 
 if TYPE_CHECKING:
-    from aikit.api._app import Config, create_app
+    from aikit.api._app import create_app
+    from aikit.api._client import ApiClient, Event, serving
+    from aikit.api._config import Config
     from aikit.api._log import requests
     from aikit.api._serve import serve
 
 _LAZY = {
-    "Config": "aikit.api._app",
+    "ApiClient": "aikit.api._client",
+    "Config": "aikit.api._config",
+    "Event": "aikit.api._client",
     "create_app": "aikit.api._app",
     "requests": "aikit.api._log",
     "serve": "aikit.api._serve",
+    "serving": "aikit.api._client",
 }
 
 
@@ -34,4 +40,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'aikit.api' has no attribute {name!r}")
 
 
-__all__ = ["Config", "EndpointSpec", "create_app", "endpoint", "requests", "serve"]
+__all__ = [
+    "ApiClient",
+    "Config",
+    "EndpointSpec",
+    "Event",
+    "create_app",
+    "endpoint",
+    "requests",
+    "serve",
+    "serving",
+]

@@ -4,10 +4,15 @@
 A row: request id, time, endpoint, kind (`call`, `batch`, `stream`), HTTP status, latency,
 the model calls the request made (model, tokens, cost, whether every answer came from the
 response store), the error, and the request's input and output as JSON. Never the bearer token
-or a secret parameter: tokens are not passed here, and secret values are scrubbed from text.
-Rows are written by one background thread per process, in small transactions, so logging adds
-no disk wait to a request; a process killed with SIGKILL loses at most the rows of its last
-few milliseconds.
+or a secret parameter: every form of each (as is, JSON-escaped, in a `repr`) is replaced by
+`secret:NAME` before a row is queued. Two requests sent with the same `X-Request-ID` are two
+rows (each row has its own `row_id`).
+
+A request gets its row when it is admitted (status 0, `IN_FLIGHT` as its error), and the row is
+completed when it ends: a request whose worker was killed keeps status 0, so the log shows
+the requests that were lost. Rows are written by one background thread per process, in small
+transactions, so logging adds no disk wait to a request; a process killed with SIGKILL loses
+at most the rows of its last few milliseconds.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit._scrub import Scrubber
 from aikit._sqlite import SQLiteFile, transaction
 from aikit.costs import Call, total_usage
 
@@ -29,8 +35,7 @@ if TYPE_CHECKING:
 
 FILENAME = "requests.sqlite"
 MAX_TEXT = 65_536  # characters of input/output kept per request
-MIGRATIONS = [
-    """CREATE TABLE requests (
+_COLUMNS = """
         request_id TEXT PRIMARY KEY,
         time REAL NOT NULL,
         endpoint TEXT NOT NULL,
@@ -47,15 +52,28 @@ MIGRATIONS = [
         input TEXT,
         output TEXT,
         worker INTEGER
-    )""",
+"""
+MIGRATIONS = [
+    f"CREATE TABLE requests ({_COLUMNS})",
     "CREATE INDEX requests_time ON requests (time)",
+    # 2: a row id of the server's own (the same X-Request-ID twice is two rows)
+    "DROP INDEX requests_time",
+    "ALTER TABLE requests RENAME TO requests_v1",
+    "CREATE TABLE requests (row_id TEXT PRIMARY KEY,"
+    f" {_COLUMNS.replace(' PRIMARY KEY', ' NOT NULL')})",
+    "INSERT INTO requests SELECT request_id, * FROM requests_v1",
+    "DROP TABLE requests_v1",
+    "CREATE INDEX requests_time ON requests (time)",
+    "CREATE INDEX requests_request_id ON requests (request_id)",
 ]
+IN_FLIGHT = "no answer yet: in flight, or its worker stopped before answering"
 
 
 @dataclass(frozen=True)
 class Row:
-    """One logged request (the table's columns, in order)."""
+    """One logged request (the table's columns; `row_id` is the server's own key)."""
 
+    row_id: str
     request_id: str
     time: float
     endpoint: str
@@ -104,22 +122,25 @@ def open_log(home: Path) -> SQLiteFile:
 class RequestLog:
     """Writes rows from a background thread; `write` never blocks a request."""
 
-    def __init__(self, home: Path, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, home: Path, scrubber: Scrubber | None = None) -> None:
         self.file = open_log(home)
         self.file.connect()  # create and migrate now: a bad AIKIT_HOME fails at start-up
-        self.secrets = [s for s in secrets if s]
+        self.scrubber = scrubber or Scrubber({})
         self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="aikit-request-log", daemon=True)
         self._thread.start()
 
-    def scrub(self, text: str | None) -> str | None:
-        if text is None:
-            return None
-        for secret in self.secrets:
-            text = text.replace(secret, "[secret]")
-        return text
-
     def write(self, row: Row) -> None:
+        """Queue `row` (its text fields scrubbed of every secret); an earlier row with the same
+        `row_id` is replaced."""
+        scrub = self.scrubber.text
+        if self.scrubber:
+            row = replace(
+                row,
+                error=row.error and scrub(row.error),
+                input=row.input and scrub(row.input),
+                output=row.output and scrub(row.output),
+            )
         self._queue.put(row)
 
     def _writer(self) -> None:
@@ -164,14 +185,15 @@ def requests(
 
     Columns: request_id, time (UTC), endpoint, kind, status, latency_s, model, calls,
     prompt_tokens, completion_tokens, cost_usd, cached, error, input, output (JSON text),
-    worker (process id).
+    worker (process id). Status 0: the request was admitted and never answered (still in
+    flight, or its worker was killed).
     """
     import pandas as pd
 
     from aikit.settings import get_settings
 
     folder = Path(home) if home is not None else get_settings().home
-    columns = [f.name for f in fields(Row)]
+    columns = [f.name for f in fields(Row) if f.name != "row_id"]
     if not (folder / FILENAME).exists():
         frame = pd.DataFrame(columns=columns)
     else:

@@ -17,17 +17,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aikit._scrub import is_secret_ref, secret_env
+from aikit._scrub import Scrubber, is_secret_ref, secret_env
 from aikit.api._marker import marked
 from aikit.errors import ApiError
 
 SKIP_TAG = "skip-api"
 
 
-def resolve_secrets(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Parameters with each `secret:NAME` read from the environment, and the secret values
-    (to scrub from anything logged)."""
-    values, secrets = dict(parameters), []
+def resolve_secrets(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parameters with each `secret:NAME` read from the environment, and the secret values by
+    NAME (to scrub from everything the server answers, logs and prints)."""
+    values: dict[str, Any] = dict(parameters)
+    secrets: dict[str, str] = {}
     for name, value in parameters.items():
         if is_secret_ref(value):
             env = secret_env(value)
@@ -36,8 +37,7 @@ def resolve_secrets(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], list
                     f"parameter {name!r} = {value!r}, but {env} is not set; export {env}"
                     " before starting the server"
                 )
-            values[name] = os.environ[env]
-            secrets.append(os.environ[env])
+            values[name] = secrets[env] = os.environ[env]
     return values, secrets
 
 
@@ -58,9 +58,15 @@ def code_cells(notebook: Path) -> list[tuple[int, str, list[str]]]:
 
 
 def execute(
-    notebook: Path, parameters: Mapping[str, Any], *, quiet: bool = True
+    notebook: Path,
+    parameters: Mapping[str, Any],
+    *,
+    quiet: bool = True,
+    scrubber: Scrubber | None = None,
 ) -> dict[str, Callable[..., Any]]:
-    """Run `notebook` with resolved `parameters` in this process; its marked functions."""
+    """Run `notebook` with resolved `parameters` in this process; its marked functions (a
+    failing cell's error is scrubbed of the secrets in `scrubber`)."""
+    scrub = (scrubber or Scrubber({})).text
     from IPython.core.interactiveshell import InteractiveShell
 
     os.environ.setdefault("MPLBACKEND", "Agg")  # plots are drawn for nobody
@@ -76,8 +82,10 @@ def execute(
             shell.user_ns.update(parameters)
         error = result.error_before_exec or result.error_in_exec
         if error is not None:
+            first = (str(error).splitlines() or [""])[0]
+            text = scrub(f"{type(error).__name__}: {first}")
             raise ApiError(
-                f"{notebook}: cell {number} failed at start-up: {type(error).__name__}: {error};"
+                f"{notebook}: cell {number} failed at start-up: {text};"
                 f" fix it, or tag the cell {SKIP_TAG!r} if the server does not need it"
             )
     found = marked(shell.user_ns)

@@ -1,15 +1,25 @@
-"""`aikit api NOTEBOOK`: check the arguments, then run uvicorn (one process, or `--workers N`
-processes that each execute the notebook at start-up)."""
+"""`aikit api NOTEBOOK`: check the arguments, bind the port, then run uvicorn (one process, or
+`--workers N` processes that each execute the notebook at start-up).
+
+Every mistake is one line before anything starts: a bad number (`--port 70000`, `--timeout
+nan`), an unsafe bind, a port in use (the socket is bound here, before "serving at" is
+printed), a notebook that cannot be served (also with `--workers`: a worker that cannot start
+stops the server instead of being started again and again).
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import math
 import os
-import sys
+import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from aikit.api._app import CONFIG_ENV, Config, create_app
+from aikit.api._app import FAILURE_ENV, create_app
+from aikit.api._config import CONFIG_ENV, Config
 from aikit.errors import ApiError
 
 
@@ -23,7 +33,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check(config: Config, host: str, workers: int) -> None:
+def check(config: Config, host: str, workers: int, port: int = 8000) -> None:
     """Refuse what would be unsafe or cannot start, in one line each."""
     if not Path(config.notebook).is_file():
         raise ApiError(f"{config.notebook} does not exist; pass a notebook (.ipynb)")
@@ -38,21 +48,55 @@ def check(config: Config, host: str, workers: int) -> None:
             f"--token-env {config.token_env}: the variable is not set or empty; export"
             f" {config.token_env}=<a long random string> first"
         )
+    if not 1 <= port <= 65535:
+        raise ApiError(f"--port {port}: a port is 1 to 65535; e.g. --port 8000")
     if workers < 1:
         raise ApiError(f"--workers {workers}: needs at least 1")
-    for name in ("concurrency", "queue", "batch_concurrency", "max_batch", "max_body"):
+    for name in ("concurrency", "queue", "batch_concurrency", "max_batch", "max_body", "readers"):
         value = getattr(config, name)
         if value < (0 if name == "queue" else 1):
             raise ApiError(f"--{name.replace('_', '-')} {value}: must be positive")
-    if config.timeout_s <= 0:
-        raise ApiError(f"--timeout {config.timeout_s}: must be positive (seconds)")
+    for flag, seconds in (
+        ("--timeout", config.timeout_s),
+        ("--body-timeout", config.body_timeout_s),
+    ):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ApiError(f"{flag} {seconds}: must be a positive number of seconds, e.g. 30")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (listening is uvicorn's); a port in use is one line."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ApiError(f"--host {host}: not an address of this machine ({exc.strerror})") from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ApiError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port, or stop"
+            " what uses it"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+class _NoRespawnNotice(logging.Filter):
+    """Drop uvicorn's own line about a worker that failed to start: ours says why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to start" not in record.getMessage()
 
 
 def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Execute the notebook and serve its endpoints until interrupted."""
     import uvicorn
 
-    check(config, host, workers)
+    config.host, config.port = host, port
+    check(config, host, workers, port)
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -61,16 +105,44 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers:
         "timeout_graceful_shutdown": 5,
     }
     where = f"http://{host}:{port}"
-    if workers == 1:
-        app = create_app(config)  # a failing cell is a one-line error before binding
-        print(f"aikit api: serving {config.notebook} at {where} (docs: {where}/docs)", flush=True)
-        uvicorn.run(app, **options)
-        return
-    os.environ[CONFIG_ENV] = config.to_env()
-    print(
-        f"aikit api: serving {config.notebook} at {where} with {workers} workers"
-        f" (docs: {where}/docs)",
-        flush=True,
-    )
-    sys.stdout.flush()
-    uvicorn.run("aikit.api._app:app_from_env", factory=True, workers=workers, **options)
+    sock = bind(host, port)
+    try:
+        if workers == 1:
+            app = create_app(config)  # a failing cell is a one-line error before serving
+            print(
+                f"aikit api: serving {config.notebook} at {where} (docs: {where}/docs)", flush=True
+            )
+            uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+            return
+        _serve_workers(config, sock, workers, options, where)
+    finally:
+        sock.close()
+
+
+def _serve_workers(
+    config: Config, sock: socket.socket, workers: int, options: dict[str, Any], where: str
+) -> None:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    with tempfile.TemporaryDirectory(prefix="aikit-api-") as folder:
+        failure = Path(folder) / "failure.txt"
+        os.environ[CONFIG_ENV] = config.to_env()
+        os.environ[FAILURE_ENV] = str(failure)
+        print(
+            f"aikit api: serving {config.notebook} at {where} with {workers} workers"
+            f" (docs: {where}/docs)",
+            flush=True,
+        )
+        settings = uvicorn.Config(
+            "aikit.api._app:app_from_env", factory=True, workers=workers, **options
+        )
+        quiet = _NoRespawnNotice()
+        logging.getLogger("uvicorn.error").addFilter(quiet)
+        try:
+            Multiprocess(settings, sockets=[sock]).run()
+        finally:
+            logging.getLogger("uvicorn.error").removeFilter(quiet)
+        if failure.exists():
+            lines = failure.read_text(encoding="utf-8").splitlines()
+            raise ApiError(lines[0] if lines else "a worker could not start")
