@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aikit._sqlite import SQLiteFile, transaction
+from aikit._userfile import read_text
 from aikit.errors import CacheMissError, ConfigError
 
 KEY_VERSION = 2
@@ -302,15 +303,12 @@ def read_cassette(
     """The (key, request, response) entries of a JSONL cassette, checked line by line; with
     `validate`, each response must also be an openai `ChatCompletion`."""
     entries = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read cassette {str(path)!r}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{str(path)!r} is not a UTF-8 text file (byte {exc.start}: {exc.reason}); a"
-            " cassette is JSONL written by `aikit cache export FILE`"
-        ) from exc
+    lines = read_text(
+        path,
+        what="cassette",
+        error=ConfigError,
+        save_as="JSONL as `aikit cache export FILE` writes it",
+    ).splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

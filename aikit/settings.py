@@ -54,6 +54,7 @@ from typing import Any, Literal, cast
 
 from dotenv import dotenv_values
 
+from aikit._userfile import read_text
 from aikit.errors import ConfigError
 
 Provider = Literal["local", "openai"]
@@ -280,12 +281,11 @@ def read_profiles(config: str | Path | _Find = FIND) -> dict[str, dict[str, Any]
     path = find_project_files().config if isinstance(config, _Find) else Path(config)
     if path is None or not path.is_file():
         return {}
+    text = read_text(path, what="settings file", error=ConfigError)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     tables = data.get("profiles", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: `profiles` must be tables like [profiles.NAME]")
@@ -386,14 +386,12 @@ def check_idle(environ: Mapping[str, str]) -> float:
 
 def _read_dotenv(path: str | Path) -> dict[str, str]:
     """The values of a `.env` file; one that cannot be read is a `ConfigError` naming it."""
-    try:
-        values = dotenv_values(path, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, one NAME=value a line"
-        ) from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path} ({exc.strerror}); fix or remove the file") from exc
+    import io
+
+    text = read_text(
+        path, what="settings file", error=ConfigError, save_as="UTF-8, one NAME=value a line"
+    )
+    values = dotenv_values(stream=io.StringIO(text))
     return {k: v for k, v in values.items() if v is not None}
 
 

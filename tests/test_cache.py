@@ -158,7 +158,7 @@ def test_import_refuses_bad_or_edited_lines_and_writes_nothing(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"line 2: the response is not a chat completion \(id:"):
         store.import_(bad)
     bad.write_bytes(good.encode() + b"\n\xff\xfe\x00binary\n")
-    with pytest.raises(ConfigError, match=r"is not a UTF-8 text file \(byte \d+"):
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte \d+"):
         store.import_(bad)
     assert store.stats()["entries"] == 0
     bad.write_text(good + "\n")

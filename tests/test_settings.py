@@ -254,6 +254,6 @@ def test_a_dotenv_that_is_not_utf8_names_the_file() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.resolve()
     assert str(info.value) == (
-        f"{Path('.env').resolve()} is not UTF-8 text (byte 15); save it as UTF-8,"
-        " one NAME=value a line"
+        f"settings file {Path('.env').resolve()} is not UTF-8 text (byte 15: invalid"
+        " continuation byte); save it as UTF-8, one NAME=value a line"
     )
