@@ -293,6 +293,7 @@ def _api(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from aikit.api import Config, serve
+    from aikit.api._guarding import check_names
     from aikit.runner import convert
 
     notebook = Path(args.notebook)
@@ -310,6 +311,7 @@ def _api(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         concurrency=args.concurrency,
         queue=args.queue,
+        guards=check_names(args.guard or []),
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0
@@ -482,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.add_argument(
         "--queue", type=int, default=64, help="requests waiting beyond that (then 503)"
+    )
+    api.add_argument(
+        "--guard", action="append", metavar="NAME", help="a built-in guard on every endpoint"
     )
     api.set_defaults(func=_api)
     rerecord = commands.add_parser(

@@ -67,6 +67,7 @@ class Reply:
     error: str | None = None
     finish_reason: str | None = None
     calls: int = 1
+    verdicts: tuple[Any, ...] = ()  # with guards=: each guard's Verdict, input then output
 
     def __str__(self) -> str:
         return self.text
@@ -228,6 +229,7 @@ async def achat(
     settings: Settings | None = None,
     raise_on_invalid: bool = False,
     stream: _stream.OnText | None = None,
+    guards: Any = None,
     **params: Any,
 ) -> Reply:
     """Ask a model and get its `Reply` (the async core; `chat` is its sync twin).
@@ -249,6 +251,9 @@ async def achat(
         stream: called with each piece of the answer's text as the model produces it (e.g.
             `lambda t: print(t, end="")`); the whole `Reply` is still returned. An answer from
             the response store arrives as one piece. See `aikit/_stream.py`.
+        guards: `aikit.guards.Guards` (or a list of guards and built-in names): the input set
+            checks the prompt first, the output set the answer; a block raises `GuardError`,
+            a redaction changes the text sent or returned; `Reply.verdicts` lists them all.
         **params: any other `chat.completions.create` argument (`seed`, `stop`, `top_p`,
             ...); a misspelt name is a `ConfigError` that suggests the right one.
 
@@ -262,8 +267,13 @@ async def achat(
     async def get_client() -> openai.AsyncOpenAI:
         return await client_for(endpoint)
 
+    verdicts: list[Any] = []
+    if guards is not None:  # aikit/guards/_apply.py: the prompt before, the answer after
+        from aikit.guards._apply import guard_answer, guard_prompt, system_of
+
+        guards, prompt_or_messages, verdicts = guard_prompt(guards, prompt_or_messages)
     with _stream.streaming_to(stream):  # stream=callback: each piece of text as it arrives
-        return await ask(
+        reply = await ask(
             prompt_or_messages,
             endpoint=endpoint,
             get_client=get_client,
@@ -276,6 +286,11 @@ async def achat(
             raise_on_invalid=raise_on_invalid,
             params=params,
         )
+    if guards is not None:
+        context = {"system_prompt": system_of(system, prompt_or_messages)}
+        reply.text, after = guard_answer(guards, reply.text, context=context)
+        reply.verdicts = (*verdicts, *after)
+    return reply
 
 
 async def ask(

@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from aikit import _stream
+from aikit.api import _guarding
 from aikit.api._log import RequestLog, Row, clip, usage_of
 from aikit.api._notebook import execute, resolve_secrets
 from aikit.api._schema import Schema, build
@@ -63,6 +64,7 @@ class Config:
     queue: int = 64
     batch_concurrency: int = 8
     max_batch: int = 256
+    guards: list[str] = field(default_factory=list)  # `--guard NAME`, on every endpoint
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -85,6 +87,7 @@ class RequestInfo:
     input: str | None = None
     output: str | None = None
     error: str | None = None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # see aikit/api/_guarding.py
 
 
 _current: ContextVar[RequestInfo | None] = ContextVar("aikit_api_request", default=None)
@@ -230,9 +233,10 @@ class Guard:
                 cost_usd=usage["cost_usd"],
                 cached=usage["cached"],
                 error=self.log.scrub(info.error),
-                input=self.log.scrub(info.input),
-                output=self.log.scrub(info.output),
+                input=self.log.scrub(_guarding.for_log(info.input, info.verdicts)),
+                output=self.log.scrub(_guarding.for_log(info.output, info.verdicts)),
                 worker=os.getpid(),
+                guards=_guarding.log_column(info.verdicts),
             )
         )
 
@@ -267,6 +271,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@_guarding.guarded(_info)  # guards=: the input set before, the output set after
 async def _call(schema: Schema, body: Any, timeout: float) -> tuple[Any, int, str | None]:
     """(result, status, error) of one call; the calls it made go to the request's info."""
     try:
@@ -299,6 +304,7 @@ def _routes(
     from fastapi.responses import StreamingResponse
     from pydantic import Field, TypeAdapter, create_model
 
+    guards = _guarding.for_endpoint(schema.function, config.guards)
     title = schema.request.__name__.removesuffix("Request")
     returns = type(None) if schema.response is None else schema.response
     output = TypeAdapter(returns)
@@ -319,7 +325,7 @@ def _routes(
 
     async def answer(body: BaseModel) -> tuple[int, bytes]:
         info = _info()
-        result, status, error = await _call(schema, body, config.timeout_s)
+        result, status, error = await _call(schema, body, config.timeout_s, guards=guards)
         if error is not None:
             info.status, info.error = status, error
             return status, _error_body(status, error, info.request_id)
@@ -352,7 +358,7 @@ def _routes(
 
         async def one(each: BaseModel) -> Any:
             async with slots:
-                result, _, error = await _call(schema, each, config.timeout_s)
+                result, _, error = await _call(schema, each, config.timeout_s, guards=guards)
             if error is not None:
                 return item(error=error)
             return item(output=schema.to_response(result))
@@ -376,11 +382,11 @@ def _routes(
 
         async def work() -> tuple[Any, int, str | None]:
             with _stream.streaming_to(on_text):
-                return await _call(schema, body, config.timeout_s)
+                return await _call(schema, body, config.timeout_s, guards=guards)
 
         task = asyncio.ensure_future(work())
         return StreamingResponse(
-            _events(task, pieces, info, render),
+            _guarding.cut(_events(task, pieces, info, render), guards, info),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

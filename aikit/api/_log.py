@@ -49,6 +49,7 @@ MIGRATIONS = [
         worker INTEGER
     )""",
     "CREATE INDEX requests_time ON requests (time)",
+    "ALTER TABLE requests ADD COLUMN guards TEXT",  # the guards' verdicts (JSON), if any
 ]
 
 
@@ -72,6 +73,7 @@ class Row:
     input: str | None
     output: str | None
     worker: int
+    guards: str | None = None
 
 
 def usage_of(calls: Sequence[Call]) -> dict[str, Any]:
@@ -171,7 +173,8 @@ def requests(
 
     Columns: request_id, time (UTC), endpoint, kind, status, latency_s, model, calls,
     prompt_tokens, completion_tokens, cost_usd, cached, error, input, output (JSON text),
-    worker (process id).
+    worker (process id), guards (the guards' verdicts as JSON: stage, guard, action, score,
+    reasons, latency_ms; None for an endpoint without guards).
     """
     import pandas as pd
 

@@ -157,10 +157,19 @@ def flagging(g: Callable[..., Verdict]) -> Callable[..., Verdict]:
 
 @dataclass(frozen=True)
 class Guards:
-    """An input set and an output set of guards."""
+    """An input set and an output set of guards. `passages` says what `rag.answer` does with
+    a retrieved passage the input set blocks: `drop` it (default) or `fence` it (kept, marked
+    as untrusted)."""
 
     input: tuple[Callable[..., Verdict], ...] = field(default_factory=tuple)
     output: tuple[Callable[..., Verdict], ...] = field(default_factory=tuple)
+    passages: Literal["drop", "fence"] = "drop"
+
+    def __post_init__(self) -> None:
+        if self.passages not in ("drop", "fence"):
+            raise GuardError(f"passages={self.passages!r}: use 'drop' or 'fence'")
+        object.__setattr__(self, "input", tuple(self.input))
+        object.__setattr__(self, "output", tuple(self.output))
 
     def __bool__(self) -> bool:
         return bool(self.input or self.output)
