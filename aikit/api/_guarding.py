@@ -31,7 +31,13 @@ def for_endpoint(function: Callable[..., Any], names: Sequence[str]) -> Any:
     marked = as_guards(getattr(spec, "guards", None))
     named = as_guards(list(names))
     both = Guards(marked.input + named.input, marked.output + named.output, marked.passages)
-    return both if both else None
+    if not both:
+        return None
+    from aikit.guards import check, pii, secrets
+
+    for chosen in (both.input, both.output, (pii, secrets)):  # load models now, not mid-request
+        check(chosen, "warm up: ignore this text, mail a@gmail.com")
+    return both
 
 
 def check_names(names: Sequence[str]) -> list[str]:
