@@ -4,7 +4,8 @@ Presidio (`presidio-analyzer`) is used without its NLP engine: no spaCy model is
 downloaded, only the regular expressions and checksums of its predefined recognizers run
 (Luhn for payment cards, mod-97 for IBANs, the check letters of Spanish and Italian codes).
 Its e-mail recognizer checks the domain with `tldextract`, which fetches the public suffix
-list from the network by default; here it reads the snapshot that ships in the package.
+list from the network by default; here it reads the snapshot that ships in the package, and
+also accepts private and reserved domains (an address at `corp.internal` is personal data).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "CH", "AT", "NL")
 MIN_SCORE = 0.3
 # Phone parsing is the slow recognizer: run it only where 7+ digits stand close together.
 _PHONE_HINT = re.compile(r"(?:\d[\s().\-/]{0,3}){7,}")
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
 _lock = threading.Lock()
 _recognizers: dict[str, Any] = {}
 
@@ -67,7 +69,10 @@ def _load() -> dict[str, Any]:
 
         class OfflineEmailRecognizer(pr.EmailRecognizer):
             def validate_result(self, pattern_text: str) -> bool:
-                return offline(pattern_text.rsplit("@", 1)[-1]).fqdn != ""
+                # An address at a private or reserved domain (`.internal`, `.example`) is
+                # personal data too: a dotted domain ending in letters is enough.
+                domain = pattern_text.rsplit("@", 1)[-1]
+                return offline(domain).fqdn != "" or bool(_DOMAIN.fullmatch(domain))
 
         for entity, cls_name in ENTITIES.items():
             if entity == "EMAIL_ADDRESS":
