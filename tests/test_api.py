@@ -569,15 +569,7 @@ def test_the_rag_notebook_answers_ask_from_its_cassette(tmp_path: Path) -> None:
         api.stop()
     assert r.status_code == 200, r.text
     answer = r.json()
-    assert set(answer) == {
-        "question",
-        "text",
-        "found",
-        "citations",
-        "sources",
-        "cited_by",
-        "guarded",
-    }
+    assert set(answer) == {"question", "text", "found", "citations", "sources", "cited_by"}
     assert answer["found"] is True and answer["sources"] == ["company/hr/remote-work.md"]
     assert "600" in answer["text"]
     assert schema["AskRequest"]["properties"]["k"]["default"] == 3

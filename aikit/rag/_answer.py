@@ -77,8 +77,9 @@ class Answer:
     # Not part of an `aikit api` response (the whole prompt; the raw reply): see aikit.api.
     messages: list[dict[str, str]] = field(default_factory=list, metadata={"api": False})
     reply: Reply | None = field(default=None, metadata={"api": False})
-    # With guards=: passages the input guards blocked (id, source, guard, reasons, action).
-    guarded: list[dict[str, Any]] = field(default_factory=list)
+    # With guards=: passages the input guards blocked (id, source, guard, reasons, action);
+    # not in an `aikit api` response (the request log has the verdicts).
+    guarded: list[dict[str, Any]] = field(default_factory=list, metadata={"api": False})
 
     def __str__(self) -> str:
         return self.text
