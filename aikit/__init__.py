@@ -54,6 +54,7 @@ MODULES = frozenset(
         "costs",
         "errors",
         "evals",
+        "guards",
         "llm",
         "local",
         "prompts",

@@ -118,6 +118,15 @@ class MissingDependencyError(AikitError):
     """An optional dependency is not installed; the message gives the `pip install` line."""
 
 
+class GuardError(AikitError):
+    """A guard blocked a text (`verdict` says which guard and why; the message never holds the
+    text itself), or a guard is set up wrongly (an unknown name, a guard that is no function)."""
+
+    def __init__(self, message: str, *, verdict: Any = None, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.verdict, self.stage = verdict, stage
+
+
 class ApiError(AikitError):
     """`aikit api`: a notebook serves no endpoint, an unsafe bind, a bad endpoint function."""
 
@@ -131,6 +140,7 @@ __all__ = [
     "EndpointError",
     "EvalError",
     "ExecutorError",
+    "GuardError",
     "KernelMissingError",
     "LoadError",
     "LocalModelError",

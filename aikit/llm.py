@@ -105,6 +105,7 @@ class Reply:
     error: str | None = None
     finish_reason: str | None = None
     calls: int = 1
+    verdicts: tuple[Any, ...] = ()  # with guards=: each guard's Verdict, input then output
 
     def __str__(self) -> str:
         return self.text
@@ -321,6 +322,7 @@ async def achat(
     settings: Settings | None = None,
     raise_on_invalid: bool = False,
     stream: _stream.OnText | None = None,
+    guards: Any = None,
     **params: Any,
 ) -> Reply:
     """Ask a model and get its `Reply` (the async core; `chat` is its sync twin).
@@ -342,6 +344,9 @@ async def achat(
         stream: called with each piece of the answer's text as the model produces it (e.g.
             `lambda t: print(t, end="")`); the whole `Reply` is still returned. An answer from
             the response store arrives as one piece. See `aikit/_stream.py`.
+        guards: `aikit.guards.Guards` (or a list of guards and built-in names): the input set
+            checks the prompt first, the output set the answer; a block raises `GuardError`,
+            a redaction changes the text sent or returned; `Reply.verdicts` lists them all.
         **params: any other `chat.completions.create` argument (`seed`, `stop`, `top_p`,
             ...); a misspelt name is a `ConfigError` that suggests the right one.
 
@@ -355,6 +360,11 @@ async def achat(
     async def get_client() -> openai.AsyncOpenAI:
         return await client_for(endpoint)
 
+    verdicts: list[Any] = []
+    if guards is not None:  # aikit/guards/_apply.py: the prompt before, the answer after
+        from aikit.guards._apply import guard_answer, guard_prompt, system_of
+
+        guards, prompt_or_messages, verdicts = guard_prompt(guards, prompt_or_messages)
     question = Ask(
         prompt_or_messages,
         model=model,
@@ -368,7 +378,12 @@ async def achat(
     )
     # stream= or, for a function served by `aikit api` on /stream, the request's sink
     policy = CallPolicy(on_text=stream or _stream.request_sink())
-    return await ask(question, endpoint=endpoint, get_client=get_client, policy=policy)
+    reply = await ask(question, endpoint=endpoint, get_client=get_client, policy=policy)
+    if guards is not None:
+        context = {"system_prompt": system_of(system, prompt_or_messages)}
+        reply.text, after = guard_answer(guards, reply.text, context=context)
+        reply.verdicts = (*verdicts, *after)
+    return reply
 
 
 async def ask(

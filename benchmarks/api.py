@@ -9,7 +9,9 @@
   loopback OpenAI-compatible server answering in 200 ms (`tests/fault_server.py`), driven at
   concurrency 32 for 30 s by an async httpx client in its own process, against the same
   function called directly by 32 asyncio workers in another process (target: >= 0.9x,
-  0 errors).
+  0 errors). The same endpoint behind the default guards (`aikit.guards.default()`: input
+  max_length, invisible_text, secrets, pii, prompt_injection; output pii, secrets,
+  system_prompt_leak), driven the same way (target: >= 0.9x the unguarded API).
 
 The server is `aikit api` on 127.0.0.1, one worker, in its own process; the request log is on.
 
@@ -45,6 +47,12 @@ def echo(text: str) -> str:
 
 @aikit.endpoint
 async def ask(question: str) -> str:
+    reply = await aikit.achat(question, max_tokens=16)
+    return reply.text
+
+
+@aikit.endpoint(name="guarded", guards=aikit.guards.default())
+async def ask_guarded(question: str) -> str:
     reply = await aikit.achat(question, max_tokens=16)
     return reply.text
 """
@@ -135,7 +143,9 @@ def throughput_direct(notebook: Path, concurrency: int, seconds: float) -> dict[
     return asyncio.run(_closed_loop(call, concurrency, seconds))
 
 
-def throughput_api(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
+def throughput_api(
+    url: str, concurrency: int, seconds: float, path: str = "/ask"
+) -> dict[str, Any]:
     import httpx
 
     async def main() -> dict[str, Any]:
@@ -143,7 +153,7 @@ def throughput_api(url: str, concurrency: int, seconds: float) -> dict[str, Any]
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
             async def call(question: str) -> bool:
-                r = await client.post("/ask", json={"question": question})
+                r = await client.post(path, json={"question": question})
                 return r.status_code == 200 and bool(r.json())
 
             return await _closed_loop(call, concurrency, seconds)
@@ -203,6 +213,8 @@ def run_child(argv: list[str]) -> None:
         figures = overhead_api(target, int(numbers[0]))
     elif kind == "throughput-direct":
         figures = throughput_direct(Path(target), int(numbers[0]), numbers[1])
+    elif kind == "throughput-guarded":
+        figures = throughput_api(target, int(numbers[0]), numbers[1], "/guarded")
     else:
         figures = throughput_api(target, int(numbers[0]), numbers[1])
     print(json.dumps(figures))
@@ -268,6 +280,7 @@ def main() -> int:
                 sys.exit("the plain FastAPI route did not answer 200")
             direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
             api_tp = child("throughput-api", api.url, c, s, env=env)
+            guarded_tp = child("throughput-guarded", api.url, c, s, env=env)
             logged = len(api.requests())
     finally:
         plain.terminate()
@@ -298,7 +311,11 @@ def main() -> int:
     )
     ideal = args.concurrency / args.latency
     rows = []
-    for name, figures in (("direct (asyncio workers)", direct_tp), ("through the API", api_tp)):
+    for name, figures in (
+        ("direct (asyncio workers)", direct_tp),
+        ("through the API", api_tp),
+        ("API + default guards", guarded_tp),
+    ):
         rps = len(figures["latencies"]) / figures["seconds"]
         p50, p99 = (percentile(figures["latencies"], q) * 1000 for q in (0.5, 0.99))
         rows.append((name, rps, p50, p99, figures["errors"]))
@@ -313,8 +330,13 @@ def main() -> int:
         )
     ratio = rows[1][1] / rows[0][1]
     print(f"API / direct throughput: {ratio:.2f}x (target >= {THROUGHPUT_TARGET}x, 0 errors)")
+    guarded_ratio = rows[2][1] / rows[1][1]
+    print(
+        f"guarded / unguarded API throughput: {guarded_ratio:.2f}x (target >= {THROUGHPUT_TARGET}x)"
+    )
     print(f"request log rows written: {logged}")
     missed = overhead > OVERHEAD_TARGET_MS or ratio < THROUGHPUT_TARGET or rows[1][4] > 0
+    missed = missed or guarded_ratio < THROUGHPUT_TARGET or rows[2][4] > 0
     if missed:
         print("MISSED a target")
     return 1 if missed else 0

@@ -284,7 +284,7 @@ def test_ask_and_achat_take_their_arguments_from_one_definition() -> None:
 
     fields = {f.name: f for f in dataclasses.fields(llm.Ask)}
     core = inspect.signature(llm.achat).parameters
-    own = {"client", "settings", "stream", "params", "prompt_or_messages"}
+    own = {"client", "settings", "stream", "guards", "params", "prompt_or_messages"}
     assert set(core) - own == set(fields) - {"params", "prompt"}
     for name in set(fields) - {"params", "prompt"}:
         assert core[name].default == fields[name].default, name

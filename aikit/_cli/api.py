@@ -45,11 +45,18 @@ def add_arguments(api: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="let pages from this origin call the API, e.g. https://app.example (repeatable)",
     )
+    api.add_argument(
+        "--guard",
+        action="append",
+        metavar="NAME",
+        help="a built-in guard on every endpoint, e.g. pii or prompt_injection (repeatable)",
+    )
 
 
 def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
     """Check the notebook's parameters, then serve it until interrupted."""
     from aikit.api import Config, serve
+    from aikit.api._guarding import check_names
     from aikit.runner import convert
     from aikit.runner.params import cli_values
 
@@ -71,6 +78,7 @@ def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
         body_timeout_s=args.body_timeout,
         allow_hosts=list(args.allow_host or []),
         allow_origins=list(args.allow_origin or []),
+        guards=check_names(args.guard or []),
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aikit._scrub import Scrubber
+from aikit.api import _guarding
 from aikit.api._calls import Endpoint, Workers
 from aikit.api._config import CONFIG_ENV, Config
 from aikit.api._guard import ASGIApp, Guard, allowed_hosts
@@ -88,6 +89,7 @@ def create_app(config: Config) -> ASGIApp:
             batch=(config.batch_concurrency, config.max_batch),
             workers=workers,
             scrubber=scrubber,
+            guards=_guarding.for_endpoint(fn, config.guards),
         )
         for name, fn in functions.items()
     }

@@ -25,9 +25,11 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_mode
 
 from aikit import _stream
 from aikit._scrub import Scrubber
+from aikit.api import _guarding
 from aikit.api._log import clip
 from aikit.api._schema import Schema, validate
 from aikit.costs import Call, collect_calls
+from aikit.errors import GuardError
 
 logger = logging.getLogger("aikit.api")
 JSON = "application/json"
@@ -49,6 +51,7 @@ class RequestInfo:
     output: str | None = None
     error: str | None = None
     running: list[concurrent.futures.Future[Any]] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # see aikit/api/_guarding.py
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Endpoint:
         batch: tuple[int, int],
         workers: Workers,
         scrubber: Scrubber,
+        guards: Any = None,
     ) -> None:
         self.schema, self.timeout_s, self.workers, self.scrubber = (
             schema,
@@ -103,6 +107,7 @@ class Endpoint:
             workers,
             scrubber,
         )
+        self.guards = guards  # aikit.guards.Guards or None (aikit/api/_guarding.py)
         self.batch_concurrency, max_batch = batch
         title = schema.request.__name__.removesuffix("Request")
         self.returns: Any = type(None) if schema.response is None else schema.response
@@ -127,12 +132,16 @@ class Endpoint:
         every secret)."""
         schema = self.schema
         try:
+            body = await _guarding.check_input(self.guards, body, info)
             with collect_calls() as calls:
                 try:
                     result = await self._invoke(schema.kwargs(body), info)
                 finally:
                     info.calls.extend(calls)
+            result = await _guarding.check_output(self.guards, schema, result, info)
             payload = self.output.dump_json(schema.to_response(result))
+        except GuardError as exc:
+            return Outcome(None, _guarding.status_of(exc), self.scrubber.text(str(exc)))
         except TimeoutError:
             return Outcome(None, 504, f"{schema.name} did not finish within {self.timeout_s:g} s")
         except Exception as exc:

@@ -38,6 +38,7 @@ class Config:
     port: int = 8000
     allow_hosts: list[str] = field(default_factory=list)
     allow_origins: list[str] = field(default_factory=list)
+    guards: list[str] = field(default_factory=list)  # `--guard NAME`, on every endpoint
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aikit.api import _guarding
 from aikit.api._calls import Endpoint, RequestInfo, error_body
 from aikit.api._config import Config
 from aikit.api._log import IN_FLIGHT, RequestLog, Row, clip, usage_of
@@ -313,9 +314,10 @@ class Guard:
                 cost_usd=usage["cost_usd"],
                 cached=usage["cached"],
                 error=info.error if final else IN_FLIGHT,
-                input=info.input,
-                output=info.output,
+                input=_guarding.for_log(info.input, info.verdicts),
+                output=_guarding.for_log(info.output, info.verdicts),
                 worker=os.getpid(),
+                guards=_guarding.log_column(info.verdicts),
             )
         )
 

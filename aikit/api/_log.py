@@ -65,6 +65,8 @@ MIGRATIONS = [
     "DROP TABLE requests_v1",
     "CREATE INDEX requests_time ON requests (time)",
     "CREATE INDEX requests_request_id ON requests (request_id)",
+    # 3: the guards' verdicts
+    "ALTER TABLE requests ADD COLUMN guards TEXT",  # the guards' verdicts (JSON), if any
 ]
 IN_FLIGHT = "no answer yet: in flight, or its worker stopped before answering"
 
@@ -90,6 +92,7 @@ class Row:
     input: str | None
     output: str | None
     worker: int
+    guards: str | None = None
 
 
 def usage_of(calls: Sequence[Call]) -> dict[str, Any]:
@@ -185,8 +188,9 @@ def requests(
 
     Columns: request_id, time (UTC), endpoint, kind, status, latency_s, model, calls,
     prompt_tokens, completion_tokens, cost_usd, cached, error, input, output (JSON text),
-    worker (process id). Status 0: the request was admitted and never answered (still in
-    flight, or its worker was killed).
+    worker (process id), guards (the guards' verdicts as JSON: stage, guard, action, score,
+    reasons, latency_ms; None for an endpoint without guards). Status 0: the request was
+    admitted and never answered (still in flight, or its worker was killed).
     """
     import pandas as pd
 

@@ -22,9 +22,10 @@ RESERVED = frozenset({"healthz", "docs", "redoc", "openapi.json"})
 
 @dataclass(frozen=True)
 class EndpointSpec:
-    """What the marker says about a function: its route name (`POST /{name}`)."""
+    """What the marker says about a function: its route name (`POST /{name}`) and guards."""
 
     name: str
+    guards: Any = None  # what `aikit.guards.as_guards` takes; resolved when served
 
 
 @overload
@@ -32,15 +33,17 @@ def endpoint(fn: F, /) -> F: ...
 
 
 @overload
-def endpoint(*, name: str | None = None) -> Callable[[F], F]: ...
+def endpoint(*, name: str | None = None, guards: Any = None) -> Callable[[F], F]: ...
 
 
-def endpoint(fn: Any = None, /, *, name: str | None = None) -> Any:
+def endpoint(fn: Any = None, /, *, name: str | None = None, guards: Any = None) -> Any:
     """Mark a function as an endpoint of `aikit api NOTEBOOK`; it stays a plain function.
 
     Its parameters' type hints are the request schema, its return type the response schema.
     Use it bare (`@aikit.endpoint`, route `POST /<function name>`) or with a route name
-    (`@aikit.endpoint(name="ask")`).
+    (`@aikit.endpoint(name="ask")`). `guards` (an `aikit.guards.Guards`, or a list of guards
+    and built-in names such as `["pii", "prompt_injection"]`) check each request's text
+    fields before the function runs and its answer before it leaves.
 
     Example:
         >>> @endpoint
@@ -57,7 +60,7 @@ def endpoint(fn: Any = None, /, *, name: str | None = None) -> Any:
                 f"endpoint name {route!r} cannot be a route; use lowercase letters, digits, _ or -"
                 f" (not {', '.join(sorted(RESERVED))}), e.g. @aikit.endpoint(name='ask')"
             )
-        setattr(function, ATTRIBUTE, EndpointSpec(route))
+        setattr(function, ATTRIBUTE, EndpointSpec(route, guards))
         return function
 
     if fn is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from aikit.api import _guarding
 from aikit.api._calls import JSON, Endpoint, RequestInfo
 
 INFO_KEY, BODY_KEY = "aikit.request", "aikit.body"  # what the guard puts in the ASGI scope
@@ -98,7 +99,7 @@ def _handler(endpoint: Endpoint, kind: str) -> Callable[[Any], Awaitable[Any]]:
             return Response(body[1], body[0], media_type=JSON)
         info.status = 200
         return StreamingResponse(
-            endpoint.stream(body, info),
+            _guarding.cut(endpoint.stream(body, info), endpoint.guards, info),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -77,6 +77,9 @@ class Answer:
     # Not part of an `aikit api` response (the whole prompt; the raw reply): see aikit.api.
     messages: list[dict[str, str]] = field(default_factory=list, metadata={"api": False})
     reply: Reply | None = field(default=None, metadata={"api": False})
+    # With guards=: passages the input guards blocked (id, source, guard, reasons, action);
+    # not in an `aikit api` response (the request log has the verdicts).
+    guarded: list[dict[str, Any]] = field(default_factory=list, metadata={"api": False})
 
     def __str__(self) -> str:
         return self.text
@@ -153,6 +156,7 @@ async def aanswer(
     seed: int = 7,
     client: openai.AsyncOpenAI | None = None,
     settings: Settings | None = None,
+    guards: Any = None,
 ) -> Answer:
     """Answer a question from the documents in `index`, citing the passages it used.
 
@@ -171,12 +175,22 @@ async def aanswer(
             base model, which also stops at the end of the line; none for a chat model).
         seed: sampling seed (temperature is 0), for repeatable answers.
         client, settings: as in `aikit.chat`.
+        guards: `aikit.guards.Guards` (or a list): the input set checks the question and each
+            retrieved passage (a blocked passage is left out, or fenced with
+            `Guards(passages="fence")`, and named in `Answer.guarded`); the output set checks
+            the answer (`GuardError` when blocked).
 
     Returns:
         An `Answer` with the text, the cited chunk ids and sources, and the context shown.
     """
     if not isinstance(question, str) or not question.strip():
         raise RagError(f"question {question!r} is empty; pass the question to answer")
+    guarded: list[dict[str, Any]] = []
+    if guards is not None:  # aikit/guards/_apply.py
+        from aikit.guards._apply import guard_passages, guard_prompt
+
+        guards, checked, _ = guard_prompt(guards, question)
+        question = str(checked)
     hits = await asyncio.to_thread(index.search, question, k, mode=mode, where=where)
     if len(hits):
         similarity = await asyncio.to_thread(_similarity, index, question, list(hits["id"]))
@@ -184,6 +198,13 @@ async def aanswer(
         hits = hits[hits["similarity"] >= min_similarity].reset_index(drop=True)
     if not len(hits):
         return Answer(question=question, text=NOT_FOUND, found=False, context=hits)
+    if guards is not None:
+        rows = list(zip(hits["id"], hits["source"], hits["text"], strict=True))
+        kept, guarded = await asyncio.to_thread(guard_passages, guards, rows)
+        hits = hits[hits["id"].isin([k[0] for k in kept])].reset_index(drop=True)
+        hits = hits.assign(source=[k[1] for k in kept], text=[k[2] for k in kept])
+        if not len(hits):
+            return Answer(question, NOT_FOUND, False, context=hits, guarded=guarded)
     hits.index = hits.index + 1  # passage numbers, as in the prompt
     messages = build_messages(question, list(zip(hits["source"], hits["text"], strict=True)))
     settings = settings or get_settings()
@@ -197,6 +218,7 @@ async def aanswer(
         seed=seed,
         client=client,
         settings=settings,
+        guards=None if guards is None else type(guards)(output=guards.output),
         **defaults,
     )
     text = reply.text.strip()
@@ -216,6 +238,7 @@ async def aanswer(
         context=hits,
         messages=messages,
         reply=reply,
+        guarded=guarded,
     )
 
 

@@ -1,0 +1,139 @@
+"""What the guards catch and what they cost, on the held-out test split.
+
+- Prompt injection: recall on the test split's attacks and false-positive rate on its benign
+  look-alikes, with bootstrap 95% intervals (target: recall >= 0.90 at FPR <= 0.05), per
+  attack class and language too.
+- PII: recall and false-positive rate on the formats covered (target: recall >= 0.95).
+- Overhead: p50 and p99 of the default input + output set (`aikit.guards.default()`) on a
+  1 KB text, warm, against the same text untouched (target: p50 <= 5 ms on 2 cores); and how
+  often the cascade needed the embedding stage.
+
+    .venv/bin/python benchmarks/guards.py [--runs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECALL, FPR, PII_RECALL, P50_MS = 0.90, 0.05, 0.95, 5.0
+TEXT = (
+    "Hello support team, I ordered the standing desk (order 48213) on 3 November and it arrived"
+    " with a cracked leg. The courier left it at the front door while I was at work, and the box"
+    " was already damaged. I attached two photos of the leg and of the label. Could you send a"
+    " replacement part, or tell me how to return the whole desk? I would prefer a replacement"
+    " because we have already assembled the top and the drawers. My colleague bought the same"
+    " model last month and hers is fine, so I think it happened in transport. You can reach me at"
+    " olivia.brandt@gmail.com or on my mobile in the afternoons. I am also unsure whether the"
+    " warranty covers damage in transit or only defects, and the page on your site does not say."
+    " If a technician has to come, Tuesdays and Thursdays work best for me. Thank you for your"
+    " help, and sorry for the long message. Kind regards, Olivia Brandt, Hamburg, Germany."
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    from aikit import evals, guards
+    from aikit.guards import _injection
+
+    test = guards.labelled("injection", split="test")
+    result = evals.evaluate(guards.prompt_injection, test, [guards.detected, guards.false_positive])
+    s = result.summary.set_index("metric")
+    recall, fpr = float(s.loc["detected", "mean"]), float(s.loc["false_positive", "mean"])
+    print(f"prompt_injection on the test split ({len(test)} texts; threshold from calibration):")
+    print(
+        f"  recall {recall:.3f} [{s.loc['detected', 'ci_low']:.3f},"
+        f" {s.loc['detected', 'ci_high']:.3f}] on {int(s.loc['detected', 'n_scored'])} attacks"
+        f" (target >= {RECALL})"
+    )
+    print(
+        f"  false-positive rate {fpr:.3f} [{s.loc['false_positive', 'ci_low']:.3f},"
+        f" {s.loc['false_positive', 'ci_high']:.3f}] on {int(s.loc['false_positive', 'n_scored'])}"
+        f" benign look-alikes (target <= {FPR})"
+    )
+    frame = result.samples.assign(
+        caught=[guards.caught(o) for o in result.samples["output"]],
+        cls=[i.metadata.get("class") for i in test],
+        lang=[i.metadata.get("lang") for i in test],
+    )
+    attacks = frame[frame["expected"] == "attack"]
+    by = attacks.groupby("cls")["caught"].agg(["mean", "size"])
+    print(
+        "  recall by class: "
+        + ", ".join(f"{c} {r['mean']:.2f} ({r['size']})" for c, r in by.iterrows())
+    )
+    en = attacks[attacks["lang"] == "en"]["caught"].mean()
+    other = attacks[attacks["lang"] != "en"]["caught"].mean()
+    print(f"  recall English {en:.2f}, other languages {other:.2f}")
+
+    pii = evals.evaluate(
+        guards.pii, guards.labelled("pii"), [guards.detected, guards.false_positive]
+    )
+    p = pii.summary.set_index("metric")
+    pii_recall = float(p.loc["detected", "mean"])
+    print(
+        f"pii: recall {pii_recall:.3f} [{p.loc['detected', 'ci_low']:.3f},"
+        f" {p.loc['detected', 'ci_high']:.3f}] on {int(p.loc['detected', 'n_scored'])} texts"
+        f" (target >= {PII_RECALL}), false-positive rate {p.loc['false_positive', 'mean']:.3f}"
+        f" on {int(p.loc['false_positive', 'n_scored'])}"
+    )
+
+    chosen = guards.default()
+    text = (TEXT * 2)[:1024]
+    context = {"system_prompt": "You are the support assistant of a furniture shop."}
+    for _ in range(10):  # warm: models loaded, caches filled
+        guards.check(chosen.input, text)
+        guards.check(chosen.output, text, context=context)
+    bare, guarded, stages = [], [], []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        same = str(text)
+        t1 = time.perf_counter()
+        guards.check(chosen.input, same)
+        guards.check(chosen.output, same, context=context)
+        t2 = time.perf_counter()
+        bare.append(t1 - t0)
+        guarded.append(t2 - t1)
+    stages.append(_injection.scores(text)["stage"])
+    cheap = [g for g in chosen.input if g is not guards.prompt_injection]
+    rest = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        guards.check(cheap, text)
+        guards.check(chosen.output, text, context=context)
+        rest.append(time.perf_counter() - t0)
+    p50 = statistics.median(guarded) * 1000
+    print(
+        f"overhead of the default input + output set on a 1 KB text ({args.runs} runs, warm,"
+        f" {os.cpu_count()} cores): p50 {p50:.2f} ms, p99 {pct(guarded, 0.99) * 1000:.2f} ms"
+        f" (untouched text p50 {statistics.median(bare) * 1000:.4f} ms; target p50 <= {P50_MS} ms)"
+    )
+    print(f"  the same set without prompt_injection: p50 {statistics.median(rest) * 1000:.2f} ms")
+    share = sum(1 for i in test if _injection.scores(str(i.input))["stage"] == "embedding") / len(
+        test
+    )
+    print(
+        f"  the 1 KB text is decided by the {stages[0]} stage; {share:.0%} of the test texts"
+        " need the embedding stage"
+    )
+    missed = recall < RECALL or fpr > FPR or pii_recall < PII_RECALL or p50 > P50_MS
+    if missed:
+        print("MISSED a target")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
