@@ -10,10 +10,18 @@ embedding model, or with a judge).
 """
 
 from aikit.errors import DatasetError
+from aikit.evals.agreement import (
+    ClaimReport,
+    claim_report,
+    kappa_interval,
+    load_claims,
+    wilson_interval,
+)
+from aikit.evals.claim_check import ClaimCheck
 from aikit.evals.compare import Comparison, compare
 from aikit.evals.dataset import Dataset, Item
 from aikit.evals.evaluate import EvalResult, evaluate
-from aikit.evals.judge import Calibration, Judge, calibrate, judge
+from aikit.evals.judge import Calibration, Judge, calibrate, cohen_kappa, judge
 from aikit.evals.metrics import (
     contains,
     edit_ratio,
@@ -28,6 +36,7 @@ from aikit.evals.metrics import (
 )
 from aikit.evals.rag_metrics import (
     answer_relevance,
+    claim_checks,
     claim_support,
     context_precision,
     context_recall,
@@ -39,6 +48,8 @@ from aikit.evals.retrieval import dcg, hit_at_k, mrr, ndcg_at_k, precision_at_k,
 
 __all__ = [
     "Calibration",
+    "ClaimCheck",
+    "ClaimReport",
     "Comparison",
     "Dataset",
     "DatasetError",
@@ -47,7 +58,10 @@ __all__ = [
     "Judge",
     "answer_relevance",
     "calibrate",
+    "claim_checks",
+    "claim_report",
     "claim_support",
+    "cohen_kappa",
     "compare",
     "contains",
     "context_precision",
@@ -62,7 +76,9 @@ __all__ = [
     "json_schema",
     "json_valid",
     "judge",
+    "kappa_interval",
     "keywords",
+    "load_claims",
     "mrr",
     "ndcg_at_k",
     "numeric_match",
@@ -72,4 +88,5 @@ __all__ = [
     "split_claims",
     "support_judge",
     "token_f1",
+    "wilson_interval",
 ]
