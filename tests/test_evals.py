@@ -406,3 +406,25 @@ def test_evals_public_names_are_sorted_and_include_the_retrieval_metrics() -> No
     assert ev.__all__ == sorted(ev.__all__)
     assert {"hit_at_k", "mrr", "ndcg_at_k", "evaluate", "compare", "judge"} <= set(ev.__all__)
     assert all(hasattr(ev, name) for name in ev.__all__)
+
+
+def test_a_metric_that_declares_metadata_receives_the_items_metadata() -> None:
+    data = [
+        {"id": "a", "input": "2+2", "expected": "4", "unit": "apples", "strict": True},
+        {"id": "b", "input": "3+3", "expected": "6", "unit": "pears", "strict": False},
+    ]
+    seen: dict[str, dict[str, object]] = {}
+
+    def unit_named(output: str, expected: str, *, metadata: dict[str, object]) -> float:
+        seen[output] = metadata
+        return float(str(metadata["unit"]) in output)
+
+    answers = {"2+2": "4 apples", "3+3": "6"}
+    result = ev.evaluate(answers.__getitem__, data, [unit_named, ev.exact_match])
+    assert seen == {
+        "4 apples": {"unit": "apples", "strict": True},
+        "6": {"unit": "pears", "strict": False},
+    }
+    samples = result.samples.set_index("id")
+    assert list(samples["unit_named"]) == [1.0, 0.0]
+    assert list(samples["exact_match"]) == [0.0, 1.0]  # a metric without it gets none
