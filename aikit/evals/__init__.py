@@ -4,7 +4,9 @@
 `precision_at_k`, `mrr`, `ndcg_at_k`), re-exported here. Evals of a model or pipeline:
 `Dataset`, the metrics (`exact_match`, `contains`, `token_f1`, ...; any function
 `(output, expected) -> float`), `judge` / `calibrate`, `evaluate` -> `EvalResult`, and
-`compare` -> `Comparison`. RAG answers: `faithfulness`, `answer_relevance`,
+`compare` -> `Comparison` (`per_item`: a metric's mean per item). Agreement with people:
+`cohen_kappa`, `kappa_interval`, `wilson_interval`, `claim_report` on labelled claims. RAG
+answers: `faithfulness`, `answer_relevance`,
 `context_precision`, `context_recall` (`aikit.evals.rag_metrics`; offline on the embedded
 embedding model, or with a judge).
 """
@@ -20,7 +22,7 @@ from aikit.evals.agreement import (
 from aikit.evals.claim_check import ClaimCheck
 from aikit.evals.compare import Comparison, compare
 from aikit.evals.dataset import Dataset, Item
-from aikit.evals.evaluate import EvalResult, evaluate
+from aikit.evals.evaluate import EvalResult, evaluate, per_item
 from aikit.evals.judge import Calibration, Judge, calibrate, cohen_kappa, judge
 from aikit.evals.metrics import (
     contains,
@@ -41,6 +43,7 @@ from aikit.evals.rag_metrics import (
     context_precision,
     context_recall,
     faithfulness,
+    numbered,
     split_claims,
     support_judge,
 )
@@ -81,7 +84,9 @@ __all__ = [
     "load_claims",
     "mrr",
     "ndcg_at_k",
+    "numbered",
     "numeric_match",
+    "per_item",
     "precision_at_k",
     "recall_at_k",
     "regex_match",
