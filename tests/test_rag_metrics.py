@@ -175,6 +175,22 @@ def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None
     assert report.accuracy > before.accuracy
 
 
+def test_the_judge_variant_on_the_test_split(judge_server: JudgeServer, capsys: Any) -> None:
+    """The same split through a judge; on the test server the judge is a word-overlap rule
+    (plumbing, not a model: playbooks/evals.md says why there is no hosted-model figure)."""
+    judge = ev.judge("(the claim rubric replaces this)", model="judge-model")
+    report = ev.claim_report(CLAIMS, split="test", judge=judge)
+    with capsys.disabled():
+        print(f"\njudge (word-overlap rule on the test server), test split:\n{report}")
+    assert report.claims == 130 and report.unscored == 0
+    assert len(judge_server.requests) == 130  # one verdict per claim
+    prompt = judge_server.requests[0]["messages"][-1]["content"]
+    assert "Claim: " in prompt and "[1] " in prompt
+    kinds = report.kinds.set_index("kind")
+    # Word overlap keeps paraphrases that reuse words and misses what reuses them wrongly.
+    assert kinds.loc["negation", "right"] < 0.5 and kinds.loc["swapped entity", "right"] < 0.5
+
+
 # The four kinds the similarity test scored as fully supported (issue 21's examples).
 REGRESSIONS = {
     "invented on-topic": (
