@@ -483,7 +483,12 @@ def test_the_rag_notebook_answers_ask_from_its_cassette(tmp_path: Path) -> None:
         schema = api.get("/openapi.json").json()["components"]["schemas"]
     assert r.status_code == 200, r.text
     answer = r.json()
-    assert set(answer) == {"question", "text", "found", "citations", "sources", "cited_by"}
+    fields = {"question", "text", "found", "citations", "sources", "cited_by", "sentences"}
+    assert set(answer) == fields
+    # Each sentence carries its mark: which passages it cites and whether they support it.
+    assert answer["sentences"] and all(
+        set(s) == {"text", "cited", "supported", "why"} for s in answer["sentences"]
+    )
     assert answer["found"] is True and answer["sources"] == ["company/hr/remote-work.md"]
     assert "600" in answer["text"]
     assert schema["AskRequest"]["properties"]["k"]["default"] == 3

@@ -278,7 +278,7 @@ def test_fault_storm_loses_nothing_and_pays_once(
         f"\nfault storm, 1000 rows: answered {answered}, failed {1000 - answered},"
         f" served {storm.completions}, {storm_s:.1f} s; without 429s: answered"
         f" {int(calm_frame['output'].notna().sum())}, {calm_s:.1f} s;"
-        f" ratio {storm_s / calm_s:.2f}; attempts {storm.attempts}, retries"
+        f" attempts {storm.attempts}, retries"
         f" {frame.attrs['retries']}"
     )
     rates = {"429": 0.2, **{"500": 0.1, "slow": 0.05, "truncated": 0.02}}
@@ -286,7 +286,8 @@ def test_fault_storm_loses_nothing_and_pays_once(
         assert storm.count(outcome) >= 0.8 * rate * storm.attempts, outcome
     assert answered >= 995  # >= 99.5 % in one call
     assert calm_frame["output"].notna().sum() >= 995
-    assert storm_s <= 2 * calm_s  # random 429s are retried, not a reason to crawl
+    # The wall-clock ratio (random 429s are retried, not a reason to crawl) is a benchmark:
+    # benchmarks/fault_storm.py. A loaded machine stretches either run.
     limits = [limit for _, limit in frame.attrs["concurrency"]]
     assert limits[0] == 8 and max(limits) == 64 and min(limits) >= 8
     assert frame["attempts"].max() > 2 and (frame["attempts"] > 1).sum() > 300
@@ -319,11 +320,11 @@ def _chat_truncated(serve: Serve) -> None:
 
 def test_a_deadline_bounds_the_batch(serve: Serve) -> None:
     server = serve(latency=0.3)
-    started = time.perf_counter()
     frame = aikit.batch([f"d{i}" for i in range(40)], concurrency=2, deadline_s=1.0, progress=False)
-    assert time.perf_counter() - started < 3
     done = frame["output"].notna()
-    assert 2 <= done.sum() < 40 and done.sum() == server.completions
+    # Two at a time, 0.3 s each: at most 2 * ceil(1.0 / 0.3) = 8 rows finish before the 1 s
+    # deadline (a loaded machine finishes fewer, never more; no wall-clock assertion).
+    assert 2 <= done.sum() <= 8 and done.sum() == server.completions
     assert frame.loc[~done, "error"].str.startswith("not run: the batch deadline of 1 s").all()
 
 

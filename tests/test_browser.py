@@ -204,6 +204,16 @@ def _assert_no_error_output(page: Any, notebook: str) -> None:
     assert "Traceback" not in panel.inner_text()
 
 
+def _wait_for_text(path: Path, text: str, timeout_s: float = 120) -> str:
+    """The file's text once it holds `text` (or, after `timeout_s`, whatever it holds)."""
+    deadline = time.monotonic() + timeout_s
+    content = path.read_text(encoding="utf-8")
+    while text not in content and time.monotonic() < deadline:
+        time.sleep(0.5)
+        content = path.read_text(encoding="utf-8")
+    return content
+
+
 def _widget_views(notebook: dict[str, Any]) -> list[Any]:
     """Each widget output of a notebook: its model id and static text."""
     return [
@@ -302,10 +312,11 @@ def test_eval_explorer_filters_and_a_clicked_row_shows_its_sample(
     expect(caption).to_have_text(re.compile(r"^1 sample · page 1 of 1"), timeout=30_000)
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_text("sent-06")  # the regression the notebook reports
-    # The saved static text counts regressions the way the filter does.
-    assert "regressed per metric: accuracy 1;" in (lab["root"] / "03_evals.ipynb").read_text(
-        encoding="utf-8"
-    )
+    # The saved static text counts regressions the way the filter does: save, then wait for
+    # the file to hold it (on a loaded machine the save lands seconds later).
+    page.keyboard.press("Control+s")
+    saved = _wait_for_text(lab["root"] / "03_evals.ipynb", "regressed per metric: accuracy 1;")
+    assert "regressed per metric: accuracy 1;" in saved
     explorer.screenshot(path=str(ARTIFACTS / "explorer.png"))
     page.close()
 

@@ -406,3 +406,46 @@ def test_evals_public_names_are_sorted_and_include_the_retrieval_metrics() -> No
     assert ev.__all__ == sorted(ev.__all__)
     assert {"hit_at_k", "mrr", "ndcg_at_k", "evaluate", "compare", "judge"} <= set(ev.__all__)
     assert all(hasattr(ev, name) for name in ev.__all__)
+
+
+def test_a_metric_that_declares_metadata_receives_the_items_metadata() -> None:
+    data = [
+        {"id": "a", "input": "2+2", "expected": "4", "unit": "apples", "strict": True},
+        {"id": "b", "input": "3+3", "expected": "6", "unit": "pears", "strict": False},
+    ]
+    seen: dict[str, dict[str, object]] = {}
+
+    def unit_named(output: str, expected: str, *, metadata: dict[str, object]) -> float:
+        seen[output] = metadata
+        return float(str(metadata["unit"]) in output)
+
+    answers = {"2+2": "4 apples", "3+3": "6"}
+    result = ev.evaluate(answers.__getitem__, data, [unit_named, ev.exact_match])
+    assert seen == {
+        "4 apples": {"unit": "apples", "strict": True},
+        "6": {"unit": "pears", "strict": False},
+    }
+    samples = result.samples.set_index("id")
+    assert list(samples["unit_named"]) == [1.0, 0.0]
+    assert list(samples["exact_match"]) == [0.0, 1.0]  # a metric without it gets none
+
+
+def test_wilson_and_kappa_intervals() -> None:
+    from scipy.stats import binomtest
+
+    # Wilson: what scipy computes for the same share.
+    for k, n in [(13, 13), (7, 13), (0, 13), (18, 39)]:
+        expected = binomtest(k, n).proportion_ci(method="wilson")
+        low, high = ev.wilson_interval(k, n)
+        assert (low, high) == pytest.approx((expected.low, expected.high), abs=1e-4)
+    assert ev.wilson_interval(0, 0) == (0.0, 1.0)
+    human = [True] * 20 + [False] * 20
+    machine = [True] * 17 + [False] * 3 + [False] * 15 + [True] * 5
+    kappa = ev.cohen_kappa(human, machine)
+    interval = ev.kappa_interval(human, machine)
+    assert kappa == pytest.approx(0.6) and interval is not None
+    assert interval[0] < kappa < interval[1] and 0.2 < interval[1] - interval[0] < 0.8
+    assert ev.kappa_interval(human, machine) == interval  # seeded: the same twice
+    assert ev.kappa_interval([True] * 4, [True] * 4) is None  # kappa undefined
+    with pytest.raises(ev.DatasetError, match="human has 2 labels and machine 1"):
+        ev.kappa_interval([True, False], [True])

@@ -477,6 +477,35 @@ def test_answer_attributes_uncited_answers_by_overlap(kb: rag.Index, remote: Ope
     assert unsupported.found and unsupported.citations == [] and unsupported.cited_by is None
 
 
+def test_answer_marks_a_sentence_its_cited_passage_does_not_support(
+    kb: rag.Index, remote: OpenAIServer
+) -> None:
+    question = "How many days of annual leave do I get?"
+    reply = (
+        "Employees get 27 working days of paid annual leave [1]. Unused days are paid in cash [1]."
+    )
+    remote.enqueue(reply)  # once: the same prompt is answered from the cache after that
+    marked = rag.answer(question, kb, k=3)
+    assert marked.found and marked.text == reply  # the default keeps and marks
+    first, second = marked.sentences
+    assert (first.cited, first.supported, first.why) == ([1], True, [])
+    assert second.cited == [1] and not second.supported and second.why
+    assert marked.unsupported == ["Unused days are paid in cash [1]."]
+    dropped = rag.answer(question, kb, k=3, unsupported="drop")
+    assert dropped.text == "Employees get 27 working days of paid annual leave [1]."
+    assert [s.supported for s in dropped.sentences] == [True] and dropped.found
+    refused = rag.answer(question, kb, k=3, unsupported="not_found")
+    assert refused.text == rag.NOT_FOUND and not refused.found and refused.citations == []
+    assert len(remote.requests) == 1
+    # Cited, but to the wrong passage: the number is not in what [2] says.
+    remote.enqueue("Employees get 27 working days of paid annual leave [2].")
+    wrong = rag.answer("How many days of paid leave does a full-time employee get?", kb, k=3)
+    assert "27 working days" not in wrong.context.loc[2, "text"]
+    assert [s.supported for s in wrong.sentences] == [False]
+    with pytest.raises(rag.RagError, match=r"unsupported='hide' is not known; use 'mark'"):
+        rag.answer(question, kb, unsupported="hide")  # type: ignore[arg-type]
+
+
 def test_answer_says_not_in_the_documents(kb: rag.Index, remote: OpenAIServer) -> None:
     nothing = rag.answer("Who won the football world cup in 2014?", kb, k=3)
     assert not nothing.found and nothing.text == rag.NOT_FOUND

@@ -18,12 +18,7 @@ from judge_server import JudgeServer
 import aikit.evals as ev
 from aikit import settings
 from aikit.evals.judge import cohen_kappa
-from aikit.evals.rag_metrics import (
-    SUPPORT_THRESHOLD,
-    claim_similarity,
-    split_claims,
-    with_antecedent,
-)
+from aikit.evals.rag_metrics import split_claims
 
 pytest.importorskip("sentence_transformers", reason="the offline metrics need aikit[rag]")
 
@@ -111,48 +106,125 @@ def test_offline_support_agrees_with_the_labels(cached: None, capsys: Any) -> No
     accuracy, kappa, n = agreement(human, machine)
     assert n == len(human) and kappa is not None
     assert kappa == pytest.approx(cohen_kappa_score(human, [bool(m) for m in machine]))
-    # The threshold chosen on the odd pairs, measured on the even ones (held out).
-    sims = {
-        p["id"]: claim_similarity(with_antecedent([c["text"] for c in p["claims"]]), p["context"])
-        for p in PAIRS
-    }
-    grid = np.round(np.arange(0.30, 0.91, 0.05), 2)
-
-    def offline(ids: list[str], t: float) -> list[bool]:
-        out = []
-        for pair in (p for p in PAIRS if p["id"] in ids):
-            flags = ev.claim_support(
-                [c["text"] for c in pair["claims"]], pair["context"], threshold=t
-            )
-            out += [bool(f) for f in flags]
-        return out
-
-    def labels(ids: list[str]) -> list[bool]:
-        return [c["supported"] for p in PAIRS if p["id"] in ids for c in p["claims"]]
-
-    odd = [p["id"] for n, p in enumerate(PAIRS) if n % 2 == 0]
-    even = [p["id"] for n, p in enumerate(PAIRS) if n % 2 == 1]
-    accuracy_at = {float(t): agreement(labels(odd), list(offline(odd, t)))[0] for t in grid}
-    best = max(accuracy_at, key=lambda t: (accuracy_at[t], -abs(t - SUPPORT_THRESHOLD)))
-    held_accuracy, held_kappa, held_n = agreement(labels(even), list(offline(even, best)))
-    all_accuracy = {float(t): agreement(human, list(offline(odd + even, t)))[0] for t in grid}
     with capsys.disabled():
         print(
-            f"\noffline faithfulness vs human labels: {n} claims of {len(PAIRS)} answers,"
-            f" threshold {SUPPORT_THRESHOLD}: accuracy {accuracy:.3f}, Cohen's kappa {kappa:.3f}"
-            f"\n  held out: threshold {best} chosen on the odd pairs; on the even pairs"
-            f" ({held_n} claims) accuracy {held_accuracy:.3f}, kappa {held_kappa:.3f}"
-            f"\n  accuracy by threshold (all pairs): "
-            + ", ".join(f"{t:.2f}: {a:.2f}" for t, a in all_accuracy.items())
-            + f"\n  similarity of supported claims: median"
-            f" {np.median([s for p in PAIRS for s, c in zip(sims[p['id']], p['claims'], strict=True) if c['supported']]):.2f},"  # noqa: E501
-            f" unsupported: median"
-            f" {np.median([s for p in PAIRS for s, c in zip(sims[p['id']], p['claims'], strict=True) if not c['supported']]):.2f}"  # noqa: E501
+            f"\noffline claim test vs human labels (faithfulness.jsonl, {n} claims of"
+            f" {len(PAIRS)} answers): accuracy {accuracy:.3f}, Cohen's kappa {kappa:.3f}"
         )
-    # The documented threshold is the best on the whole set (it was calibrated there).
-    assert all_accuracy[SUPPORT_THRESHOLD] == max(all_accuracy.values())
-    assert accuracy >= 0.8 and kappa >= 0.5
-    assert held_accuracy >= 0.75
+    assert accuracy >= 0.8 and kappa >= 0.6
+
+
+CLAIMS = ROOT / "notebooks" / "data" / "evals" / "claims.jsonl"
+KINDS = [
+    "supported paraphrase",
+    "invented on-topic",
+    "negation",
+    "changed number or date",
+    "swapped entity",
+    "dropped qualifier",
+    "over-generalisation",
+    "partly supported",
+]
+
+
+def test_the_claim_set_covers_every_kind_in_both_splits() -> None:
+    rows = ev.load_claims(CLAIMS)
+    assert len(rows) >= 250 and len({r["id"] for r in rows}) == len(rows)
+    assert {r["kind"] for r in rows} == set(KINDS)
+    for row in rows:
+        assert row["supported"] == (row["kind"] == "supported paraphrase"), row["id"]
+        assert split_claims(row["claim"]) == [row["claim"]], row["id"]  # one claim each
+    for split in ("calibration", "test"):
+        mine = [r for r in rows if r["split"] == split]
+        assert all(sum(r["kind"] == k for r in mine) >= 13 for k in KINDS), split
+    # A passage is in one split only: the test split's passages were never calibrated on.
+    groups = {s: {r["group"] for r in rows if r["split"] == s} for s in ("calibration", "test")}
+    assert not groups["calibration"] & groups["test"]
+
+
+def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None:
+    """The figures playbooks/evals.md quotes: the test split only, per kind, with intervals;
+    beside it the similarity-and-numbers test this one replaced, on the same claims."""
+    report = ev.claim_report(CLAIMS, split="test")
+
+    def similarity_only(row: dict[str, Any]) -> bool:
+        check = ev.claim_checks([row["claim"]], row["context"], threshold=0.65)[0]
+        return not [f for f in check.failed if f.startswith(("similar", "numbers"))]
+
+    before = ev.claim_report(CLAIMS, split="test", checker=similarity_only)
+    with capsys.disabled():
+        print(f"\noffline claim test, test split:\n{report}")
+        print(f"similarity >= 0.65 and numbers only (the former test), same split:\n{before}")
+    kinds = report.kinds.set_index("kind")
+    old = before.kinds.set_index("kind")
+    assert report.claims == 130 and report.unscored == 0
+    assert report.kappa is not None and report.kappa_interval is not None
+    low, high = report.kappa_interval
+    assert low < report.kappa < high
+    for kind in ("invented on-topic", "changed number or date", "over-generalisation"):
+        assert kinds.loc[kind, "right"] >= 0.9, kind
+    assert kinds.loc["negation", "right"] >= 0.85
+    # Every unsupported kind: caught at least as often as before, and more in total.
+    unsupported = [k for k in KINDS if k != "supported paraphrase"]
+    assert all(kinds.loc[k, "right"] >= old.loc[k, "right"] for k in unsupported)
+    assert kinds.loc[unsupported, "right"].mean() >= old.loc[unsupported, "right"].mean() + 0.3
+    # The price, measured: far more supported paraphrases are flagged than the 0.10 target.
+    assert (
+        0.3 <= kinds.loc["supported paraphrase", "right"] < old.loc["supported paraphrase", "right"]
+    )
+    assert report.accuracy > before.accuracy
+
+
+def test_the_judge_variant_on_the_test_split(judge_server: JudgeServer, capsys: Any) -> None:
+    """The same split through a judge; on the test server the judge is a word-overlap rule
+    (plumbing, not a model: playbooks/evals.md says why there is no hosted-model figure)."""
+    judge = ev.judge("(the claim rubric replaces this)", model="judge-model")
+    report = ev.claim_report(CLAIMS, split="test", judge=judge)
+    with capsys.disabled():
+        print(f"\njudge (word-overlap rule on the test server), test split:\n{report}")
+    assert report.claims == 130 and report.unscored == 0
+    assert len(judge_server.requests) == 130  # one verdict per claim
+    prompt = judge_server.requests[0]["messages"][-1]["content"]
+    assert "Claim: " in prompt and "[1] " in prompt
+    kinds = report.kinds.set_index("kind")
+    # Word overlap keeps paraphrases that reuse words and misses what reuses them wrongly.
+    assert kinds.loc["negation", "right"] < 0.5 and kinds.loc["swapped entity", "right"] < 0.5
+
+
+# The four kinds the similarity test scored as fully supported (issue 21's examples).
+REGRESSIONS = {
+    "invented on-topic": (
+        "The Lindqvist museum stands at 8 Quay Road and opened in 1994.",
+        "The Lindqvist museum is at 8 Quay Road. It opened in 1994.",
+        "The museum's roof garden grows coffee.",
+    ),
+    "negation": (
+        "Returns are accepted only with a receipt, within 14 days of purchase.",
+        "Returns are accepted within 14 days of purchase.",
+        "Returns are accepted without a receipt.",
+    ),
+    "swapped entity": (
+        "Priya runs the billing team and Tom runs the payments team.",
+        "Tom runs the payments team.",
+        "Priya runs the payments team.",
+    ),
+    "dropped qualifier": (
+        "Lunch in the canteen is free for staff on the late shift; it is served from 12:00.",
+        "Lunch is served from 12:00.",
+        "Lunch is free for everyone.",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(REGRESSIONS))
+def test_an_unsupported_claim_of_each_kind_lowers_faithfulness(cached: None, kind: str) -> None:
+    passage, answer, unsupported = REGRESSIONS[kind]
+    without = ev.faithfulness(answer, context=[passage])
+    with_it = ev.faithfulness(f"{answer} {unsupported}", context=[passage])
+    assert without == 1.0, ev.claim_checks(split_claims(answer), [passage])
+    assert with_it is not None and with_it < without
+    check = ev.claim_checks([unsupported], [passage])[0]
+    assert not check.supported and check.failed, check
 
 
 def test_judge_support_agrees_with_the_labels(judge_server: JudgeServer, capsys: Any) -> None:
@@ -182,14 +254,20 @@ def test_an_unsupported_sentence_lowers_faithfulness_on_every_pair(
     judge_server: JudgeServer,
 ) -> None:
     judge = ev.judge("claims", model="judge-model")
+    zero = 0
     for pair in PAIRS:
         for variant in ({}, {"judge": judge}):
             score = functools.partial(ev.faithfulness, context=pair["context"], **variant)
             base, padded = score(pair["answer"]), score(f"{pair['answer']} {UNSUPPORTED}")
             assert base is not None and padded is not None
-            assert padded < base, (pair["id"], variant, base, padded)
+            # (an answer the offline test finds wholly unsupported stays at 0)
+            assert padded < base or padded == base == 0.0, (pair["id"], variant, base, padded)
+            zero += base == 0.0
             n = len(pair["claims"])
             assert padded == pytest.approx(base * n / (n + 1))  # one more claim, unsupported
+    # Answers whose every claim the offline test misses: f03 ("illness" for "ill"), f04, f08,
+    # f13, f18, f31 (see playbooks/evals.md, what the claim test misses).
+    assert zero <= 6
 
 
 def test_garbage_verdicts_are_unscored_not_zero(garbage_server: JudgeServer) -> None:
@@ -251,9 +329,11 @@ def test_evaluate_passes_context_and_question_from_the_task(cached: None) -> Non
         )
     summary = result.summary.set_index("metric")
     assert (summary["n_scored"] == 6).all() and (summary["n_errors"] == 0).all()
-    # The references are answered by the first passage, never by the distractor: recall 1.
-    assert summary.loc["context_recall", "mean"] == pytest.approx(1.0)
-    assert summary.loc["context_precision", "mean"] == pytest.approx(0.5)
+    # The references are answered by the first passage, never by the distractor; the claim
+    # test misses two of the six (f03 "illness" for "ill", f04 "a week" for "five days").
+    assert summary.loc["context_recall", "mean"] == pytest.approx(4 / 6)
+    # The distractor never supports the reference; the first passage does on two of six.
+    assert summary.loc["context_precision", "mean"] == pytest.approx(1 / 3)
     # A template task has no context: the context metrics are unscored, not 0.
     plain = [{"id": "x", "input": "q", "expected": "a"}]
     no_ctx = ev.evaluate(lambda q: "an answer.", plain, [ev.faithfulness])

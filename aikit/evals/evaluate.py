@@ -8,7 +8,9 @@ leaves it *unscored*; neither is averaged in as 0, and each is counted apart.
 
 A callable task may return a `rag.Answer` or a mapping with `output`, `context` (passage
 texts) and `question`: the samples keep them, and a metric that declares a `context` or
-`question` keyword (the RAG metrics of `aikit.evals.rag_metrics`) receives them.
+`question` keyword (the RAG metrics of `aikit.evals.rag_metrics`) receives them. A metric that
+declares a `metadata` keyword receives the item's metadata (a dict: the dataset's other
+fields).
 """
 
 from __future__ import annotations
@@ -194,7 +196,8 @@ def evaluate(
             metadata fields), or a callable input -> output (an `aikit.Reply` counts its text).
         dataset: a `Dataset`, a DataFrame with an `input` column, or a list of dicts.
         metrics: functions `(output, expected) -> float | None` (bind options with
-            `functools.partial`), `judge(...)`s, or a dict name -> metric.
+            `functools.partial`; keywords `context`, `question`, `metadata` are filled when
+            declared), `judge(...)`s, or a dict name -> metric.
         repeats: how many times each item runs (the model's answers are separate cache
             entries); the summary averages repeats per item before the interval.
         concurrency: calls in flight (`aikit.batch`'s), or worker threads for a callable task
@@ -223,7 +226,8 @@ def evaluate(
         frame = _callable_task(task, ds, repeats, concurrency)
     else:
         raise EvalError(f"task is a {type(task).__name__}; pass a template string or a callable")
-    judge_usage = _score(frame, pairs, concurrency)
+    metadata = {item.id: item.metadata for item in ds}
+    judge_usage = _score(frame, pairs, concurrency, metadata)
     usage = {
         "task_cost_usd": _total(frame["cost_usd"]),
         "task_prompt_tokens": int(frame["prompt_tokens"].sum()),
@@ -370,6 +374,7 @@ def _score(
     frame: pd.DataFrame,
     pairs: list[tuple[str, Metric]],
     concurrency: int | Literal["auto"],
+    metadata: Mapping[Any, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Fill a column per metric (and the judges' extra columns); return the judges' usage.
 
@@ -382,6 +387,7 @@ def _score(
     ok = frame["error"].isna().to_numpy()
     outputs, expected, inputs = list(frame["output"]), list(frame["expected"]), list(frame["input"])
     contexts, questions = list(frame["context"]), list(frame["question"])
+    metas = [dict((metadata or {}).get(i, {})) for i in frame["id"]]
     judge_costs: list[float | None] = []
     judge_tokens = [0, 0]
     limit = 8 if concurrency == "auto" else max(1, int(concurrency))
@@ -406,8 +412,9 @@ def _score(
             for i in range(len(frame)):
                 if not ok[i]:
                     continue
-                extra = {k: v for k, v in (("context", contexts[i]), ("question", questions[i]))
-                         if k in wants}  # fmt: skip
+                given = (("context", contexts[i]), ("question", questions[i]),
+                         ("metadata", metas[i]))  # fmt: skip
+                extra = {k: v for k, v in given if k in wants}
                 try:
                     scores[i] = _as_score(metric(outputs[i], expected[i], **extra))
                 except Exception as exc:  # a metric's bug on one sample is that sample's error
@@ -422,13 +429,15 @@ def _score(
 
 
 def _wanted_keywords(metric: Metric) -> set[str]:
-    """Which of `context`, `question` a metric takes as a keyword (read once per metric)."""
+    """Which of `context`, `question`, `metadata` a metric takes as a keyword (read once per
+    metric)."""
     try:
         params = inspect.signature(metric).parameters
     except (TypeError, ValueError):  # a builtin without a signature
         return set()
     keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return {n for n in ("context", "question") if n in params and params[n].kind in keyword}
+    wanted = ("context", "question", "metadata")
+    return {n for n in wanted if n in params and params[n].kind in keyword}
 
 
 async def _judge_all(

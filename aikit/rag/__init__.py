@@ -14,7 +14,16 @@ them with `pip install torch==2.13.0 'aikit[rag]'`.
 """
 
 from aikit.errors import LoadError, RagError
-from aikit.rag._answer import NOT_FOUND, Answer, aanswer, answer, build_messages, fence
+from aikit.rag._answer import (
+    NOT_FOUND,
+    Answer,
+    Sentence,
+    aanswer,
+    answer,
+    build_messages,
+    check_sentences,
+    fence,
+)
 from aikit.rag._chunk import Chunk, Tokenizer, chunk, chunk_id, default_tokenizer
 from aikit.rag._embed import (
     EMBEDDING_MODEL,
@@ -40,10 +49,12 @@ __all__ = [
     "Mode",
     "OpenAIEmbedder",
     "RagError",
+    "Sentence",
     "Tokenizer",
     "aanswer",
     "answer",
     "build_messages",
+    "check_sentences",
     "chunk",
     "chunk_id",
     "default_tokenizer",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aikit._sync import sync_of
 from aikit.errors import RagError
@@ -54,6 +54,20 @@ _STOPWORDS = (
 )
 STOPWORDS = frozenset(_STOPWORDS.split())
 SUPPORT = 2 / 3  # share of an answer's new content words a passage must hold to be cited
+Unsupported = Literal["mark", "drop", "not_found"]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+@dataclass
+class Sentence:
+    """One sentence of an answer: its `text`, the passage numbers it cites (`cited`; a sentence
+    without `[n]` counts the answer's citations), and whether those passages support it
+    (`supported`, by `aikit.evals.claim_checks`; `why` names the checks that failed)."""
+
+    text: str
+    cited: list[int]
+    supported: bool
+    why: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,7 +78,8 @@ class Answer:
     said the passages do not hold the answer. `context` lists the passages shown, numbered from
     1 as in the prompt; `citations` and `sources` are the cited chunks and their sources;
     `cited_by` says whether the model wrote the citations (`model`) or aikit matched the answer
-    to the passages (`overlap`).
+    to the passages (`overlap`). `sentences` marks each sentence whose cited passages do not
+    support it (`Sentence.supported` False); `unsupported` lists those sentences' text.
     """
 
     question: str
@@ -74,6 +89,7 @@ class Answer:
     sources: list[str] = field(default_factory=list)
     cited_by: str | None = None
     context: Any = None
+    sentences: list[Sentence] = field(default_factory=list)
     # Not part of an `aikit api` response (the whole prompt; the raw reply): see aikit.api.
     messages: list[dict[str, str]] = field(default_factory=list, metadata={"api": False})
     reply: Reply | None = field(default=None, metadata={"api": False})
@@ -83,6 +99,11 @@ class Answer:
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def unsupported(self) -> list[str]:
+        """The sentences whose cited passages do not support them."""
+        return [s.text for s in self.sentences if not s.supported]
 
 
 def fence(text: str) -> str:
@@ -138,6 +159,29 @@ def attribute(answer: str, question: str, passages: list[str]) -> list[int]:
     return [i + 1 for i in ranked if shares[i] >= SUPPORT]
 
 
+def check_sentences(
+    text: str, passages: list[str], cited: list[int], embedder: Any = "local"
+) -> list[Sentence]:
+    """Each sentence of `text` against the passages it cites (numbered from 1; a sentence with
+    no `[n]` is checked against `cited`, the answer's citations): supported only when one of
+    them passes the claim test. A sentence that cites nothing is unsupported."""
+    from aikit.evals.rag_metrics import claim_checks, split_claims
+
+    out = []
+    for sentence in (s.strip() for s in _SENTENCE.split(text.strip())):
+        claims = split_claims(sentence)
+        if not claims:
+            continue
+        own = citations_in(sentence, len(passages)) or list(cited)
+        if not own:
+            out.append(Sentence(sentence, [], False, ["cites no passage"]))
+            continue
+        checks = claim_checks(claims, [passages[n - 1] for n in own], embedder=embedder)
+        why = [f for c in checks for f in c.failed]
+        out.append(Sentence(sentence, own, all(c.supported for c in checks), why))
+    return out
+
+
 def says_not_found(text: str) -> bool:
     """Whether a reply says the passages lack the answer."""
     return bool(re.search(r"not in the (documents|passages)|do(es)? not contain", text, re.I))
@@ -154,6 +198,7 @@ async def aanswer(
     min_similarity: float = 0.27,
     max_tokens: int | None = None,
     seed: int = 7,
+    unsupported: Unsupported = "mark",
     client: openai.AsyncOpenAI | None = None,
     settings: Settings | None = None,
     guards: Any = None,
@@ -174,6 +219,11 @@ async def aanswer(
         max_tokens: cap on the answer's length; default the endpoint's (64 for the embedded
             base model, which also stops at the end of the line; none for a chat model).
         seed: sampling seed (temperature is 0), for repeatable answers.
+        unsupported: what to do with a sentence its cited passages do not support (the claim
+            test of `aikit.evals.claim_checks`, on the index's embedder): `mark` keeps it and
+            marks it in `Answer.sentences`; `drop` removes it (the answer is "not in the
+            documents" when none is left); `not_found` answers "not in the documents" when
+            any sentence is unsupported.
         client, settings: as in `aikit.chat`.
         guards: `aikit.guards.Guards` (or a list): the input set checks the question and each
             retrieved passage (a blocked passage is left out, or fenced with
@@ -185,6 +235,10 @@ async def aanswer(
     """
     if not isinstance(question, str) or not question.strip():
         raise RagError(f"question {question!r} is empty; pass the question to answer")
+    if unsupported not in ("mark", "drop", "not_found"):
+        raise RagError(
+            f"unsupported={unsupported!r} is not known; use 'mark', 'drop' or 'not_found'"
+        )
     guarded: list[dict[str, Any]] = []
     if guards is not None:  # aikit/guards/_apply.py
         from aikit.guards._apply import guard_passages, guard_prompt
@@ -226,6 +280,16 @@ async def aanswer(
     cited, cited_by = citations_in(text, len(hits)), "model"
     if not cited and found:
         cited, cited_by = attribute(text, question, list(hits["text"])), "overlap"
+    sentences: list[Sentence] = []
+    if found:
+        passages = list(hits["text"])
+        sentences = await asyncio.to_thread(check_sentences, text, passages, cited, index.embedder)
+        backed = [s for s in sentences if s.supported]
+        if unsupported == "drop" and len(backed) < len(sentences):
+            text, sentences = " ".join(s.text for s in backed), backed
+            cited = [n for n in cited if any(n in s.cited for s in backed)]
+        if (unsupported == "not_found" and len(backed) < len(sentences)) or not text:
+            text, found, cited, sentences = NOT_FOUND, False, [], []
     ids = [str(hits.loc[n, "id"]) for n in cited]
     sources = list(dict.fromkeys(str(hits.loc[n, "source"]) for n in cited))
     return Answer(
@@ -236,6 +300,7 @@ async def aanswer(
         sources=sources,
         cited_by=cited_by if cited else None,
         context=hits,
+        sentences=sentences,
         messages=messages,
         reply=reply,
         guarded=guarded,

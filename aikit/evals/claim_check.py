@@ -1,0 +1,437 @@
+"""The offline claim test: does one passage back what a claim asserts?
+
+Topic similarity alone cannot tell "Returns are accepted without a receipt." from "Returns are
+accepted only with a receipt.": the two embed almost alike. So a passage supports a claim only
+when all of these hold (`check_claim`, which says which one failed):
+
+1. **similar**: the claim's embedding (all-MiniLM-L6-v2) is at least `threshold` cosine-similar
+   to the passage or one of its sentences;
+2. **numbers**: every number of the claim (digits, times, number words) is in the passage;
+3. **names**: every name of the claim (a capitalised word that is not the first of the
+   sentence, or a first word that the passage writes with a capital too or that is no English
+   word lemminflect knows) is in the passage;
+4. **words**: every content word of the claim is in the passage, as written or with the same
+   stem, or as a synonym: a passage word whose own embedding is at least `word_threshold`
+   similar (so "holiday" can stand for "leave", and "ill" for "sick");
+5. **polarity**: the claim is negated ("not", "no", "never", "without", "cannot", ...) exactly
+   when the passage sentence it matches best is; and no claim word is the antonym of a
+   word of that sentence that the claim lacks ("free" for "paid", "open" for "closed");
+6. **quantifiers**: a universal or exclusive word of the claim ("all", "every", "always",
+   "any", "only", ...) has one of its kind in the passage;
+7. **qualifiers**: when the matched sentence restricts what it says ("only", "unless",
+   "except", "if", "who", "up to", "at least", "under", ...), the claim keeps the restriction:
+   the cue itself, or one of the content words that follow it;
+8. **pairing**: each name and number of the claim shares a clause of the passage (split at
+   `,`, `;`, "and", "but", "while") with the claim's other content words, rather than those
+   words sitting in a clause of another name ("Priya runs payments" against "Priya runs billing
+   and Tom runs payments").
+
+Measured on the test split of `notebooks/data/evals/claims.jsonl` (see `playbooks/evals.md`
+for the figures and what the test still misses).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "WORD_THRESHOLD",
+    "ClaimCheck",
+    "check_claim",
+    "content_words",
+]
+
+WORD_THRESHOLD = 0.55  # cosine of two words' embeddings at which one stands for the other
+LOOSE_THRESHOLD = 0.80  # claim similarity from which one content word may lack a synonym
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'’-]*|\d+(?:[.,:]\d+)*")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def _set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve"
+_NUMBER_WORDS = {w: str(n) for n, w in enumerate(_NUMBERS.split())} | {
+    "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5",
+    "twice": "2", "hourly": "1", "daily": "1", "twenty": "20", "thirty": "30", "fifty": "50",
+    "hundred": "100", "dozen": "12", "single": "1",
+}  # fmt: skip
+_STOP = _set(
+    """a an the and or but nor so of to in on at by for from with within into onto over as than
+    then that this these those there here it its they them their he him his she her we us our you
+    your i me my is are was were be been being am do does did done has have had having can could
+    may might must shall should will would also just still only even very more most less least
+    much many some any all every each both either neither not no never none without what which
+    who whom whose when where why how if unless except until while once after before per up down
+    out off about above below under between through during against again further other another
+    such same own too yes get gets got getting give gives given make makes made use uses used
+    need needs needed take takes taken keep kept let lets way ways thing things one ones time
+    times day days year years can't cannot don't doesn't isn't aren't won't"""
+)
+_LIGHT = _set(
+    """yourself yourselves everyone else nothing something someone number find found back
+    come comes place part kind lot beside near behind across along around via"""
+)
+_NEGATION = _set(
+    """not no never without cannot none nobody nothing neither nor can't don't doesn't didn't
+    isn't aren't wasn't weren't won't shouldn't mustn't hasn't haven't"""
+)
+_QUANTIFIERS: dict[str, frozenset[str]] = {
+    "universal": _set(
+        "all every everyone everybody everything always any anyone anybody anything whole entire"
+        " everywhere anywhere unlimited"
+    ),
+    "exclusive": _set("only alone solely exclusively just"),
+}
+_QUANTIFIER_WORDS = frozenset().union(*_QUANTIFIERS.values())
+# Cues that restrict what a sentence says: a claim keeps the restriction when it has a cue of
+# the same group, or the word that follows the cue.
+_CONDITIONS = _set("only unless except if who whose provided once when")
+_BOUNDS = _set("until within under over above below before after least most maximum minimum")
+_RESTRICTOR_PHRASES = ("up to", "at least", "at most", "no more than", "as long as")
+_NOT_NEGATIONS = (
+    "no more than", "no later than", "no less than", "no fewer than", "at no cost",
+    "at no charge", "costs nothing", "no matter",
+)  # fmt: skip
+_WEEK = {
+    "weekday": _set("monday tuesday wednesday thursday friday"),
+    "weekend": _set("saturday sunday"),
+}
+_ANTONYMS = [
+    ("free", "paid"), ("free", "pay"), ("free", "charged"), ("open", "closed"), ("open", "shut"),
+    ("accepted", "refused"), ("accepted", "rejected"), ("allowed", "forbidden"),
+    ("allowed", "prohibited"), ("before", "after"), ("more", "less"), ("more", "fewer"),
+    ("above", "below"), ("over", "under"), ("longer", "shorter"), ("earliest", "latest"),
+    ("first", "last"), ("increase", "decrease"), ("include", "exclude"), ("included", "excluded"),
+    ("required", "optional"), ("mandatory", "optional"), ("inside", "outside"), ("day", "night"),
+    ("minimum", "maximum"), ("early", "late"), ("smaller", "larger"), ("smaller", "bigger"),
+    ("full-time", "part-time"), ("junior", "senior"), ("internal", "external"),
+    ("encrypted", "unencrypted"), ("paid", "unpaid"), ("public", "private"),
+    ("weekdays", "weekends"), ("weekday", "weekend"),
+]  # fmt: skip
+_OPPOSITE: dict[str, set[str]] = {}
+for _a, _b in _ANTONYMS:
+    _OPPOSITE.setdefault(_a, set()).add(_b)
+    _OPPOSITE.setdefault(_b, set()).add(_a)
+_CLAUSE = re.compile(r"[,;:]\s+|\s+(?:and|but|while|whereas)\s+|(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=\S)")
+
+
+@dataclass
+class ClaimCheck:
+    """The verdict on one claim against one passage: `supported`, the `similarity`, and the
+    checks that failed (`failed`, e.g. `["names: Tom"]`; empty when supported)."""
+
+    supported: bool
+    similarity: float
+    failed: list[str] = field(default_factory=list)
+    words: dict[str, float] = field(default_factory=dict)  # claim words not in the passage
+
+
+def _tokens(text: str) -> list[str]:
+    return [t.replace("’", "'") for t in _TOKEN.findall(text)]
+
+
+def _norm(word: str) -> str:
+    word = word.lower().replace("’", "'")
+    return word[:-2] if word.endswith("'s") else word
+
+
+def _stem(word: str) -> str:
+    """A crude stem: `closes`, `closed`, `closing` and `close` all give `clos`."""
+    word = _norm(word)
+    for suffix in ("ies", "ing", "ed", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    word = word[:-1] if word.endswith("e") and len(word) > 3 else word
+    return word[:5]
+
+
+@functools.lru_cache(maxsize=65536)
+def _readings(word: str) -> dict[str, tuple[str, ...]]:
+    """lemminflect's lemmas of `word` by part of speech ({} when it does not know the word)."""
+    try:
+        from lemminflect import getAllLemmas  # type: ignore[import-untyped]
+    except ImportError:  # aikit[rag] brings it; without it, stems alone
+        return {}
+    return dict(getAllLemmas(word))
+
+
+def _lemmas(word: str) -> set[str]:
+    return {_stem(word)} | {_stem(lemma) for ls in _readings(word).values() for lemma in ls}
+
+
+def _light(word: str) -> bool:
+    """A word that only says how (a verb or adverb with no noun or adjective reading, or a
+    pronoun-like word): a paraphrase may bring one the passage lacks."""
+    if word in _LIGHT:
+        return True
+    readings = _readings(word)
+    return bool(readings) and not {"NOUN", "ADJ", "PROPN"} & readings.keys()
+
+
+def numbers_in(text: str) -> set[str]:
+    """The numbers of `text`: digits (`1,800` as `1800`), times, and number words."""
+    lowered = text.lower()
+    found = {m.replace(",", "") for m in _NUMBER.findall(lowered)}
+    found |= {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", lowered) if w in _NUMBER_WORDS}
+    return found
+
+
+def _names(claim: str, passage: str) -> set[str]:
+    """Capitalised words of the claim that read as names (see the module's check 3)."""
+    capitalised_in_passage = {
+        t for s in _SENTENCE.split(passage) for t in _tokens(s)[1:] if t[:1].isupper()
+    }
+    names: set[str] = set()
+    for sentence in _SENTENCE.split(claim):
+        tokens = [t for t in _tokens(sentence) if not t[:1].isdigit()]
+        for i, token in enumerate(tokens):
+            if not token[:1].isupper() or (_norm(token) in _STOP and i == 0):
+                continue
+            known = bool(_readings(token.lower())) or not token[1:].islower()
+            if i > 0 or token in capitalised_in_passage or not known:
+                names.add(_norm(token))
+    return names
+
+
+def content_words(text: str) -> list[str]:
+    """The words of `text` that carry content: not stop words, numbers or number words."""
+    out = []
+    for token in _tokens(text):
+        word = _norm(token)
+        cue = word in _QUANTIFIER_WORDS or word in _NEGATION
+        if cue or word in _STOP or word in _NUMBER_WORDS or word[:1].isdigit() or len(word) < 2:
+            continue
+        out.append(word)
+    return list(dict.fromkeys(out))
+
+
+def _negated(text: str) -> bool:
+    """Whether `text` is negated: an odd number of negations ("cannot ... without" is not),
+    idioms such as "no more than" and "at no cost" not counted."""
+    lowered = " " + " ".join(_norm(t) for t in _tokens(text)) + " "
+    for idiom in _NOT_NEGATIONS:
+        lowered = lowered.replace(f" {idiom} ", " ")
+    count = sum(w in _NEGATION or w.endswith("n't") for w in lowered.split())
+    return count % 2 == 1
+
+
+def _restrictions(clause: str) -> list[tuple[frozenset[str], str, str | None]]:
+    """(the cue's group, the cue, the word after it) for each restricting cue of `clause`."""
+    words = [_norm(t) for t in _tokens(clause)]
+    lowered = " " + " ".join(words) + " "
+    found: list[tuple[frozenset[str], str, str | None]] = []
+    taken: set[int] = set()
+    for phrase in _RESTRICTOR_PHRASES:
+        at = lowered.find(f" {phrase} ")
+        if at >= 0:
+            start = lowered[:at].count(" ")
+            span = len(phrase.split())
+            taken |= set(range(start, start + span))
+            group = _CONDITIONS if phrase == "as long as" else _BOUNDS
+            found.append((group, phrase, _following(words[start + span :])))
+    for i, word in enumerate(words):
+        if i in taken:
+            continue
+        for group in (_CONDITIONS, _BOUNDS):
+            if word in group:
+                found.append((group, word, _following(words[i + 1 :])))
+    return found
+
+
+def _following(words: list[str]) -> str | None:
+    """The first content word after a cue, with the next three words (numbers kept)."""
+    for i, word in enumerate(words):
+        if word not in _STOP and len(word) > 1:
+            return " ".join(words[i : i + 4])
+    return None
+
+
+class _Words:
+    """Word-level synonym test on the embedder: one embedding per distinct word, cached."""
+
+    def __init__(self, embedder: Any, threshold: float) -> None:
+        self.embedder, self.threshold = embedder, threshold
+        self.vectors: dict[str, Any] = {}
+
+    def prepare(self, words: set[str]) -> None:
+        missing = sorted(w for w in words if w not in self.vectors)
+        if missing:
+            for word, vector in zip(missing, self.embedder.embed(missing), strict=True):
+                self.vectors[word] = vector
+
+    def best(self, word: str, candidates: set[str]) -> float:
+        """The highest cosine of `word` to one of `candidates` (0.0 with none)."""
+        import numpy as np
+
+        if not candidates:
+            return 0.0
+        self.prepare({word, *candidates})
+        matrix = np.stack([self.vectors[c] for c in sorted(candidates)])
+        return round(float((matrix @ self.vectors[word]).max()), 6)
+
+
+def _coverage(word: str, words: set[str], lemmas: set[str], synonyms: _Words) -> float:
+    """1.0 when the passage has `word` (or its lemma, or each part of a hyphenated word), else
+    the similarity of its closest passage word."""
+    if word in words or _lemmas(word) & lemmas:
+        return 1.0
+    parts = [p for p in word.split("-") if p]
+    if len(parts) > 1 and all(_coverage(p, words, lemmas, synonyms) == 1.0 for p in parts):
+        return 1.0
+    return synonyms.best(word, words)
+
+
+def clauses_of(text: str) -> list[str]:
+    """The clauses of `text`: split at `,`, `;`, `:`, sentence ends and "and", "but", "while"."""
+    return [c.strip() for c in _CLAUSE.split(text) if c and re.search(r"\w", c)]
+
+
+def check_claim(
+    claim: str,
+    passage: str,
+    similarity: float,
+    best_clause: str,
+    *,
+    threshold: float,
+    synonyms: Any,
+    loose: float = LOOSE_THRESHOLD,
+) -> ClaimCheck:
+    """The eight checks of the module doc for `claim` against `passage`, given the claim's
+    `similarity` to the passage and the passage clause it matched best (`best_clause`)."""
+    failed: list[str] = []
+    if similarity < threshold:
+        failed.append(f"similar: {similarity:.2f} < {threshold}")
+    claim_numbers, passage_numbers = numbers_in(claim), numbers_in(passage)
+    if claim_numbers - passage_numbers:
+        failed.append("numbers: " + ", ".join(sorted(claim_numbers - passage_numbers)))
+    passage_words = {_norm(t) for t in _tokens(passage)}
+    names = _names(claim, passage)
+    missing_names = sorted(
+        n for n in names if n not in passage_words and not _in_week(n, passage_words)
+    )
+    if missing_names:
+        failed.append("names: " + ", ".join(missing_names))
+    content = [w for w in content_words(claim) if w not in names]
+    passage_content = set(content_words(passage)) | {w for w in passage_words if "-" in w}
+    lemmas = {stem for w in passage_words for stem in _lemmas(w)}
+    coverage = {
+        w: _coverage(w, passage_content, lemmas, synonyms) for w in content if not _light(w)
+    }
+    words = {w: c for w, c in coverage.items() if c < 1.0}
+    uncovered = [w for w, c in words.items() if c < synonyms.threshold]
+    # A close paraphrase may use one verb or adverb the passage lacks ("is run by").
+    spare = [w for w in uncovered if {"VERB", "ADV"} & _readings(w).keys()]
+    if len(uncovered) > (1 if similarity >= loose and spare else 0):
+        failed.append("words: " + ", ".join(uncovered))
+    if _negated(claim) != _negated(best_clause):
+        failed.append("polarity: negation")
+    clause_words = {_norm(t) for t in _tokens(best_clause)}
+    claim_words = {_norm(t) for t in _tokens(claim)}
+    flipped = sorted(
+        w for w in claim_words if (_OPPOSITE.get(w, set()) & clause_words) - claim_words
+    )
+    if flipped:
+        failed.append("polarity: " + ", ".join(flipped))
+    claim_cues = {
+        "universal": _universal_cues(claim),
+        "exclusive": claim_words & _QUANTIFIERS["exclusive"],
+    }
+    for kind, cues in claim_cues.items():
+        if cues and not clause_words & _QUANTIFIERS[kind]:
+            failed.append(f"quantifier: {kind} ({', '.join(sorted(cues))})")
+    failed += _qualifiers(claim, claim_words, names | claim_numbers, best_clause, passage)
+    failed += _pairing(claim, passage, content, names)
+    return ClaimCheck(not failed, similarity, failed, words)
+
+
+def _qualifiers(
+    claim: str, claim_words: set[str], anchors: set[str], clause: str, passage: str
+) -> list[str]:
+    """Check 7 against the best clause, when the claim's names and numbers are all in it (else
+    it is not the clause the claim restates)."""
+    clause_words = [_norm(t) for t in _tokens(clause)]
+    clause_names = _names(clause, passage)
+    if not anchors <= set(clause_words) | clause_names | numbers_in(clause):
+        return []
+    failed = []
+    claim_stems = {_stem(w) for w in claim_words}
+    lowered = f" {' '.join(_norm(t) for t in _tokens(claim))} "
+    phrases = {p for p in _RESTRICTOR_PHRASES if f" {p} " in lowered}
+    for group, cue, after in _restrictions(clause):
+        same = claim_words & group or (
+            phrases - {"as long as"} if group is _BOUNDS else phrases & {"as long as"}
+        )
+        if same or after is None or numbers_in(after) & numbers_in(claim):
+            continue
+        first = after.split()[0]
+        if not {_stem(p) for p in first.split("-") if p} & claim_stems:
+            failed.append(f"qualifier: {cue} {first}")
+    dropped = set(numbers_in(clause) - numbers_in(claim))
+    for i, word in enumerate(clause_words):
+        if word not in clause_names or word in claim_words or word in _STOP:
+            continue
+        neighbours = {clause_words[j] for j in (i - 1, i + 1) if 0 <= j < len(clause_words)}
+        if not neighbours & claim_words & clause_names:  # "Model T2" kept as "T2"
+            dropped.add(word)
+    if dropped:
+        failed.append("qualifier: " + ", ".join(sorted(dropped)))
+    return failed
+
+
+def _in_week(name: str, passage_words: set[str]) -> bool:
+    """A weekday's name stands for itself, or for "weekdays" / "weekends" in the passage."""
+    return any(
+        name in days and {group, group + "s"} & passage_words for group, days in _WEEK.items()
+    )
+
+
+def _universal_cues(claim: str) -> set[str]:
+    """The claim's universal quantifiers, less "everyone else" and "any X over / who ..."
+    (a bounded "any" restates a condition)."""
+    words = [_norm(t) for t in _tokens(claim)]
+    cues = set()
+    for i, word in enumerate(words):
+        if word not in _QUANTIFIERS["universal"]:
+            continue
+        after = words[i + 1 : i + 4]
+        bounded = {"over", "above", "under", "who", "that", "but", "except"} & set(after)
+        if after[:1] == ["else"] or (word == "any" and bounded):
+            continue
+        cues.add(word)
+    return cues
+
+
+def _pairing(claim: str, passage: str, content: list[str], names: set[str]) -> list[str]:
+    """Check 8: a name of the claim, and a content word of the claim that its sentence in the
+    passage puts in the clause of another name instead of its own."""
+    anchors = sorted(n for n in names if n not in _STOP)
+    passage_names = _names(passage, passage)
+    failed = []
+    for sentence in _SENTENCE.split(passage):
+        clauses = clauses_of(sentence)
+        for anchor in anchors:
+            home = [c for c in clauses if anchor in {_norm(t) for t in _tokens(c)}]
+            if not home:
+                continue
+            here = {_stem(w) for c in home for w in content_words(c)}
+            for word in content:
+                if _stem(word) in here:
+                    continue
+                rivals = [
+                    c
+                    for c in clauses
+                    if word in {_norm(t) for t in _tokens(c)}
+                    and ({_norm(t) for t in _tokens(c)} & passage_names) - names
+                ]
+                if rivals:
+                    failed.append(f"pairing: {anchor} / {word}")
+                    break
+    return failed
