@@ -29,7 +29,7 @@ from aikit._structured import schema_format, validation_message
 from aikit._sync import sync_of
 from aikit.costs import Usage, cost_of, log_call
 from aikit.errors import ConfigError, EndpointError, StoreError, StructuredOutputError
-from aikit.prompts import Messages, to_messages
+from aikit.prompts import Messages, Prompt, to_messages
 from aikit.provider import Endpoint, resolve_endpoint
 from aikit.settings import Settings, get_settings
 
@@ -216,7 +216,7 @@ def _storable(completion: ChatCompletion) -> bool:
 
 
 async def achat(
-    prompt_or_messages: str | Sequence[Mapping[str, Any]],
+    prompt_or_messages: str | Prompt | Sequence[Mapping[str, Any]],
     *,
     model: str | None = None,
     system: str | None = None,
@@ -233,7 +233,8 @@ async def achat(
     """Ask a model and get its `Reply` (the async core; `chat` is its sync twin).
 
     Args:
-        prompt_or_messages: a user prompt, or a list of chat messages.
+        prompt_or_messages: a user prompt, a list of chat messages, or a `Prompt` without
+            variables (kept per model: the variant of the model asked).
         model: model name; default `Settings.model` (`AIKIT_MODEL`).
         system: a system prompt put before the messages.
         temperature: sampling temperature; 0 with a `seed` repeats the same answer.
@@ -279,7 +280,7 @@ async def achat(
 
 
 async def ask(
-    prompt_or_messages: str | Sequence[Mapping[str, Any]],
+    prompt_or_messages: str | Prompt | Sequence[Mapping[str, Any]],
     *,
     endpoint: Endpoint,
     get_client: GetClient,
@@ -300,8 +301,11 @@ async def ask(
     params = dict(params or {})
     check_params(params)
     settings = endpoint.settings
-    messages = to_messages(prompt_or_messages, system)
     model = model or settings.model
+    families = endpoint.families(model)  # an unknown embedded model: a line listing them
+    if isinstance(prompt_or_messages, Prompt):
+        prompt_or_messages = prompt_or_messages.choose(families)[1].render()
+    messages = to_messages(prompt_or_messages, system)
     wire_format, validate = schema_format(response_format)
     request = {
         "temperature": temperature,
