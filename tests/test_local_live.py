@@ -437,3 +437,32 @@ def test_a_prompt_picks_its_variant_by_the_model_a_call_goes_to(live: Path) -> N
         assert result.samples["prompt_tokens"].tolist() == [seen["prompt_tokens"]]
     gemma_sees = describe_request(prompt.render(input="x", model="gemma-3-270m"))["received"]
     assert "Sentiment: positive" in gemma_sees and gemma_sees.endswith("\nAssistant:")
+
+
+def test_the_model_sweep_playbook_runs_its_grid_with_gates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """playbooks/model-sweep.yaml: models x prompt variants x data slices, one run each, replayed
+    from 07_models' cassette (no model call), every run gated on its accuracy."""
+    from aikit.runner import run_playbook
+
+    root = Path(__file__).resolve().parents[1]
+    cassette = root / "notebooks" / "cassettes" / "07_models.jsonl"
+    env = {
+        "AIKIT_CACHE": "replay",
+        "AIKIT_HOME": str(tmp_path / "home"),
+        "AIKIT_CACHE_PATH": str(tmp_path / "empty.sqlite"),
+        "AIKIT_CASSETTES": str(cassette),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = run_playbook(root / "playbooks" / "model-sweep.yaml", out=tmp_path / "runs")
+    table = aikit.runs(tmp_path / "runs", "model-sweep")
+    assert len(table) == 16 and set(table["status"]) == {"succeeded"}
+    assert set(table["model"]) == {"gemma-3-270m", SMOL}
+    assert set(table["prompt_variant"]) == {"zero_shot", "instructed", "few_shot", "per_model"}
+    assert set(table["subset"]) == {"sentiment", "city"}
+    assert table["fail_under_accuracy"].eq(0.1).all() and table["accuracy"].between(0, 1).all()
+    assert list(table["gate_passed"]) == list(table["accuracy"] >= 0.1)
+    assert result.failed == []  # every run succeeded; a gate below 0.1 is a gate failure
+    assert len(result.gate_failures) == int((table["accuracy"] < 0.1).sum())
