@@ -52,11 +52,13 @@ def _serve(args: argparse.Namespace) -> int:
         stops = f"; it stops after {limit:g} s idle" if limit else "; it never stops by itself"
         idle = f", idle {status['idle_s']:g} s{stops}" if "idle_s" in status else ""
         print(f"{info['base_url']} (pid {info['pid']}{idle})")
+        print(f"models: {', '.join(info.get('models') or [str(info.get('model'))])}")
         return 0
     base_url = local.ensure_server(settings)
     info = local.server_info(settings) or {}
     print(
-        f"serving {info.get('model')} at {base_url} (pid {info.get('pid')});"
+        f"serving {', '.join(info.get('models') or [str(info.get('model'))])} at {base_url}"
+        f" (pid {info.get('pid')});"
         " stop it with `aikit serve --stop`"
     )
     return 0

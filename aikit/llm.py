@@ -30,7 +30,7 @@ from aikit._structured import schema_format, validation_message
 from aikit._sync import sync_of
 from aikit.costs import Usage, cost_of, log_call, sum_costs
 from aikit.errors import ConfigError, EndpointError, StoreError, StructuredOutputError
-from aikit.prompts import Messages, to_messages
+from aikit.prompts import Messages, Prompt, to_messages
 from aikit.provider import Endpoint, resolve_endpoint
 from aikit.settings import Settings, get_settings
 
@@ -55,7 +55,7 @@ class Ask:
     """One question to a model: the arguments of `achat` (and `aikit.batch`'s per row), defined
     once; `achat` builds one from its keyword arguments and `ask` answers it."""
 
-    prompt: str | Sequence[Mapping[str, Any]]
+    prompt: str | Prompt | Sequence[Mapping[str, Any]]
     model: str | None = None
     system: str | None = None
     temperature: float | None = None
@@ -310,7 +310,7 @@ def _storable(completion: ChatCompletion) -> bool:
 
 
 async def achat(
-    prompt_or_messages: str | Sequence[Mapping[str, Any]],
+    prompt_or_messages: str | Prompt | Sequence[Mapping[str, Any]],
     *,
     model: str | None = None,
     system: str | None = None,
@@ -328,7 +328,8 @@ async def achat(
     """Ask a model and get its `Reply` (the async core; `chat` is its sync twin).
 
     Args:
-        prompt_or_messages: a user prompt, or a list of chat messages.
+        prompt_or_messages: a user prompt, a list of chat messages, or a `Prompt` without
+            variables (kept per model: the variant of the model asked).
         model: model name; default `Settings.model` (`AIKIT_MODEL`).
         system: a system prompt put before the messages.
         temperature: sampling temperature; 0 with a `seed` repeats the same answer.
@@ -364,6 +365,9 @@ async def achat(
     if guards is not None:  # aikit/guards/_apply.py: the prompt before, the answer after
         from aikit.guards._apply import guard_answer, guard_prompt, system_of
 
+        if isinstance(prompt_or_messages, Prompt):  # the guards check what the model gets
+            families = endpoint.families(model or settings.model)
+            prompt_or_messages = prompt_or_messages.choose(families)[1].render()
         guards, prompt_or_messages, verdicts = guard_prompt(guards, prompt_or_messages)
     question = Ask(
         prompt_or_messages,
@@ -407,8 +411,12 @@ async def ask(
         local=endpoint.kind == "local",
     )
     settings = endpoint.settings
-    messages = to_messages(question.prompt, question.system)
     model = question.model or settings.model
+    families = endpoint.families(model)  # an unknown embedded model: a line listing them
+    prompt = question.prompt
+    if isinstance(prompt, Prompt):
+        prompt = prompt.choose(families)[1].render()
+    messages = to_messages(prompt, question.system)
     response_format, raise_on_invalid = question.response_format, question.raise_on_invalid
     repeat = question.repeat
     wire_format, validate = schema_format(response_format)

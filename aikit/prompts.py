@@ -1,4 +1,5 @@
-"""Prompts: templates (sandboxed Jinja2 with declared variables), few-shot builders, and the
+"""Prompts: templates (sandboxed Jinja2 with declared variables), prompts kept per model
+(`Prompt`: a default template and overrides by model or family), few-shot builders, and the
 message helpers every call uses (`to_messages`, `content_text`)."""
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from aikit.errors import ConfigError, TemplateError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from aikit.settings import Settings
 
 Messages = list[dict[str, Any]]
 
@@ -94,6 +97,140 @@ class Template:
 
     def __repr__(self) -> str:
         return f"Template({self.source!r:.60}, variables={sorted(self.variables)})"
+
+
+class Prompt:
+    """A prompt kept per model: a default template, and overrides for some models or families.
+
+    The best prompt differs by model: a base model needs worked examples where an
+    instruction-tuned one follows the instruction. `overrides` maps a model name or a family
+    (`base`, `instruct`, `gemma`, `smollm2`, `hosted`: the model table's `families`, most
+    specific first) to the template to use instead. `aikit.chat`, `aikit.batch` and
+    `evals.evaluate` take a `Prompt` where they take a template and render the variant of the
+    model the call goes to; `describe(model, ...)` shows which variant, what the model receives
+    and its token count. Every variant declares the same variables.
+
+    Example:
+        >>> p = Prompt("Classify: {{ text }}", overrides={"base": "Text: {{ text }}\\nLabel:"})
+        >>> p.choose(("gemma-3-270m", "gemma", "base"))[0]
+        'base'
+    """
+
+    def __init__(
+        self,
+        default: Template | str,
+        overrides: Mapping[str, Template | str] | None = None,
+        *,
+        name: str = "<prompt>",
+    ) -> None:
+        self.name = name
+        self.default = Template(default, name=name) if isinstance(default, str) else default
+        self.overrides: dict[str, Template] = {
+            key: Template(tpl, name=f"{name}[{key}]") if isinstance(tpl, str) else tpl
+            for key, tpl in (overrides or {}).items()
+        }
+        for key, tpl in self.overrides.items():
+            if tpl.variables != self.default.variables:
+                raise TemplateError(
+                    f"prompt {name}: override {key!r} declares"
+                    f" {', '.join(sorted(tpl.variables)) or 'no variables'}, the default"
+                    f" {', '.join(sorted(self.default.variables)) or 'none'};"
+                    " give every variant the same variables"
+                )
+        self.variables = self.default.variables
+
+    def choose(self, families: Iterable[str]) -> tuple[str, Template]:
+        """The variant for a model with these families: (its key or `default`, template)."""
+        for family in families:
+            if family in self.overrides:
+                return family, self.overrides[family]
+        return "default", self.default
+
+    def for_model(
+        self, model: str | None = None, *, settings: Settings | None = None
+    ) -> tuple[str, Template]:
+        """The variant for `model` (default: the settings' model) on the settings' endpoint."""
+        endpoint, model = _endpoint_and_model(model, settings)
+        return self.choose(endpoint.families(model))
+
+    def render(
+        self,
+        values: Mapping[str, Any] | None = None,
+        /,
+        *,
+        model: str | None = None,
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Render the variant of `model` with exactly the declared variables."""
+        return self.for_model(model, settings=settings)[1].render(values, **kwargs)
+
+    def describe(
+        self,
+        values: Mapping[str, Any] | None = None,
+        /,
+        *,
+        model: str | None = None,
+        settings: Settings | None = None,
+        system: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Which variant `model` gets, and what it receives (`describe_request`)."""
+        variant, template = self.for_model(model, settings=settings)
+        text = template.render(values, **kwargs)
+        return {
+            "variant": variant,
+            **describe_request(text, model=model, settings=settings, system=system),
+        }
+
+    def __repr__(self) -> str:
+        return f"Prompt({self.name!r}, default + overrides {sorted(self.overrides)})"
+
+
+def variant_of(
+    template: Prompt | Template | str | None, families: Iterable[str]
+) -> Template | str | None:
+    """A template as given, or a `Prompt`'s variant for a model with these families."""
+    return template.choose(families)[1] if isinstance(template, Prompt) else template
+
+
+def _endpoint_and_model(model: str | None, settings: Settings | None) -> tuple[Any, str]:
+    from aikit.provider import resolve_endpoint  # the provider layer sits above prompts
+    from aikit.settings import get_settings
+
+    settings = settings or get_settings()
+    return resolve_endpoint(settings), model or settings.model
+
+
+def describe_request(
+    prompt_or_messages: str | Sequence[Mapping[str, Any]],
+    *,
+    model: str | None = None,
+    settings: Settings | None = None,
+    system: str | None = None,
+) -> dict[str, Any]:
+    """What `model` (default: the settings' model) receives for a chat request: its messages,
+    the prompt text its server renders from them (an embedded model's transcript or chat
+    template; a hosted model's messages as JSON, which its server renders unseen) and the
+    prompt tokens counted offline."""
+    import json
+
+    endpoint, model = _endpoint_and_model(model, settings)
+    endpoint.families(model)  # an unknown embedded model is an error here, not a guess
+    messages = to_messages(prompt_or_messages, system)
+    counter = endpoint.counter(model)
+    received = (
+        counter.transcript(messages)
+        if counter.transcript is not None
+        else json.dumps(messages, ensure_ascii=False, indent=1)
+    )
+    return {
+        "model": model,
+        "messages": messages,
+        "received": received,
+        "prompt_tokens": counter.prompt_tokens(messages),
+        "counted_with": counter.name,
+    }
 
 
 def few_shot(

@@ -4,9 +4,11 @@ the provider. Everything provider-specific (the cache identity, the API key, how
 server, default concurrency, answer defaults for a tiny base model, the token counter) comes
 from the `Endpoint` it returns, so no call site asks "is this the embedded model?".
 
-- `local`: the embedded model (`aikit.local`); its URL is known once its server runs, so
-  `Endpoint.url()` starts or finds it on first use. Its cache identity is `aikit-local`, so the
-  server's port never changes a cache key.
+- `local`: the embedded models (`aikit.local`, whose model table says what is specific to each:
+  prompt format, stop sequences, answer defaults, context length, whether it follows
+  instructions); its URL is known once its server runs, so `Endpoint.url()` starts or finds
+  it on first use. Its cache identity is `aikit-local`, so the server's port never changes a
+  cache key. An unknown local model name is a `ConfigError` listing the local models.
 - `openai`: any OpenAI-compatible endpoint at `Settings.base_url` with `Settings.api_key`.
 - `client`: a caller's own `openai.AsyncOpenAI`; identity from its base URL.
 """
@@ -36,6 +38,18 @@ AUTO_CONCURRENCY = (8, 64)  # batch's adaptive concurrency: start, ceiling
 REMOTE_LIMIT = 64  # requests in flight to a remote endpoint from one process (`aikit._limit`)
 
 
+def hosted_model(model: str) -> dict[str, Any]:
+    """What aikit assumes of a hosted model: a chat model that follows instructions, whose
+    prompt variants are chosen by its name, then `hosted`, then `instruct`."""
+    return {"families": (model, "hosted", "instruct"), "answer_defaults": {}}
+
+
+def local_model(model: str) -> dict[str, Any]:
+    """An embedded model's entry of the model table (`aikit.local.MODELS`), checked."""
+    spec = local.get_model(model)
+    return {"families": spec.families, "answer_defaults": dict(spec.answer_defaults)}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A resolved model endpoint.
@@ -56,6 +70,8 @@ class Endpoint:
         counter: the most exact offline prompt-token counter for a model name.
         label: what it is, for people (`aikit doctor`).
         api_key_env: the variable its key comes from, when it needs one.
+        model_info: for a model name, its `families` (what a per-model prompt,
+            `aikit.prompts.Prompt`, is chosen by) and `answer_defaults`.
     """
 
     kind: Kind
@@ -82,6 +98,20 @@ class Endpoint:
     def timeout(self) -> float:
         """The SDK timeout of one request (`AIKIT_TIMEOUT`, per request ahead in line)."""
         return self.settings.timeout * (self.limit if self.serial else 1)
+
+    model_info: Callable[[str], dict[str, Any]] = field(
+        default=hosted_model, repr=False, compare=False
+    )
+
+    def families(self, model: str) -> tuple[str, ...]:
+        """The names a per-model prompt may use for `model`, most specific first."""
+        return tuple(self.model_info(model)["families"])
+
+    def answer_defaults_for(self, model: str | None) -> dict[str, Any]:
+        """`answer_defaults` of `model` (default: the settings' model)."""
+        if not model:
+            return dict(self.answer_defaults)
+        return dict(self.model_info(model)["answer_defaults"])
 
     async def url(self) -> str:
         """The base URL to send requests to (starts the embedded model when needed)."""
@@ -162,6 +192,7 @@ def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = Non
             limit=REMOTE_LIMIT,
         )
     if settings.provider == "local":
+        spec = local.get_model(settings.model)  # an unknown name: one line listing the models
         return Endpoint(
             kind="local",
             identity=local.IDENTITY,
@@ -171,9 +202,10 @@ def resolve_endpoint(settings: Settings, client: openai.AsyncOpenAI | None = Non
             concurrency=(local.CONCURRENCY, local.CONCURRENCY),
             limit=local.CONCURRENCY,
             serial=True,
-            answer_defaults=MappingProxyType(dict(local.ANSWER_DEFAULTS)),
+            answer_defaults=MappingProxyType(dict(spec.answer_defaults)),
             api_key=local.API_KEY,
-            label="the embedded model, llama.cpp on 127.0.0.1",
+            label=f"the embedded model {spec.name}, llama.cpp on 127.0.0.1",
+            model_info=local_model,
         )
     base_url = settings.base_url or ""
     return Endpoint(

@@ -37,11 +37,12 @@ class TokenCounter:
     count: Callable[[str], int]
     # A base model behind a transcript (the embedded model): count the prompt it renders.
     transcript: Callable[[list[dict[str, Any]]], str] | None = None
+    bos: int = 1  # tokens the server adds before a rendered prompt (a GGUF template: none)
 
     def prompt_tokens(self, messages: list[dict[str, Any]], extra: Any = None) -> int:
         """Prompt tokens of `messages`; `extra` (a schema, tools) counts as JSON text."""
         if self.transcript is not None:
-            return self.count(self.transcript(messages)) + 1  # + BOS
+            return self.count(self.transcript(messages)) + self.bos
         total = REPLY_PRIMING
         for message in messages:
             total += TOKENS_PER_MESSAGE + self.count(str(message.get("role", "")))

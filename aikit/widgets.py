@@ -165,11 +165,21 @@ def render_replies(replies: list[Reply], labels: list[str]) -> str:
 
 
 def playground(*, config: str | Path | None = None) -> Playground:
-    """A prompt playground over the default settings and every profile in `config` (default:
-    the project's `aikit.toml`, found as the settings find it, from the notebook's folder up)."""
-    from aikit.settings import FIND, profiles
+    """A prompt playground over the default settings, every embedded model (`local:NAME`) and
+    every profile in `config` (default: the project's `aikit.toml`, found as the settings find
+    it, from the notebook's folder up)."""
+    from aikit.local import MODELS
+    from aikit.settings import FIND, Settings, profiles
 
-    return Playground(choices=profiles(FIND if config is None else config))
+    found = FIND if config is None else config
+    choices = profiles(found)
+    default = choices.pop("default")
+    local = {
+        f"local:{name}": Settings.resolve(config=found, profile=None, provider="local", model=name)
+        for name in MODELS
+        if (default.provider, default.model) != ("local", name)
+    }
+    return Playground(choices={"default": default, **local, **choices})
 
 
 @dataclass

@@ -98,3 +98,37 @@ def test_the_embedded_server_is_recognised_by_its_token(live: Path) -> None:
     assert local.answers(base_url, token=info["token"])
     assert not local.answers(base_url, token="0" * 32)  # a server with another token: not ours
     assert local.server_info(get_settings()) == info
+
+
+def test_an_unknown_local_model_is_one_line_listing_the_local_models(isolated: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aikit.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AIKIT_HOME": str(isolated), "AIKIT_MODEL": "llama-9b"},
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "aikit: error: unknown local model 'llama-9b'; the embedded models are: gemma-3-270m,"
+        " smollm2-135m-instruct (set AIKIT_MODEL to one of them, or AIKIT_PROVIDER=openai for a"
+        " hosted model)\n"
+    )
+    assert not (isolated / local.DISCOVERY).exists()  # nothing started
+
+
+def test_each_model_has_its_own_answer_defaults() -> None:
+    from aikit.provider import resolve_endpoint
+    from aikit.settings import Settings
+
+    gemma = resolve_endpoint(Settings.resolve(provider="local", dotenv=None))
+    smol = resolve_endpoint(
+        Settings.resolve(provider="local", model="smollm2-135m-instruct", dotenv=None)
+    )
+    assert dict(gemma.answer_defaults) == {"stop": ["\n"], "max_tokens": 64}
+    assert dict(smol.answer_defaults) == {"max_tokens": 96}
+    assert gemma.answer_defaults_for("smollm2-135m-instruct") == {"max_tokens": 96}
+    assert smol.families("gemma-3-270m") == ("gemma-3-270m", "gemma", "base")
+    hosted = resolve_endpoint(Settings.resolve(provider="openai", api_key="k", dotenv=None))
+    assert hosted.families("gpt-4o-mini") == ("gpt-4o-mini", "hosted", "instruct")
+    assert hosted.answer_defaults_for("gpt-4o-mini") == {}

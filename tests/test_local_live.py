@@ -297,3 +297,172 @@ def test_an_idle_server_exits_and_doctor_leaves_none_behind(tmp_path: Path) -> N
         time.sleep(1)
     assert _servers_under(home) == []
     assert cli("serve", "--status").stdout.strip() == "no server running"
+
+
+# -- the second embedded model and prompting per model (issue 24) ------------------------------
+
+SMOL = "smollm2-135m-instruct"
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Review: It broke after two days.\nPositive or negative?"},
+    ],
+    [
+        {"role": "user", "content": "Review: Lovely mug.\nPositive or negative?"},
+        {"role": "assistant", "content": "positive"},
+        {"role": "user", "content": "Review: It leaks.\nPositive or negative?"},
+    ],
+]
+
+
+def test_the_rendered_prompt_is_llama_cpp_pythons_own_rendering_of_the_gguf_template() -> None:
+    """aikit renders SmolLM2's prompt (for the token counter, describe_request and the lesson)
+    exactly as llama-cpp-python does from the GGUF's `tokenizer.chat_template` on load."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llama = llama_cpp.Llama(model_path=str(local.model_path(SMOL)), vocab_only=True, verbose=False)
+    eos, bos = llama.token_eos(), llama.token_bos()
+    theirs = Jinja2ChatFormatter(
+        template=llama.metadata["tokenizer.chat_template"],
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+    for messages in CONVERSATIONS:
+        ours = local.render_prompt(SMOL, messages)
+        assert ours == theirs(messages=messages).prompt
+        assert ours.startswith("<|im_start|>system\n") and ours.endswith("<|im_start|>assistant\n")
+    assert local.render_prompt("gemma-3-270m", CONVERSATIONS[0]).endswith(
+        "User: What is the capital of France?\nAssistant:"
+    )
+
+
+@pytest.mark.parametrize("model", ["gemma-3-270m", SMOL])
+def test_the_server_sees_the_prompt_aikit_counts(
+    model: str, live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each model is prompted in its own format: the server's prompt tokens equal the offline
+    count of aikit's rendering (transcript or chat template), and the same answers come back
+    when the questions are asked again in another order (prefix reuse never changes one)."""
+    monkeypatch.setenv("AIKIT_CACHE", "off")
+    aikit.configure()
+    counter = local.token_counter(model)
+    assert counter.name == f"gguf vocabulary of {model}"
+    replies = [
+        aikit.chat(m, model=model, temperature=0, seed=0, max_tokens=24) for m in CONVERSATIONS
+    ]
+    for messages, reply in zip(CONVERSATIONS, replies, strict=True):
+        assert reply.usage.prompt_tokens == counter.prompt_tokens(messages)
+    forward = {q: aikit.chat(q, model=model, temperature=0, seed=0, max_tokens=24).text
+               for q in QUESTIONS}  # fmt: skip
+    backward = {q: aikit.chat(q, model=model, temperature=0, seed=0, max_tokens=24).text
+                for q in reversed(QUESTIONS)}  # fmt: skip
+    assert backward == forward and all(forward.values())
+    info = json.loads((live / "local-server.json").read_text())
+    assert info["models"] == ["gemma-3-270m", SMOL]  # one process holds both
+
+
+def test_the_models_answer_differently_in_their_own_formats(live: Path) -> None:
+    """The instruction-tuned model follows a zero-shot instruction the base model ignores."""
+    review = "Review: It stopped working after two days.\nIs this review positive or negative?"
+    gemma = aikit.chat(review, temperature=0, seed=1, max_tokens=24).text
+    smol = aikit.chat(review, model=SMOL, temperature=0, seed=1, max_tokens=24).text
+    assert gemma != smol
+    assert "negative" in smol.lower() or "positive" in smol.lower()
+
+
+def test_structured_output_and_the_grammar_shortcut_on_smollm2(live: Path) -> None:
+    """The JSON grammar holds for the second model through the server, and GrammarLast on a bare
+    SmolLM2 gives llama-cpp-python's own grammar-sampled text."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from pydantic import BaseModel
+
+    from aikit.local._grammar import GrammarLast
+
+    class Capital(BaseModel):
+        country: str
+        capital: str
+
+    reply = aikit.chat("Give the country France and its capital as JSON.", model=SMOL,
+                       response_format=Capital, temperature=0)  # fmt: skip
+    assert isinstance(reply.parsed, Capital), reply.error
+    schema = json.dumps(Capital.model_json_schema())
+
+    def model() -> Any:
+        return llama_cpp.Llama(model_path=str(local.model_path(SMOL)), n_ctx=1024,
+                               logits_all=False, verbose=False)  # fmt: skip
+
+    quick, plain = model(), model()
+    checker = GrammarLast(quick)
+    for country in ["France", "Japan"]:
+        prompt = local.render_prompt(SMOL, [{"role": "user", "content": f"Give the country"
+                                             f" {country} and its capital as JSON."}])  # fmt: skip
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(schema, verbose=False)
+        texts = [
+            llama.create_completion(prompt, max_tokens=48, temperature=0.0, grammar=grammar)[
+                "choices"
+            ][0]["text"]
+            for llama in (quick, plain)
+        ]
+        assert texts[0] == texts[1], country
+    assert checker.quick > 3 * checker.full
+
+
+def test_a_prompt_picks_its_variant_by_the_model_a_call_goes_to(live: Path) -> None:
+    """chat, batch and evaluate render a `Prompt`'s variant for the model asked: the base model
+    gets the few-shot override, the instruction-tuned model the default."""
+    from aikit import evals
+    from aikit.prompts import Prompt, describe_request
+
+    prompt = Prompt(
+        "Classify the sentiment of this review as positive or negative.\nReview: {{ input }}",
+        overrides={
+            "base": "Review: Great mug.\nSentiment: positive\n\nReview: {{ input }}\nSentiment:"
+        },
+        name="sentiment",
+    )
+    assert prompt.for_model("gemma-3-270m")[0] == "base"
+    assert prompt.for_model(SMOL)[0] == "default"
+    items = [{"input": "It leaks everywhere.", "expected": "negative"}]
+    for model, variant in [("gemma-3-270m", "base"), (SMOL, "default")]:
+        text = prompt.choose(local.get_model(model).families)[1].render(input=items[0]["input"])
+        seen = describe_request(text, model=model)
+        assert prompt.describe(input=items[0]["input"], model=model) == {"variant": variant, **seen}
+        frame = aikit.batch(items, template=prompt, model=model, max_tokens=8, progress=False)
+        assert frame["prompt_tokens"].tolist() == [seen["prompt_tokens"]]
+        result = evals.evaluate(prompt, items, [evals.contains], model=model, max_tokens=8,
+                                progress=False)  # fmt: skip
+        assert result.samples["prompt_tokens"].tolist() == [seen["prompt_tokens"]]
+    gemma_sees = describe_request(prompt.render(input="x", model="gemma-3-270m"))["received"]
+    assert "Sentiment: positive" in gemma_sees and gemma_sees.endswith("\nAssistant:")
+
+
+def test_the_model_sweep_playbook_runs_its_grid_with_gates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """playbooks/model-sweep.yaml: models x prompt variants x data slices, one run each, replayed
+    from 07_models' cassette (no model call), every run gated on its accuracy."""
+    from aikit.runner import run_playbook
+
+    root = Path(__file__).resolve().parents[1]
+    cassette = root / "notebooks" / "cassettes" / "07_models.jsonl"
+    env = {
+        "AIKIT_CACHE": "replay",
+        "AIKIT_HOME": str(tmp_path / "home"),
+        "AIKIT_CACHE_PATH": str(tmp_path / "empty.sqlite"),
+        "AIKIT_CASSETTES": str(cassette),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = run_playbook(root / "playbooks" / "model-sweep.yaml", out=tmp_path / "runs")
+    table = aikit.runs(tmp_path / "runs", "model-sweep")
+    assert len(table) == 16 and set(table["status"]) == {"succeeded"}
+    assert set(table["model"]) == {"gemma-3-270m", SMOL}
+    assert set(table["prompt_variant"]) == {"zero_shot", "instructed", "few_shot", "per_model"}
+    assert set(table["subset"]) == {"sentiment", "city"}
+    assert table["fail_under_accuracy"].eq(0.1).all() and table["accuracy"].between(0, 1).all()
+    assert list(table["gate_passed"]) == list(table["accuracy"] >= 0.1)
+    assert result.failed == []  # every run succeeded; a gate below 0.1 is a gate failure
+    assert len(result.gate_failures) == int((table["accuracy"] < 0.1).sum())

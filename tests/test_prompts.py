@@ -66,3 +66,23 @@ def test_few_shot_with_template_and_missing_field() -> None:
     assert msgs[-1] == {"role": "user", "content": "Review: meh"}
     with pytest.raises(TemplateError, match="example 1 has no 'output' field"):
         few_shot([{"input": "x"}])
+
+
+def test_a_prompt_keeps_variants_per_model_and_family() -> None:
+    from aikit.prompts import Prompt
+
+    prompt = Prompt(
+        "Classify: {{ text }}",
+        overrides={"base": "Text: {{ text }}\nLabel:", "gpt-4o": "Label this: {{ text }}"},
+    )
+    assert prompt.choose(("gemma-3-270m", "gemma", "base"))[0] == "base"
+    assert prompt.choose(("smollm2-135m-instruct", "smollm2", "instruct"))[0] == "default"
+    assert prompt.choose(("gpt-4o", "hosted", "instruct"))[1].render(text="x") == "Label this: x"
+    assert prompt.variables == {"text"}
+
+
+def test_a_prompt_variant_with_other_variables_is_refused() -> None:
+    from aikit.prompts import Prompt
+
+    with pytest.raises(TemplateError, match=r"override 'base' declares review, the default text"):
+        Prompt("Classify: {{ text }}", overrides={"base": "Review: {{ review }}"})

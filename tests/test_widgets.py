@@ -20,7 +20,7 @@ from aikit.widgets import explore, playground
 
 def test_playground_runs_a_prompt_and_shows_the_accounting(remote: OpenAIServer) -> None:
     pg = playground()
-    assert list(pg.choices) == ["default"]
+    assert list(pg.choices) == ["default", "local:gemma-3-270m", "local:smollm2-135m-instruct"]
     pg.system.value = "Be brief."
     pg.user.value = "Say hello"
     pg.temperature.value = 0.3
@@ -62,7 +62,12 @@ def test_profiles_are_the_model_choices_and_headless_render_is_static(
         'model = "gpt-4o-mini"\napi_key_env = "OPENAI_API_KEY"\n'
     )
     pg = playground(config=str(config))
-    assert list(pg.choices) == ["default", "team"]
+    assert list(pg.choices) == [
+        "default",
+        "local:gemma-3-270m",
+        "local:smollm2-135m-instruct",
+        "team",
+    ]
     pg.model.value = "team"
     pg.user.value = "priced"
     [reply] = pg.run()
@@ -85,7 +90,12 @@ def test_the_playground_finds_the_projects_profiles_from_a_subfolder(
     monkeypatch.chdir(tmp_path / "notebooks")
     for name in ("AIKIT_PROJECT_ROOT", "AIKIT_NOTEBOOK_DIR", "JPY_SESSION_NAME"):
         monkeypatch.delenv(name, raising=False)
-    assert list(playground().choices) == ["default", "echo"]
+    choices = playground().choices
+    assert list(choices) == ["default", "local:smollm2-135m-instruct", "echo"]  # default: gemma
+    assert (
+        choices["local:smollm2-135m-instruct"].provider,
+        choices["local:smollm2-135m-instruct"].model,
+    ) == ("local", "smollm2-135m-instruct")
 
 
 def test_empty_prompt_says_so_without_calling(remote: OpenAIServer) -> None:
@@ -125,7 +135,12 @@ def test_playground_labels_fit_and_the_models_name_each_profile(
     )
     pg = playground(config=str(config))
     labels = [label for label, _ in pg.model.options]
-    assert labels == ["default (openai · test-model)", "echo (openai · test-model)"]
+    assert labels == [
+        "default (openai · test-model)",
+        "local:gemma-3-270m (local · gemma-3-270m)",
+        "local:smollm2-135m-instruct (local · smollm2-135m-instruct)",
+        "echo (openai · test-model)",
+    ]
     pg.model.value = "echo"  # the value stays the profile's name
     assert pg.summary().startswith("Prompt playground: model echo (openai · test-model);")
     # "initial": the label is as wide as its text ("temperature", not "temperat…").

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the machinery (openai, pandas, jinja2) loads on first use: 
     import openai
     import pandas as pd
 
-    from aikit.prompts import Template
+    from aikit.prompts import Prompt, Template
     from aikit.settings import Settings
 
 Inputs = Iterable[Any]  # prompt strings, message lists, a Series, or a DataFrame with template=
@@ -74,7 +74,7 @@ class Estimate:
 def estimate(
     inputs: Inputs,
     *,
-    template: Template | str | None = None,
+    template: Prompt | Template | str | None = None,
     model: str | None = None,
     system: str | None = None,
     max_tokens: int | None = None,
@@ -92,13 +92,14 @@ def estimate(
     """
     from aikit._batch import _job  # pandas, openai
     from aikit.llm import check_params  # openai
+    from aikit.prompts import variant_of  # jinja2
 
     settings = settings or get_settings()
     model = model or settings.model
     check_params(params, max_tokens=max_tokens)
     wire, _ = schema_format(response_format)
-    prepared = _job.prepare(inputs, template, system)
     endpoint = resolve_endpoint(settings, client)
+    prepared = _job.prepare(inputs, variant_of(template, endpoint.families(model)), system)
     tokenizer, per_row = _job.count_prompts(prepared, endpoint, model, wire, params)
     bound = completion_bound(max_tokens, params)
     rows = sum(1 for m in prepared.messages if not isinstance(m, str))
@@ -122,7 +123,7 @@ def estimate(
 async def abatch(
     inputs: Inputs,
     *,
-    template: Template | str | None = None,
+    template: Prompt | Template | str | None = None,
     model: str | None = None,
     concurrency: int | Literal["auto"] = "auto",
     budget_usd: float | None = None,
@@ -142,6 +143,7 @@ async def abatch(
     """Ask a model once per input; the async core of `batch` (see it for the arguments)."""
     from aikit._batch import _job  # pandas, openai
     from aikit.llm import check_params  # openai
+    from aikit.prompts import variant_of  # jinja2
 
     settings = settings or get_settings()
     model = model or settings.model
@@ -165,7 +167,7 @@ async def abatch(
         isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float) or deadline_s <= 0
     ):
         raise ConfigError(f"deadline_s={deadline_s!r} is not valid; pass seconds > 0 such as 3600")
-    prepared = _job.prepare(inputs, template, system)
+    prepared = _job.prepare(inputs, variant_of(template, endpoint.families(model)), system)
     reservations = None
     if budget_usd is not None:
         reservations = _job.reservations(
@@ -204,7 +206,8 @@ def batch() -> None:
     Args:
         inputs: prompt strings, message lists, or a DataFrame (with `template`).
         template: a `Template` or template string; its variables are the DataFrame's columns
-            (or the keys of dict inputs, or the one variable a string fills).
+            (or the keys of dict inputs, or the one variable a string fills). A `Prompt` (kept
+            per model) gives the variant of the model the batch goes to.
         model: model name; default `Settings.model` (`AIKIT_MODEL`).
         concurrency: `"auto"` (adaptive, starts at 8, at most 64; 2 for the embedded model) or
             the most calls in flight (still halved on a 429, grown back after successes).

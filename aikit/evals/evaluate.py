@@ -32,7 +32,7 @@ from aikit.errors import EvalError
 from aikit.evals.dataset import Dataset, Item, as_dataset
 from aikit.evals.judge import Judge, Judgement
 from aikit.evals.report import write_html
-from aikit.prompts import Template
+from aikit.prompts import Prompt, Template
 
 if TYPE_CHECKING:
     import numpy as np
@@ -176,7 +176,7 @@ def summarize(
 
 
 def evaluate(
-    task: str | Template | Callable[[Any], Any],
+    task: str | Template | Prompt | Callable[[Any], Any],
     dataset: Dataset | pd.DataFrame | Sequence[Any],
     metrics: Metrics,
     *,
@@ -192,7 +192,8 @@ def evaluate(
     """Run `task` on every item of `dataset` (`repeats` times) and score it with `metrics`.
 
     Args:
-        task: a template string or `aikit.prompts.Template` (variables: `input`, `expected`,
+        task: a template string, `aikit.prompts.Template` or `Prompt` (kept per model: the
+            variant of the model asked; variables: `input`, `expected`,
             metadata fields), or a callable input -> output (an `aikit.Reply` counts its text).
         dataset: a `Dataset`, a DataFrame with an `input` column, or a list of dicts.
         metrics: functions `(output, expected) -> float | None` (bind options with
@@ -218,7 +219,7 @@ def evaluate(
     if clash:
         raise EvalError(f"metric name {clash[0]!r} is a samples column; rename the metric")
 
-    if isinstance(task, str | Template):
+    if isinstance(task, str | Template | Prompt):
         frame = run_sync(_template_task(task, ds, repeats, concurrency, progress, params))
     elif callable(task):
         if params:
@@ -249,7 +250,7 @@ def _total(costs: pd.Series) -> float | None:
 
 
 async def _template_task(
-    task: str | Template,
+    task: str | Template | Prompt,
     ds: Dataset,
     repeats: int,
     concurrency: int | Literal["auto"],

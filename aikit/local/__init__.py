@@ -1,12 +1,16 @@
-"""The embedded model: Gemma 3 270M (a base model) served by llama.cpp on 127.0.0.1.
+"""The embedded models, served by llama.cpp on 127.0.0.1: Gemma 3 270M (a base model, the
+default) and SmolLM2-135M-Instruct (instruction-tuned), both in one server process.
 
-Everything aikit knows about it lives in this package: the server's lifecycle (`ensure_server`,
-`stop_server`, `server_info`), the child process (`aikit.local._process`), the transcript
-format shared by the server and the token counter, and the defaults a 270M base model needs.
+Everything aikit knows about them lives in this package: the model table (`MODELS`,
+`get_model`: prompt format, stop sequences, answer defaults, context length, whether it follows
+instructions), the server's lifecycle (`ensure_server`, `stop_server`, `server_info`), the child
+process (`aikit.local._process`), and how messages become each model's prompt
+(`render_prompt`), shared by the server and the token counter.
 `aikit.provider.resolve_endpoint` hands these to the rest of aikit, so no other module asks
 whether a call goes to the embedded model.
 """
 
+from aikit.local._models import MODELS, LocalModel, get_model
 from aikit.local._server import (
     API_KEY,
     CHAT_MODEL,
@@ -15,17 +19,16 @@ from aikit.local._server import (
     ensure_server,
     idle_status,
     model_path,
+    served_models,
     server_info,
     stop_server,
 )
-from aikit.local._transcript import render_transcript
+from aikit.local._transcript import render_prompt, render_transcript
 from aikit.local._vocab import token_counter
 
 IDENTITY = "aikit-local"  # the endpoint in cache keys: the server's port never changes a key
 CONCURRENCY = 2  # the server answers one request at a time; one more waits in line
-# A base model answers a fixed-shape question (a cited RAG answer) in one short line: stop at
-# the line's end and cap the length, or it continues with made-up turns.
-ANSWER_DEFAULTS = {"stop": ["\n"], "max_tokens": 64}
+ANSWER_DEFAULTS = dict(MODELS[CHAT_MODEL].answer_defaults)  # the default model's
 
 __all__ = [
     "ANSWER_DEFAULTS",
@@ -34,11 +37,16 @@ __all__ = [
     "CONCURRENCY",
     "DISCOVERY",
     "IDENTITY",
+    "MODELS",
+    "LocalModel",
     "answers",
     "ensure_server",
+    "get_model",
     "idle_status",
     "model_path",
+    "render_prompt",
     "render_transcript",
+    "served_models",
     "server_info",
     "stop_server",
     "token_counter",

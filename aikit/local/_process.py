@@ -28,14 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from aikit.local._grammar import GrammarLast
+from aikit.local._models import get_model
 from aikit.local._prefix import StablePrefix
 from aikit.local._transcript import STOP, render_transcript
 
-CHAT_FORMAT = "aikit-transcript"
+# The llama-cpp-python chat format of each prompt format of the model table.
+CHAT_FORMATS = {"transcript": "aikit-transcript", "gguf-template": "aikit-gguf-template"}
 IDLE_ENV = "AIKIT_SERVER_IDLE_S"  # seconds without a request before the server exits; 0: never
 DEFAULT_IDLE_S = 900.0
 STATUS_PATH = "/aikit/status"
-DEFAULT_N_CTX = 4096
 
 
 def default_threads() -> int:
@@ -159,6 +160,97 @@ def _on_model_thread(chunks: Iterator[Any]) -> Iterator[Any]:
         yield chunk
 
 
+def keep_all_proxy() -> Any:
+    """llama-cpp-python's model proxy, with every model loaded at start and kept: its own
+    closes one model to load the next whenever a request names another (seconds per switch,
+    and the prompt cache gone)."""
+    from llama_cpp.server.model import LlamaProxy
+
+    class KeepAll(LlamaProxy):
+        """Loads every model at start; a request gets the model it names."""
+
+        def __init__(self, models: list[Any]) -> None:
+            self._model_settings_dict = {str(m.model_alias): m for m in models}
+            self._loaded = {
+                str(m.model_alias): self.load_llama_from_model_settings(m) for m in models
+            }
+            self._default_model_settings = models[0]
+            self._default_model_alias = str(models[0].model_alias)
+            self._current_model_alias = self._default_model_alias
+            self._current_model = self._loaded[self._default_model_alias]
+
+        def __call__(self, model: str | None = None) -> Any:
+            return self._loaded.get(model or "", self._loaded[self._default_model_alias])
+
+        def free(self) -> None:
+            for llama in self._loaded.values():
+                llama.close()
+            self._loaded.clear()
+
+    return KeepAll
+
+
+def chat_handlers() -> dict[str, Callable[..., Any]]:
+    """The server's chat handler for each prompt format, all on the model thread.
+
+    `transcript`: the few-shot transcript with its stop sequences. `gguf-template`: the handler
+    llama-cpp-python itself builds from the GGUF's `tokenizer.chat_template` when it loads the
+    model (`Llama._chat_handlers["chat_template.default"]`, a `Jinja2ChatFormatter` that stops
+    at the end-of-turn token).
+    """
+
+    from llama_cpp.llama_chat_format import (
+        ChatFormatterResponse,
+        chat_formatter_to_chat_completion_handler,
+    )
+
+    def _format(messages: list[dict[str, Any]], **_: Any) -> Any:
+        return ChatFormatterResponse(prompt=render_transcript(messages), stop=list(STOP))
+
+    transcript = chat_formatter_to_chat_completion_handler(cast(Any, _format))
+
+    def template(**kwargs: Any) -> Any:
+        return kwargs["llama"]._chat_handlers["chat_template.default"](**kwargs)
+
+    return {
+        CHAT_FORMATS["transcript"]: _on_one_thread(transcript),
+        CHAT_FORMATS["gguf-template"]: _on_one_thread(template),
+    }
+
+
+def _on_one_thread(handler: Callable[..., Any]) -> Callable[..., Any]:
+    def _handle(**kwargs: Any) -> Any:
+        # llama.cpp's OpenMP threads belong to the thread that calls it; the server would call
+        # from whichever pool thread took the request, and idle teams spinning beside the busy
+        # one cost ~30% per answer on 2 cores. So every model call (of every model) runs on
+        # one thread.
+        result = MODEL_THREAD.submit(_answer, handler, kwargs).result()
+        if isinstance(result, Iterator):  # stream=True: each chunk is generated there too
+            return _on_model_thread(result)
+        return result
+
+    return _handle
+
+
+def _answer(handler: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    # Reuse the cached prompt prefix only up to a canonical cut, so an answer never depends
+    # on what was asked before (aikit/local/_prefix.py); each model has its own cache.
+    # Structured output checks the grammar last (aikit/local/_grammar.py).
+    llama = kwargs["llama"]
+    if not isinstance(getattr(llama, "_aikit_prefix", None), StablePrefix):
+        llama._aikit_prefix = StablePrefix(llama)
+        llama._aikit_grammar = GrammarLast(llama)
+    result = handler(**kwargs)
+    # A transcript ends in "Assistant:"; the model's first token is a space.
+    if isinstance(result, dict):
+        for choice in result.get("choices", []):
+            message: Any = choice.get("message") or {}
+            content = message.get("content")
+            if isinstance(content, str):
+                message["content"] = content.strip()
+    return result
+
+
 # What a request gets when it does not say: OpenAI's meaning of its parameters, not
 # llama-cpp-python's server defaults. Its repeat_penalty of 1.1 changed greedy answers and
 # cost ~10% of each answer's time (benchmarks/local_model.py); pass `extra_body=
@@ -184,74 +276,41 @@ def rewrite_body(body: bytes) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="aikit's embedded-model server (loopback only)")
-    parser.add_argument("--model", required=True, help="path to the GGUF file")
-    parser.add_argument("--alias", required=True, help="model name clients send")
+    parser.add_argument("--model", action="append", required=True, help="a GGUF file (repeat)")
+    parser.add_argument("--alias", action="append", required=True, help="its model name")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX)
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
     args = parser.parse_args()
 
     import uvicorn
-    from llama_cpp.llama_chat_format import (
-        ChatFormatterResponse,
-        LlamaChatCompletionHandlerRegistry,
-        chat_formatter_to_chat_completion_handler,
-    )
-    from llama_cpp.server.app import create_app
+    from llama_cpp.llama_chat_format import LlamaChatCompletionHandlerRegistry
+    from llama_cpp.server import app as server_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-    def _format(messages: list[dict[str, Any]], **_: Any) -> Any:
-        return ChatFormatterResponse(prompt=render_transcript(messages), stop=list(STOP))
-
-    handler = chat_formatter_to_chat_completion_handler(cast(Any, _format))
-
-    def _handle(**kwargs: Any) -> Any:
-        # llama.cpp's OpenMP threads belong to the thread that calls it; the server would call
-        # from whichever pool thread took the request, and idle teams spinning beside the busy
-        # one cost ~30% per answer on 2 cores. So every model call runs on one thread.
-        result = MODEL_THREAD.submit(_answer, kwargs).result()
-        if isinstance(result, Iterator):  # stream=True: each chunk is generated there too
-            return _on_model_thread(result)
-        return result
-
-    def _answer(kwargs: dict[str, Any]) -> Any:
-        # Reuse the cached prompt prefix only up to a canonical cut, so an answer never depends
-        # on what was asked before (aikit/local/_prefix.py).
-        # Structured output checks the grammar last (aikit/local/_grammar.py).
-        llama = kwargs["llama"]
-        if not isinstance(getattr(llama, "_aikit_prefix", None), StablePrefix):
-            llama._aikit_prefix = StablePrefix(llama)
-            llama._aikit_grammar = GrammarLast(llama)
-        result = handler(**kwargs)
-        # The transcript ends in "Assistant:"; the model's first token is a space.
-        if isinstance(result, dict):
-            for choice in result.get("choices", []):
-                message: Any = choice.get("message") or {}
-                content = message.get("content")
-                if isinstance(content, str):
-                    message["content"] = content.strip()
-        return result
-
     registry = LlamaChatCompletionHandlerRegistry()  # type: ignore[no-untyped-call]
-    registry.register_chat_completion_handler(CHAT_FORMAT, _handle, overwrite=True)
+    for name, handler in chat_handlers().items():
+        registry.register_chat_completion_handler(name, handler, overwrite=True)
 
     threads = args.threads or default_threads()
-    app = create_app(
-        server_settings=ServerSettings(host="127.0.0.1", port=args.port),
-        model_settings=[
-            ModelSettings(
-                model=args.model,
-                model_alias=args.alias,
-                chat_format=CHAT_FORMAT,
-                n_ctx=args.n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                # Its default, True, computes the logits of every prompt token over Gemma's
-                # 262k-token vocabulary (and holds n_ctx x 262k floats): only logprobs need it.
-                logits_all=False,
-                verbose=False,
-            )
-        ],
+    models = [
+        ModelSettings(
+            model=path,
+            model_alias=alias,
+            chat_format=CHAT_FORMATS[get_model(alias).prompt_format],
+            n_ctx=get_model(alias).n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            # Its default, True, computes the logits of every prompt token over the whole
+            # vocabulary (Gemma's has 262k tokens) and holds n_ctx x n_vocab floats: only
+            # logprobs need it.
+            logits_all=False,
+            verbose=False,
+        )
+        for path, alias in zip(args.model, args.alias, strict=True)
+    ]
+    server_app.LlamaProxy = keep_all_proxy()  # type: ignore[attr-defined]  # all stay loaded
+    app = server_app.create_app(
+        server_settings=ServerSettings(host="127.0.0.1", port=args.port), model_settings=models
     )
     token = os.environ.get("AIKIT_SERVER_TOKEN", "")
     idle_s = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)

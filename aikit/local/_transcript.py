@@ -1,5 +1,6 @@
-"""The transcript format of the embedded model, shared by its server (which renders chat
-messages with it) and the token counter (which counts what the server will see).
+"""How chat messages become an embedded model's prompt, shared by its server (which renders
+chat messages with it) and the token counter (which counts what the server will see):
+`render_prompt(model, messages)` follows the model table's `prompt_format`.
 
 Gemma 3 270M is a base model: in its own chat template it repeats itself, so chat messages are
 rendered as a few-shot transcript ("User: ...\\nAssistant: ...") that stops at the next turn.
@@ -8,8 +9,11 @@ Default examples are added only when the conversation has no assistant turn of i
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from aikit.errors import LocalModelError
+from aikit.local._models import get_model
 from aikit.prompts import content_text
 
 INTRO = (
@@ -42,3 +46,26 @@ def render_transcript(messages: list[dict[str, Any]]) -> str:
             parts.append("")
     parts.append("Assistant:")
     return "\n".join(parts)
+
+
+def render_prompt(model: str, messages: list[dict[str, Any]]) -> str:
+    """The prompt the embedded `model` receives for `messages` (what its server renders)."""
+    if get_model(model).prompt_format == "transcript":
+        return render_transcript(messages)
+    return str(gguf_formatter(model)(messages=messages).prompt)
+
+
+@cache
+def gguf_formatter(model: str) -> Any:
+    """llama-cpp-python's `Jinja2ChatFormatter` for the chat template in `model`'s GGUF
+    metadata, built as `llama_cpp.Llama` builds it (its BOS and EOS texts, stop at EOS)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from aikit.local._vocab import gguf_vocab
+
+    vocab = gguf_vocab(model)
+    template = None if isinstance(vocab, str) else vocab.metadata("tokenizer.chat_template")
+    if isinstance(vocab, str) or not template:
+        why = vocab if isinstance(vocab, str) else "its GGUF has no tokenizer.chat_template"
+        raise LocalModelError(f"cannot render a prompt for {model}: {why}")
+    return Jinja2ChatFormatter(template=template, eos_token=vocab.eos, bos_token=vocab.bos)

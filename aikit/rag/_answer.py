@@ -262,7 +262,7 @@ async def aanswer(
     hits.index = hits.index + 1  # passage numbers, as in the prompt
     messages = build_messages(question, list(zip(hits["source"], hits["text"], strict=True)))
     settings = settings or get_settings()
-    defaults = dict(resolve_endpoint(settings, client).answer_defaults)
+    defaults = resolve_endpoint(settings, client).answer_defaults_for(model)
     if max_tokens is not None:
         defaults["max_tokens"] = max_tokens
     reply = await achat(
