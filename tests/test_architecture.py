@@ -41,7 +41,8 @@ def _top_level_imports(path: Path, name: str, typing: bool = False) -> set[str]:
     for node in tree.body:
         if not typing and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef | ast.ClassDef) else []:
+        defs = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef  # run later, not at import
+        for sub in ast.walk(node) if not isinstance(node, defs) else []:
             if isinstance(sub, ast.Import):
                 found |= {a.name for a in sub.names if a.name.startswith("aikit")}
             elif isinstance(sub, ast.ImportFrom):

@@ -56,7 +56,6 @@ def add_arguments(api: argparse.ArgumentParser) -> None:
 def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
     """Check the notebook's parameters, then serve it until interrupted."""
     from aikit.api import Config, serve
-    from aikit.api._guarding import check_names
     from aikit.runner import convert
     from aikit.runner.params import cli_values
 
@@ -67,6 +66,11 @@ def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
         notebook, cli_values(args.param), from_cli=True
     )
     settings_for(notebook)  # the notebook's project's `.env`/`aikit.toml`, in every worker
+    if args.guard:
+        from aikit.guards import builtin
+
+        for name in args.guard:
+            builtin(name)  # an unknown guard: one line naming the built-in ones
     config = Config(
         notebook=str(notebook),
         parameters=params,
@@ -78,7 +82,7 @@ def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
         body_timeout_s=args.body_timeout,
         allow_hosts=list(args.allow_host or []),
         allow_origins=list(args.allow_origin or []),
-        guards=check_names(args.guard or []),
+        guards=list(args.guard or []),
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0

@@ -40,15 +40,6 @@ def for_endpoint(function: Callable[..., Any], names: Sequence[str]) -> Any:
     return both
 
 
-def check_names(names: Sequence[str]) -> list[str]:
-    """`--guard` names, checked (a `GuardError` names an unknown one and the known ones)."""
-    from aikit.guards import builtin
-
-    for name in names:
-        builtin(name)
-    return list(names)
-
-
 def _record(info: Any, stage: str, verdicts: Sequence[Any]) -> None:
     info.verdicts.extend({"stage": stage, **v.to_log()} for v in verdicts)
 

@@ -254,7 +254,7 @@ def _following(words: list[str]) -> str | None:
     return None
 
 
-class _Words:
+class Words:
     """Word-level synonym test on the embedder: one embedding per distinct word, cached."""
 
     def __init__(self, embedder: Any, threshold: float) -> None:
@@ -278,7 +278,7 @@ class _Words:
         return round(float((matrix @ self.vectors[word]).max()), 6)
 
 
-def _coverage(word: str, words: set[str], lemmas: set[str], synonyms: _Words) -> float:
+def _coverage(word: str, words: set[str], lemmas: set[str], synonyms: Words) -> float:
     """1.0 when the passage has `word` (or its lemma, or each part of a hyphenated word), else
     the similarity of its closest passage word."""
     if word in words or _lemmas(word) & lemmas:

@@ -52,7 +52,7 @@ from aikit.evals.claim_check import (
     LOOSE_THRESHOLD,
     WORD_THRESHOLD,
     ClaimCheck,
-    _Words,
+    Words,
     check_claim,
     clauses_of,
 )
@@ -192,7 +192,7 @@ def claim_checks(
     vectors = model.embed([*texts, *units])
     sims = vectors[: len(texts)] @ vectors[len(texts) :].T
     at = {u: i for i, u in enumerate(units)}
-    synonyms = _Words(model, word_threshold)
+    synonyms = Words(model, word_threshold)
     out = []
     for row, claim in zip(sims, claims, strict=True):
         best: ClaimCheck | None = None

@@ -242,7 +242,7 @@ def embedding(pieces: list[str]) -> Any:
 
 @lru_cache(maxsize=1)
 def _embedder() -> Any:
-    from aikit.rag._embed import LocalEmbedder
+    from aikit.rag import LocalEmbedder
 
     return LocalEmbedder(cache=False)
 

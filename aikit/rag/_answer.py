@@ -240,8 +240,8 @@ async def aanswer(
             f"unsupported={unsupported!r} is not known; use 'mark', 'drop' or 'not_found'"
         )
     guarded: list[dict[str, Any]] = []
-    if guards is not None:  # aikit/guards/_apply.py
-        from aikit.guards._apply import guard_passages, guard_prompt
+    if guards is not None:  # aikit/guards/apply.py
+        from aikit.guards.apply import guard_passages, guard_prompt
 
         guards, checked, _ = guard_prompt(guards, question)
         question = str(checked)
