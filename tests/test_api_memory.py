@@ -5,20 +5,15 @@ server, and the length of its usage log, read from outside through an endpoint, 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import nbformat
 import pytest
 from conftest import API_KEY
 from openai_server import OpenAIServer
+
+from aikit.api import ApiClient, serving
 
 pytest.importorskip("fastapi_offline", reason="aikit api needs `pip install aikit[api]`")
 
@@ -42,21 +37,13 @@ def kept(worker: int = 0) -> dict[str, int]:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def worker(tmp_path: Path, server: OpenAIServer) -> Iterator[tuple[httpx.Client, OpenAIServer]]:
+def worker(tmp_path: Path, server: OpenAIServer) -> Iterator[tuple[ApiClient, OpenAIServer]]:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(CODE)]
     notebook = tmp_path / "service.ipynb"
     nbformat.write(nb, notebook)
-    port = _free_port()
     env = {
-        **os.environ,
         "AIKIT_HOME": str(tmp_path / "home"),
         "AIKIT_PROVIDER": "openai",
         "OPENAI_BASE_URL": server.base_url,
@@ -65,39 +52,12 @@ def worker(tmp_path: Path, server: OpenAIServer) -> Iterator[tuple[httpx.Client,
         "AIKIT_CACHE": "off",  # every request is a new call to the model server
         "AIKIT_USAGE_KEEP": str(KEEP),
     }
-    log = (tmp_path / "api.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aikit.cli", "api", str(notebook), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"aikit api did not start: {(tmp_path / 'api.log').read_text()}")
-            time.sleep(0.2)
+    with serving(notebook, env=env) as client:
         yield client, server
-    finally:
-        client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_a_long_lived_workers_usage_log_stays_bounded(
-    worker: tuple[httpx.Client, OpenAIServer],
+    worker: tuple[ApiClient, OpenAIServer],
 ) -> None:
     client, server = worker
     seen = []
