@@ -75,7 +75,8 @@ def test_the_limiter_is_one_per_endpoint_and_sized_from_it(judged: JudgeServer) 
     assert endpoint.limit == LIMIT and endpoint.limiter() is endpoint.limiter()
     again = provider.resolve_endpoint(settings.get_settings())
     assert again.limiter() is endpoint.limiter()
-    local = provider.resolve_endpoint(settings.Settings.resolve(provider="local"))
+    chosen = settings.Settings.resolve(provider="local", model=aikit.local.CHAT_MODEL)
+    local = provider.resolve_endpoint(chosen)
     assert local.limit == aikit.local.CONCURRENCY and local.limiter() is not endpoint.limiter()
 
 
