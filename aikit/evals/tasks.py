@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from aikit.errors import EvalError
 from aikit.prompts import Template, few_shot
@@ -27,8 +27,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Examples = Any  # a list of mappings, or a DataFrame
-PromptTask = Callable[..., "Reply"]
-VARIANTS = ("zero_shot", "instructed", "few_shot")
+
+
+class PromptTask(Protocol):
+    """What `prompt_task` returns: call it like any task; `messages` shows what it sends."""
+
+    def __call__(self, input: Any, *, metadata: Mapping[str, Any] | None = None) -> Reply: ...
+
+    def messages(
+        self, input: Any, metadata: Mapping[str, Any] | None = None
+    ) -> list[dict[str, str]]: ...
 
 
 def prompt_task(
@@ -101,7 +109,7 @@ def prompt_task(
         return chat(messages(input, metadata), **params)
 
     run.messages = messages  # type: ignore[attr-defined]
-    return run
+    return cast(PromptTask, run)
 
 
 def prompt_variants(
