@@ -449,3 +449,147 @@ def test_wilson_and_kappa_intervals() -> None:
     assert ev.kappa_interval([True] * 4, [True] * 4) is None  # kappa undefined
     with pytest.raises(ev.DatasetError, match="human has 2 labels and machine 1"):
         ev.kappa_interval([True, False], [True])
+
+
+# -- tasks -----------------------------------------------------------------------------------
+PROMPTS = {
+    "sentiment": "Review: {{ text }}\nPositive or negative?",
+    "city": "Sentence: {{ text }}\nWhich city?",
+}
+INSTRUCTIONS = {"sentiment": "Answer positive or negative.", "city": "Answer with the city."}
+SHOTS = [
+    {"id": "s1", "task": "sentiment", "text": "Lovely.", "gold": "positive"},
+    {"id": "c1", "task": "city", "text": "We flew to Oslo.", "gold": "Oslo"},
+    {"id": "s2", "task": "sentiment", "text": "Broke at once.", "gold": "negative"},
+    {"id": "s3", "task": "sentiment", "text": "Fine.", "gold": "positive"},
+]
+ITEMS = [
+    {"id": "a", "input": "Great value.", "expected": "positive", "task": "sentiment"},
+    {"id": "b", "input": "Lunch in Rome.", "expected": "Rome", "task": "city"},
+]
+
+
+def test_prompt_variants_send_each_kind_its_own_messages(remote: OpenAIServer) -> None:
+    variants = ev.prompt_variants(
+        PROMPTS, system=INSTRUCTIONS, examples=pd.DataFrame(SHOTS), n_shots=2, by="task",
+        input_key="text", output_key="gold", model="gpt-4o-mini", temperature=0.0, seed=1,
+        max_tokens=12,
+    )  # fmt: skip
+    assert list(variants) == ["zero_shot", "instructed", "few_shot"]
+    sent = {}
+    for name, task in variants.items():
+        remote.requests.clear()
+        remote.enqueue("positive", "Rome")
+        result = ev.evaluate(task, ITEMS, [ev.exact_match], concurrency=1)
+        assert list(result.samples["output"]) == ["positive", "Rome"]
+        assert result.summary.loc[0, "mean"] == 1.0
+        assert {(r["temperature"], r["seed"], r["max_tokens"]) for r in remote.requests} == {
+            (0.0, 1, 12)
+        }
+        sent[name] = [r["messages"] for r in remote.requests]
+    user_a = {"role": "user", "content": "Review: Great value.\nPositive or negative?"}
+    user_b = {"role": "user", "content": "Sentence: Lunch in Rome.\nWhich city?"}
+    system_a = {"role": "system", "content": "Answer positive or negative."}
+    system_b = {"role": "system", "content": "Answer with the city."}
+    assert sent["zero_shot"] == [[user_a], [user_b]]
+    assert sent["instructed"] == [[system_a, user_a], [system_b, user_b]]
+    assert sent["few_shot"] == [
+        [
+            system_a,
+            {"role": "user", "content": "Review: Lovely.\nPositive or negative?"},
+            {"role": "assistant", "content": "positive"},
+            {"role": "user", "content": "Review: Broke at once.\nPositive or negative?"},
+            {"role": "assistant", "content": "negative"},  # n_shots=2: "Fine." is left out
+            user_a,
+        ],
+        [
+            system_b,
+            {"role": "user", "content": "Sentence: We flew to Oslo.\nWhich city?"},
+            {"role": "assistant", "content": "Oslo"},
+            user_b,
+        ],
+    ]
+    # The same messages as the task's own `messages`, and as aikit.prompts.few_shot builds.
+    assert variants["few_shot"].messages("Lunch in Rome.", {"task": "city"}) == sent["few_shot"][1]
+
+
+def test_a_task_that_declares_metadata_receives_the_items_metadata() -> None:
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def labelled(text: str, *, metadata: dict[str, object]) -> str:
+        seen.append((text, metadata))
+        return str(metadata["task"])
+
+    result = ev.evaluate(labelled, ITEMS, [ev.exact_match], concurrency=1)
+    assert seen == [("Great value.", {"task": "sentiment"}), ("Lunch in Rome.", {"task": "city"})]
+    assert list(result.samples["output"]) == ["sentiment", "city"]
+    plain = ev.evaluate(str.upper, ITEMS, [ev.exact_match])  # a task without it gets none
+    assert list(plain.samples["output"]) == ["GREAT VALUE.", "LUNCH IN ROME."]
+
+
+def test_prompt_task_errors_name_the_bad_value_and_the_fix(remote: OpenAIServer) -> None:
+    with pytest.raises(AikitError, match=r"template is a mapping .*pass by="):
+        ev.prompt_task(PROMPTS, input_key="text")
+    with pytest.raises(AikitError, match="has no variable 'input'; pass input_key= one of text"):
+        ev.prompt_task("Review: {{ text }}")
+    with pytest.raises(AikitError, match="n_shots=-1"):
+        ev.prompt_task("{{ input }}", n_shots=-1)
+    task = ev.prompt_task(PROMPTS, by="task", input_key="text", model="gpt-4o-mini")
+    odd = [{"id": "x", "input": "Hi.", "task": "poem"}, {"id": "y", "input": "Hi."}]
+    result = ev.evaluate(task, odd, [ev.exact_match])
+    errors = list(result.samples["error"])
+    assert (
+        "no template for task='poem'; give one for each kind (given: sentiment, city)" in errors[0]
+    )
+    assert "picks its prompt by the item's 'task' field, which the item lacks" in errors[1]
+    assert remote.requests == []  # nothing was sent for either
+
+
+def test_rag_task_answers_over_an_index_built_once(tmp_path: Path, remote: OpenAIServer) -> None:
+    from aikit import rag
+
+    docs = tmp_path / "kb"
+    docs.mkdir()
+    (docs / "leave.md").write_text("# Leave\n\nEmployees get 27 days of paid leave a year.\n")
+    (docs / "vpn.md").write_text("# VPN\n\nInstall the WireGuard client to reach the VPN.\n")
+    (docs / "food.md").write_text("# Canteen\n\nThe canteen serves lunch from noon to two.\n")
+    built: list[rag.Index] = []
+
+    def build() -> rag.Index:
+        index = rag.Index(tmp_path / "index", embedder=rag.LocalEmbedder(cache=False))
+        index.add(rag.load(docs))
+        built.append(index)
+        return index
+
+    # min_similarity goes to rag.answer: every passage retrieved is shown.
+    params = {"model": "gpt-4o-mini", "min_similarity": 0.0}
+    task = ev.rag_task(build, k=2, mode="dense", **params)
+    assert built == []  # nothing is built before the first question
+    data = [
+        {"id": "q1", "input": "How many days of paid leave do employees get?", "expected": "27"},
+        {"id": "q2", "input": "Which client reaches the VPN?", "expected": "WireGuard"},
+    ]
+    remote.enqueue("27 days [1].", "WireGuard [1].")
+    result = ev.evaluate(task, data, [ev.contains], concurrency=2)
+    assert len(built) == 1  # once, although two threads asked
+    assert sorted(result.samples["output"]) == ["27 days [1].", "WireGuard [1]."]
+    want = []
+    for question in (d["input"] for d in data):
+        hits = built[0].search(question, 2, mode="dense")
+        assert len(hits) == 2
+        want.append(
+            rag.build_messages(question, list(zip(hits["source"], hits["text"], strict=True)))
+        )
+    first = [r["messages"] for r in remote.requests]
+    assert sorted(map(json.dumps, first)) == sorted(map(json.dumps, want))
+    contexts = result.samples.set_index("id")["context"]
+    assert len(contexts["q1"]) == 2 and any("27 days" in c for c in contexts["q1"])
+    # An index itself works too: the same requests again, so the response store answers them.
+    same = ev.rag_task(built[0], k=2, mode="dense", **params)
+    again = ev.evaluate(same, data, [ev.contains], concurrency=1)
+    assert len(remote.requests) == 2  # no new request: the store keys on the same messages
+    assert list(again.samples["output"]) == list(result.samples["output"])  # by id, as before
+    with pytest.raises(AikitError, match="rag mode 'sparse' is not known; use one of dense, bm25"):
+        ev.rag_task(built[0], mode="sparse")
+    with pytest.raises(AikitError, match="k=0; pass the number of passages"):
+        ev.rag_task(built[0], k=0)

@@ -8,7 +8,9 @@
 `cohen_kappa`, `kappa_interval`, `wilson_interval`, `claim_report` on labelled claims. RAG
 answers: `faithfulness`, `answer_relevance`,
 `context_precision`, `context_recall` (`aikit.evals.rag_metrics`; offline on the embedded
-embedding model, or with a judge).
+embedding model, or with a judge). Tasks (`aikit.evals.tasks`): `prompt_task` and
+`prompt_variants` (a prompt variant: template, system instruction, few-shot examples, per kind
+of item) and `rag_task` (`rag.answer` over an index).
 """
 
 from aikit.errors import DatasetError
@@ -48,6 +50,7 @@ from aikit.evals.rag_metrics import (
     support_judge,
 )
 from aikit.evals.retrieval import dcg, hit_at_k, mrr, ndcg_at_k, precision_at_k, recall_at_k
+from aikit.evals.tasks import prompt_task, prompt_variants, rag_task
 
 __all__ = [
     "Calibration",
@@ -88,6 +91,9 @@ __all__ = [
     "numeric_match",
     "per_item",
     "precision_at_k",
+    "prompt_task",
+    "prompt_variants",
+    "rag_task",
     "recall_at_k",
     "regex_match",
     "split_claims",

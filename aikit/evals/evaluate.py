@@ -8,9 +8,9 @@ leaves it *unscored*; neither is averaged in as 0, and each is counted apart.
 
 A callable task may return a `rag.Answer` or a mapping with `output`, `context` (passage
 texts) and `question`: the samples keep them, and a metric that declares a `context` or
-`question` keyword (the RAG metrics of `aikit.evals.rag_metrics`) receives them. A metric that
-declares a `metadata` keyword receives the item's metadata (a dict: the dataset's other
-fields).
+`question` keyword (the RAG metrics of `aikit.evals.rag_metrics`) receives them. A metric or a
+callable task that declares a `metadata` keyword receives the item's metadata (a dict: the
+dataset's other fields); `aikit.evals.tasks` builds tasks that use it.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def summarize(
 
 
 def evaluate(
-    task: str | Template | Prompt | Callable[[Any], Any],
+    task: str | Template | Prompt | Callable[..., Any],
     dataset: Dataset | pd.DataFrame | Sequence[Any],
     metrics: Metrics,
     *,
@@ -193,8 +193,9 @@ def evaluate(
 
     Args:
         task: a template string, `aikit.prompts.Template` or `Prompt` (kept per model: the
-            variant of the model asked; variables: `input`, `expected`,
-            metadata fields), or a callable input -> output (an `aikit.Reply` counts its text).
+            variant of the model asked; variables: `input`, `expected`, metadata fields), or a
+            callable input -> output (an `aikit.Reply` counts its text; a `metadata` keyword,
+            when declared, gets the item's metadata), e.g. a `prompt_task` or `rag_task`.
         dataset: a `Dataset`, a DataFrame with an `input` column, or a list of dicts.
         metrics: functions `(output, expected) -> float | None` (bind options with
             `functools.partial`; keywords `context`, `question`, `metadata` are filled when
@@ -296,14 +297,16 @@ async def _template_task(
     return pd.concat(parts, ignore_index=True)
 
 
-def _run_one(task: Callable[[Any], Any], item: Item, repeat: int) -> dict[str, Any]:
+def _run_one(
+    task: Callable[..., Any], item: Item, repeat: int, with_metadata: bool
+) -> dict[str, Any]:
     row: dict[str, Any] = {"id": item.id, "repeat": repeat, "input": item.input,
                            "expected": item.expected, "output": None, "context": None,
                            "question": item.input, "error": None, "cost_usd": 0.0,
                            "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
     started = time.perf_counter()
     try:
-        out = task(item.input)
+        out = task(item.input, metadata=dict(item.metadata)) if with_metadata else task(item.input)
         if inspect.isawaitable(out):
             out = run_sync(_awaited(out))
     except Exception as exc:  # a failed sample is data, not a crash of the whole eval
@@ -359,14 +362,15 @@ async def _awaited(value: Any) -> Any:
 
 
 def _callable_task(
-    task: Callable[[Any], Any], ds: Dataset, repeats: int, concurrency: int | Literal["auto"]
+    task: Callable[..., Any], ds: Dataset, repeats: int, concurrency: int | Literal["auto"]
 ) -> pd.DataFrame:
     import pandas as pd
 
     workers = 4 if concurrency == "auto" else max(1, int(concurrency))
     jobs = [(item, repeat) for repeat in range(repeats) for item in ds]
+    with_metadata = "metadata" in _wanted_keywords(task)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(pool.map(lambda job: _run_one(task, *job), jobs))
+        rows = list(pool.map(lambda job: _run_one(task, job[0], job[1], with_metadata), jobs))
     frame = pd.DataFrame(rows, columns=[c for c in _BASE if c != "metric_errors"])
     return frame.astype({"cost_usd": "float64", "latency_s": "float64"})
 
