@@ -17,7 +17,7 @@ import pytest
 from conftest import API_KEY, ROOT
 from openai_server import OpenAIServer, fake_embedding
 
-from aikit import evals, rag
+from aikit import evals, local, rag
 from aikit.errors import ConfigError, EndpointError
 from aikit.provider import resolve_endpoint
 from aikit.settings import Settings
@@ -462,8 +462,9 @@ def test_answer_cites_numbered_fenced_passages(kb: rag.Index, remote: OpenAIServ
     assert user.endswith("Question: How many days of annual leave do I get?")
     # A chat model gets no stop sequence or length cap; the embedded base model does.
     assert request["temperature"] == 0 and "stop" not in request and "max_tokens" not in request
-    local = resolve_endpoint(Settings.resolve(provider="local", dotenv=None))
-    assert dict(local.answer_defaults) == {"stop": ["\n"], "max_tokens": 64}
+    chosen = Settings.resolve(provider="local", model=local.CHAT_MODEL, dotenv=None)
+    embedded = resolve_endpoint(chosen)
+    assert dict(embedded.answer_defaults) == {"stop": ["\n"], "max_tokens": 64}
 
 
 def test_answer_attributes_uncited_answers_by_overlap(kb: rag.Index, remote: OpenAIServer) -> None:
