@@ -35,7 +35,7 @@ def seen(text: str) -> dict[str, str]:
 
 @aikit.endpoint(guards=guards.Guards(output=[guards.blocking(guards.secrets)]))
 def leak(n: int) -> str:
-    return f"answer {n}: the key is sk-abcdefghijklmnopqrstu1234"
+    return f"answer {n}: the key is sk-fakeabcdefghijklmnopqrstu1234"
 
 
 @aikit.endpoint
@@ -96,7 +96,7 @@ def test_a_blocked_output_is_an_error_without_the_answer(guarded: ApiClient) -> 
     assert r.json()["error"].startswith(
         "answer blocked by guard 'secrets' (score 1.00: 1 openai_key)"
     )
-    assert "sk-abc" not in r.text and "answer 3" not in r.text
+    assert "sk-fake" not in r.text and "answer 3" not in r.text
     [row] = _log(guarded, 1).to_dict("records")
     assert row["status"] == 502 and row["output"] is None
 

@@ -195,7 +195,7 @@ def test_identical_calls_hit_the_cache(live: Path) -> None:
     first = aikit.chat("How many days are in a week?", temperature=0, seed=3)
     second = aikit.chat("How many days are in a week?", temperature=0, seed=3)
     assert (first.cached, second.cached) == (False, True)
-    assert second.text == first.text and second.latency_s < first.latency_s
+    assert second.text == first.text  # answered by the store: no second model call
 
 
 def test_structured_output_is_grammar_constrained(live: Path) -> None:
