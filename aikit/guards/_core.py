@@ -127,32 +127,28 @@ def blocked_message(where: str, verdict: Verdict) -> str:
     )
 
 
-def blocking(g: Callable[..., Verdict]) -> Callable[..., Verdict]:
-    """The same guard, but anything it finds blocks the text (instead of redact or flag)."""
+def _acting(g: Callable[..., Verdict], action: Literal["block", "flag"]) -> Callable[..., Verdict]:
+    """The same guard, but whatever it finds gets `action` (block or flag)."""
 
     def wrapped(text: str, *, context: Mapping[str, Any] | None = None) -> Verdict:
         v = g(text, context=context)
-        if v.action in ("redact", "flag"):
-            return replace(v, allowed=False, action="block", redacted=None)
+        if v.action in ("redact", "flag", "block") and v.action != action:
+            return replace(v, allowed=action == "flag", action=action, redacted=None)
         return v
 
     wrapped.__name__ = name_of(g)
     setattr(wrapped, STAGE_ATTRIBUTE, stage_of(g))
     return wrapped
+
+
+def blocking(g: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """The same guard, but anything it finds blocks the text (instead of redact or flag)."""
+    return _acting(g, "block")
 
 
 def flagging(g: Callable[..., Verdict]) -> Callable[..., Verdict]:
     """The same guard, but it only flags what it finds (the text passes unchanged)."""
-
-    def wrapped(text: str, *, context: Mapping[str, Any] | None = None) -> Verdict:
-        v = g(text, context=context)
-        if v.action in ("redact", "block"):
-            return replace(v, allowed=True, action="flag", redacted=None)
-        return v
-
-    wrapped.__name__ = name_of(g)
-    setattr(wrapped, STAGE_ATTRIBUTE, stage_of(g))
-    return wrapped
+    return _acting(g, "flag")
 
 
 @dataclass(frozen=True)
