@@ -35,6 +35,8 @@ Environment variables (the same names may stand in the project's `.env` file):
   cassette from the repo root, from `notebooks/` and from anywhere in the project).
 - `AIKIT_TIMEOUT`: seconds before a model call times out; 120.
 - `AIKIT_MAX_RETRIES`: retries of the openai SDK's own retry loop; 2.
+- `AIKIT_REQUEST_LOG`: where `aikit api` logs requests: a path or `sqlite:///PATH` (SQLite), or
+  `postgresql://USER:PASSWORD@HOST/DB` (one log for many machines); `$AIKIT_HOME/requests.sqlite`.
 - `OPENAI_BASE_URL`: endpoint for provider `openai`; `https://api.openai.com/v1`.
 - `OPENAI_API_KEY`: key for provider `openai`; never written anywhere by aikit.
 - `AIKIT_PROFILE`: a profile of `aikit.toml` to use.
@@ -86,6 +88,7 @@ ENV_NAMES: dict[str, str] = {
     "cassettes": "AIKIT_CASSETTES",
     "timeout": "AIKIT_TIMEOUT",
     "max_retries": "AIKIT_MAX_RETRIES",
+    "request_log": "AIKIT_REQUEST_LOG",
     "base_url": "OPENAI_BASE_URL",
     "api_key": "OPENAI_API_KEY",
 }
@@ -176,6 +179,7 @@ class Settings:
     cassettes: tuple[Path, ...] = ()
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    request_log: str | None = field(default=None, repr=False)  # may hold a database password
     # The settings files that were read (`.env`, `aikit.toml`) and the project root: for doctor.
     files: tuple[Path, ...] = field(default=(), compare=False)
     project_root: Path | None = field(default=None, compare=False)
@@ -266,6 +270,7 @@ class Settings:
             cassettes=_cassettes(pick("cassettes"), found.root),
             base_url=base_url,
             api_key=pick("api_key"),
+            request_log=pick("request_log"),
             files=tuple(files),
             project_root=found.root,
         )

@@ -12,10 +12,19 @@
   0 errors). The same endpoint behind the default guards (`aikit.guards.default()`: input
   max_length, invisible_text, secrets, pii, prompt_injection; output pii, secrets,
   system_prompt_leak), driven the same way (target: >= 0.9x the unguarded API).
+- Live scores: the same endpoint with `score=[judge]` at rate 1.0 (every answer judged by the
+  same loopback model, after it has gone out), driven the same way, against the unscored
+  endpoint right before it (target: the caller's p50 within 5 %); the queue's drops are
+  printed.
+- The request log on PostgreSQL (`AIKIT_REQUEST_LOG=postgresql://...`, a PostgreSQL 15 server
+  started like the tests do, `tests/postgres_server.py`): the throughput load against a second
+  server logging there; every request the client sent must be one completed row (target: 0
+  lost rows). Skipped, and said, when PostgreSQL is not installed.
 
 The server is `aikit api` on 127.0.0.1, one worker, in its own process; the request log is on.
 
     .venv/bin/python benchmarks/api.py [--seconds 30] [--concurrency 32] [--latency 0.2]
+        [--only scored,postgres]
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from aikit.api import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS, THROUGHPUT_TARGET = 2.0, 0.9
+SCORED_P50_TARGET = 1.05  # scored / unscored p50 for the caller
 NOTEBOOK_CODE = """\
 import aikit
 
@@ -53,6 +63,15 @@ async def ask(question: str) -> str:
 
 @aikit.endpoint(name="guarded", guards=aikit.guards.default())
 async def ask_guarded(question: str) -> str:
+    reply = await aikit.achat(question, max_tokens=16)
+    return reply.text
+
+
+on_topic = aikit.evals.judge("The answer addresses the question.", name="on_topic")
+
+
+@aikit.endpoint(name="scored", score=[on_topic])
+async def ask_scored(question: str) -> str:
     reply = await aikit.achat(question, max_tokens=16)
     return reply.text
 """
@@ -215,9 +234,85 @@ def run_child(argv: list[str]) -> None:
         figures = throughput_direct(Path(target), int(numbers[0]), numbers[1])
     elif kind == "throughput-guarded":
         figures = throughput_api(target, int(numbers[0]), numbers[1], "/guarded")
+    elif kind == "throughput-scored":
+        figures = throughput_api(target, int(numbers[0]), numbers[1], "/scored")
     else:
         figures = throughput_api(target, int(numbers[0]), numbers[1])
     print(json.dumps(figures))
+
+
+def _row(name: str, figures: dict[str, Any]) -> tuple[str, float, float, float, int]:
+    rps = len(figures["latencies"]) / figures["seconds"]
+    p50, p99 = (percentile(figures["latencies"], q) * 1000 for q in (0.5, 0.99))
+    return name, rps, p50, p99, figures["errors"]
+
+
+def _print_rows(rows: list[tuple[str, float, float, float, int]]) -> None:
+    for name, rps, p50, p99, errors in rows:
+        print(
+            f"  {name:<26} {rps:7.1f} req/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms"
+            f"   errors {errors}"
+        )
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def scored_rows(api: Any, env: dict[str, str], c: str, s: str) -> bool:
+    """The caller's p50 with `--score` at rate 1.0 (a judge) beside the unscored endpoint."""
+    unscored = child("throughput-api", api.url, c, s, env=env)
+    scored = child("throughput-scored", api.url, c, s, env=env)
+    answered = len(scored["latencies"])
+    judged = len(api.scores())
+    rows = [_row("unscored endpoint", unscored), _row("--score judge, rate 1.0", scored)]
+    print(f"live scores: a judge on every answer, after it has gone out ({_load()})")
+    _print_rows(rows)
+    ratio = rows[1][2] / rows[0][2]
+    print(
+        f"scored / unscored p50 for the caller: {ratio:.3f}x (target <= {SCORED_P50_TARGET}x);"
+        f" {judged} of {answered} answers scored so far (one scoring thread; the rest"
+        " queued or dropped: queue full)"
+    )
+    return ratio <= SCORED_P50_TARGET and rows[1][4] == 0
+
+
+def postgres_row(notebook: Path, env: dict[str, str], c: str, s: str, folder: Path) -> bool:
+    """The throughput load against a server logging to PostgreSQL: 0 lost rows."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from postgres_server import PostgresServer, available
+
+    if not available():
+        print("request log on PostgreSQL: skipped (install Debian's postgresql package)")
+        return True
+    import aikit
+
+    database = PostgresServer().start()
+    try:
+        url = database.create_database("bench")
+        logged = {**env, "AIKIT_REQUEST_LOG": url, "AIKIT_HOME": str(folder / "pg-home")}
+        with serving(notebook, env=logged) as api:
+            figures = child("throughput-api", api.url, c, s, env=env)
+            sent = len(figures["latencies"])
+            deadline = time.monotonic() + 120
+            while True:
+                log = aikit.requests(log=url)
+                done = log[(log["endpoint"] == "ask") & (log["status"] != 0)]
+                if len(done) >= sent or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        row = _row("API, log on PostgreSQL", figures)
+    finally:
+        database.stop()
+    lost = sent - len(done)
+    doubled = len(done) - done["request_id"].nunique()
+    print(f"request log on PostgreSQL 15 under the throughput load ({_load()})")
+    _print_rows([row])
+    print(
+        f"requests sent {sent}, rows completed {len(done)}: lost {lost}, doubled {doubled},"
+        f" in flight {int((log['status'] == 0).sum())} (target: 0 lost)"
+    )
+    return lost == 0 and doubled == 0 and row[4] == 0
 
 
 def main() -> int:
@@ -229,7 +324,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--calls", type=int, default=2000, help="calls timed for the overhead")
+    parser.add_argument(
+        "--only", default="", help="comma-separated parts: overhead,throughput,scored,postgres"
+    )
     args = parser.parse_args()
+    parts = set(args.only.split(",")) if args.only else PARTS
+    if parts - PARTS:
+        parser.error(f"--only {args.only}: the parts are {','.join(sorted(PARTS))}")
 
     folder = Path(tempfile.mkdtemp(prefix="aikit-bench-api-"))
     notebook = write_notebook(folder)
@@ -250,6 +351,32 @@ def main() -> int:
         "AIKIT_HOME": str(folder / "home"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    c, s = str(args.concurrency), str(args.seconds)
+    ok = True
+    try:
+        if parts & {"overhead", "throughput", "scored"}:
+            with serving(notebook, env=env) as api:
+                if parts & {"overhead", "throughput"}:
+                    ok = measured(api, notebook, env, args, folder) and ok
+                if "scored" in parts:
+                    ok = scored_rows(api, env, c, s) and ok
+        if "postgres" in parts:
+            ok = postgres_row(notebook, env, c, s, folder) and ok
+    finally:
+        model.terminate()
+        model.wait(10)
+    if not ok:
+        print("MISSED a target")
+    return 0 if ok else 1
+
+
+PARTS = {"overhead", "throughput", "scored", "postgres"}
+
+
+def measured(api: Any, notebook: Path, env: dict[str, str], args: Any, folder: Path) -> bool:
+    """The overhead and throughput rows (see the module doc)."""
+    import httpx
+
     fastapi_port = _free_port()
     plain = subprocess.Popen(
         [sys.executable, __file__, "--child", "fastapi-server", str(fastapi_port)],
@@ -258,35 +385,30 @@ def main() -> int:
         stderr=(folder / "fastapi.log").open("w"),
     )
     try:
-        with serving(notebook, env=env) as api:
-            import httpx
-
-            plain_url = f"http://127.0.0.1:{fastapi_port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.post(f"{plain_url}/echo", json={"text": "up"})
-                    break
-                except httpx.TransportError:
-                    if plain.poll() is not None or time.monotonic() > deadline:
-                        said = (folder / "fastapi.log").read_text()
-                        sys.exit(f"the FastAPI server did not start:\n{said}")
-                    time.sleep(0.2)
-            n, c, s = str(args.calls), str(args.concurrency), str(args.seconds)
-            direct = child("overhead-direct", str(notebook), n, env=env)
-            both = child("overhead-api", f"{api.url},{plain_url}", n, env=env)["servers"]
-            via_api, via_fastapi = both
-            if via_fastapi["errors"]:
-                sys.exit("the plain FastAPI route did not answer 200")
-            direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
-            api_tp = child("throughput-api", api.url, c, s, env=env)
-            guarded_tp = child("throughput-guarded", api.url, c, s, env=env)
-            logged = len(api.requests())
+        plain_url = f"http://127.0.0.1:{fastapi_port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.post(f"{plain_url}/echo", json={"text": "up"})
+                break
+            except httpx.TransportError:
+                if plain.poll() is not None or time.monotonic() > deadline:
+                    said = (folder / "fastapi.log").read_text()
+                    sys.exit(f"the FastAPI server did not start:\n{said}")
+                time.sleep(0.2)
+        n, c, s = str(args.calls), str(args.concurrency), str(args.seconds)
+        direct = child("overhead-direct", str(notebook), n, env=env)
+        both = child("overhead-api", f"{api.url},{plain_url}", n, env=env)["servers"]
+        via_api, via_fastapi = both
+        if via_fastapi["errors"]:
+            sys.exit("the plain FastAPI route did not answer 200")
+        direct_tp = child("throughput-direct", str(notebook), c, s, env=env)
+        api_tp = child("throughput-api", api.url, c, s, env=env)
+        guarded_tp = child("throughput-guarded", api.url, c, s, env=env)
+        logged = len(api.requests())
     finally:
         plain.terminate()
         plain.wait(30)
-        model.terminate()
-        model.wait(10)
 
     d50, d99 = (percentile(direct["latencies"], q) * 1000 for q in (0.5, 0.99))
     a50, a99 = (percentile(via_api["latencies"], q) * 1000 for q in (0.5, 0.99))
@@ -310,24 +432,16 @@ def main() -> int:
         f" p99 overhead: {a99 - d99:.2f} ms"
     )
     ideal = args.concurrency / args.latency
-    rows = []
-    for name, figures in (
-        ("direct (asyncio workers)", direct_tp),
-        ("through the API", api_tp),
-        ("API + default guards", guarded_tp),
-    ):
-        rps = len(figures["latencies"]) / figures["seconds"]
-        p50, p99 = (percentile(figures["latencies"], q) * 1000 for q in (0.5, 0.99))
-        rows.append((name, rps, p50, p99, figures["errors"]))
+    rows = [
+        _row("direct (asyncio workers)", direct_tp),
+        _row("through the API", api_tp),
+        _row("API + default guards", guarded_tp),
+    ]
     print(
         f"throughput: one model call per request, {args.latency * 1000:.0f} ms server latency,"
         f" concurrency {args.concurrency}, {args.seconds:.0f} s each (ideal {ideal:.0f} req/s)"
     )
-    for name, rps, p50, p99, errors in rows:
-        print(
-            f"  {name:<26} {rps:7.1f} req/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms"
-            f"   errors {errors}"
-        )
+    _print_rows(rows)
     ratio = rows[1][1] / rows[0][1]
     print(f"API / direct throughput: {ratio:.2f}x (target >= {THROUGHPUT_TARGET}x, 0 errors)")
     guarded_ratio = rows[2][1] / rows[1][1]
@@ -337,9 +451,7 @@ def main() -> int:
     print(f"request log rows written: {logged}")
     missed = overhead > OVERHEAD_TARGET_MS or ratio < THROUGHPUT_TARGET or rows[1][4] > 0
     missed = missed or guarded_ratio < THROUGHPUT_TARGET or rows[2][4] > 0
-    if missed:
-        print("MISSED a target")
-    return 1 if missed else 0
+    return not missed
 
 
 if __name__ == "__main__":

@@ -228,6 +228,18 @@ CASES = [
     Case("--workers on a notebook", ["run", NB, "--workers", "2"]),
     Case("--fail-under no =", ["run", NB, "--fail-under", "accuracy"]),
     Case("--fail-under not a number", ["run", NB, "--fail-under", "accuracy=high"]),
+    # `aikit api`: live scores and the request log (refused before the notebook runs)
+    Case("api --score unknown", ["api", NB, "--score", "nope"], says="no live metric 'nope'"),
+    Case("api --score bad rate", ["api", NB, "--score", "faithfulness:2"], says="'2'"),
+    Case("api --score no name", ["api", NB, "--score", ":0.5"], says="METRIC:RATE"),
+    Case("api --alert no <", ["api", NB, "--alert", "faithfulness>0.5"], says="METRIC<VALUE"),
+    Case("api --alert not a number", ["api", NB, "--alert", "x<high"], says="'x<high'"),
+    Case(
+        "AIKIT_REQUEST_LOG not a database",
+        ["api", NB],
+        env={"AIKIT_REQUEST_LOG": "mysql://u:hunter2@db.example/log"},
+        says="postgresql://USER:PASSWORD@HOST:PORT/DB",
+    ),
     Case("AIKIT_CACHE bogus", ["run", NB], env={"AIKIT_CACHE": "bogus"}, absent=["runs"]),
     Case("AIKIT_PROVIDER bogus", ["run", NB], env={"AIKIT_PROVIDER": "nope"}, absent=["runs"]),
     Case("AIKIT_TIMEOUT negative", ["run", NB], env={"AIKIT_TIMEOUT": "-1"}, absent=["runs"]),

@@ -51,6 +51,19 @@ def add_arguments(api: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="a built-in guard on every endpoint, e.g. pii or prompt_injection (repeatable)",
     )
+    api.add_argument(
+        "--score",
+        action="append",
+        metavar="METRIC[:RATE]",
+        help="score this share of answered requests after answering, e.g. faithfulness:0.1"
+        " (repeatable; RAG metrics, json_valid, or a guard name)",
+    )
+    api.add_argument(
+        "--alert",
+        action="append",
+        metavar="METRIC<VALUE",
+        help="warn when the rolling mean of a --score metric (last 20 scores) falls below VALUE",
+    )
 
 
 def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
@@ -83,6 +96,8 @@ def run_api(args: argparse.Namespace, file_values: dict[str, Any]) -> int:
         allow_hosts=list(args.allow_host or []),
         allow_origins=list(args.allow_origin or []),
         guards=list(args.guard or []),
+        score=list(args.score or []),
+        alert=list(args.alert or []),
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0

@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aikit._scrub import Scrubber
-from aikit.api import _guarding
+from aikit.api import _guarding, _scoring
 from aikit.api._calls import Endpoint, Workers
 from aikit.api._config import CONFIG_ENV, Config
 from aikit.api._guard import ASGIApp, Guard, allowed_hosts
-from aikit.api._log import RequestLog
+from aikit.api._log import RequestLog, log_target
 from aikit.api._notebook import execute, resolve_secrets
 from aikit.api._routes import app_for
 from aikit.api._schema import build
-from aikit.errors import AikitError
+from aikit.errors import AikitError, ApiError
 
 FAILURE_ENV = "AIKIT_API_FAILURE_FILE"  # where a worker that cannot start writes why
 STARTUP_FAILURE = 3  # uvicorn's exit code for "failed before serving": it does not respawn
@@ -90,12 +90,25 @@ def create_app(config: Config) -> ASGIApp:
             workers=workers,
             scrubber=scrubber,
             guards=_guarding.for_endpoint(fn, config.guards),
+            scorers=_scoring.for_endpoint(fn, config.score),
         )
         for name, fn in functions.items()
     }
-    log = RequestLog(get_settings().home, scrubber)
+    alerts = [_scoring.parse_alert(spec) for spec in config.alert]
+    scored = {s.name for e in endpoints.values() for s in e.scorers}
+    for metric, _ in alerts:
+        if metric not in scored:
+            raise ApiError(
+                f"--alert {metric}<...: no endpoint scores {metric!r}; add --score {metric}"
+                f" (scored: {', '.join(sorted(scored)) or 'nothing'})"
+            )
+    settings = get_settings()
+    log = RequestLog(log_target(settings.home, settings.request_log), scrubber)
+    scoring = _scoring.LiveScoring(log, alerts) if scored else None
 
     def shutdown() -> None:
+        if scoring is not None:
+            scoring.close()
         log.close()
         workers.close()
 
@@ -113,6 +126,7 @@ def create_app(config: Config) -> ASGIApp:
         token=token,
         log=log,
         hosts=allowed_hosts(config, is_loopback(config.host)),
+        scoring=scoring,
     )
 
 

@@ -52,6 +52,10 @@ class RequestInfo:
     error: str | None = None
     running: list[concurrent.futures.Future[Any]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)  # see aikit/api/_guarding.py
+    # For live scores (aikit/api/_scoring.py): each answered input and result, and the span
+    # context the request was admitted under.
+    results: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    span_context: Any = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,9 @@ class Endpoint:
         workers: Workers,
         scrubber: Scrubber,
         guards: Any = None,
+        scorers: list[Any] | None = None,
     ) -> None:
+        self.scorers = scorers or []  # aikit.api._scoring.Scorer: live scores of its answers
         self.schema, self.timeout_s, self.workers, self.scrubber = (
             schema,
             timeout_s,
@@ -140,6 +146,8 @@ class Endpoint:
                     info.calls.extend(calls)
             result = await _guarding.check_output(self.guards, schema, result, info)
             payload = self.output.dump_json(schema.to_response(result))
+            if self.scorers:  # scored once the answer has gone out (the guard hands it on)
+                info.results.append((body.model_dump(mode="json"), result))
         except GuardError as exc:
             return Outcome(None, _guarding.status_of(exc), self.scrubber.text(str(exc)))
         except TimeoutError:

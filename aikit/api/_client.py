@@ -62,10 +62,12 @@ class ApiClient:
         output: Any,
         token: str | None = None,
         timeout: float = 120,
+        log: str | None = None,
     ) -> None:
         import httpx
 
         self.url, self.process, self.home, self._output = url, process, home, output
+        self.log = log  # the server's AIKIT_REQUEST_LOG (None: SQLite under `home`)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
 
@@ -87,10 +89,17 @@ class ApiClient:
             yield from events(response)
 
     def requests(self, **kwargs: Any) -> pd.DataFrame:
-        """The server's request log (`aikit.requests(home=...)` of its `AIKIT_HOME`)."""
+        """The server's request log (`aikit.requests(home=...)` of its `AIKIT_HOME`, or of its
+        `AIKIT_REQUEST_LOG`)."""
         from aikit.api._log import requests
 
-        return requests(home=self.home, **kwargs)
+        return requests(home=self.home, log=self.log, **kwargs)
+
+    def scores(self, **kwargs: Any) -> pd.DataFrame:
+        """The server's live scores (`aikit.api.scores`)."""
+        from aikit.api._log import scores
+
+        return scores(home=self.home, log=self.log, **kwargs)
 
     def output(self) -> str:
         """What the server has printed so far (stdout and stderr)."""
@@ -163,7 +172,8 @@ def serving(
     process = subprocess.Popen(
         command, env=environ, cwd=cwd, stdout=output, stderr=subprocess.STDOUT
     )
-    client = ApiClient(f"http://127.0.0.1:{port}", process, home, output, token)
+    log = environ.get("AIKIT_REQUEST_LOG") or None
+    client = ApiClient(f"http://127.0.0.1:{port}", process, home, output, token, log=log)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:

@@ -39,6 +39,8 @@ class Config:
     allow_hosts: list[str] = field(default_factory=list)
     allow_origins: list[str] = field(default_factory=list)
     guards: list[str] = field(default_factory=list)  # `--guard NAME`, on every endpoint
+    score: list[str] = field(default_factory=list)  # `--score METRIC[:RATE]`, on every endpoint
+    alert: list[str] = field(default_factory=list)  # `--alert METRIC<VALUE`
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

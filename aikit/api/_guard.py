@@ -23,10 +23,13 @@ import asyncio
 import hmac
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from opentelemetry import trace
 
 from aikit.api import _guarding
 from aikit.api._calls import Endpoint, RequestInfo, error_body
@@ -76,8 +79,11 @@ class Guard:
         token: str | None,
         log: RequestLog,
         hosts: frozenset[str] | None,
+        scoring: Any = None,
     ) -> None:
         self.app, self.config, self.log, self.hosts = app, config, log, hosts
+        self.scoring = scoring  # aikit.api._scoring.LiveScoring, when an endpoint is scored
+        self.machine = socket.gethostname()
         self.routes: dict[str, tuple[Endpoint, str]] = {}
         for name, endpoint in endpoints.items():
             for kind, path in (("call", ""), ("batch", "/batch"), ("stream", "/stream")):
@@ -105,11 +111,25 @@ class Guard:
         given = _header(headers, b"x-request-id").decode("latin-1")
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         info = RequestInfo(request_id, endpoint.schema.name, kind, time.perf_counter())
+        info.span_context = trace.get_current_span().get_span_context()  # the request's trace
         row_id, stamp = uuid.uuid4().hex, time.time()
         try:
             await self._handle(scope, receive, send, headers, endpoint, info, row_id, stamp)
         finally:
             self._write(info, row_id, stamp, final=True)
+            if info.results and self.scoring is not None:  # the answer has gone out
+                self._score(endpoint, info, row_id)
+
+    def _score(self, endpoint: Endpoint, info: RequestInfo, row_id: str) -> None:
+        """Hand the answered request to the live scorers (never waited for)."""
+        from aikit.api._scoring import Job, sampled
+
+        chosen = [s for s in endpoint.scorers if sampled(row_id, s.name, s.rate)]
+        if chosen:
+            model = usage_of(info.calls)["model"]
+            job = Job(row_id, info.request_id, info.endpoint, model, info.results, chosen)
+            job.span_context = info.span_context
+            self.scoring.submit(job)
 
     async def _handle(
         self,
@@ -318,8 +338,17 @@ class Guard:
                 output=_guarding.for_log(info.output, info.verdicts),
                 worker=os.getpid(),
                 guards=_guarding.log_column(info.verdicts),
+                trace_id=_trace_id(info.span_context),
+                host=self.machine,
             )
         )
+
+
+def _trace_id(context: Any) -> str | None:
+    """The W3C trace id (32 hex digits) of a valid span context, else None."""
+    if context is None or not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}"
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:

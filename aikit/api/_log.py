@@ -1,5 +1,7 @@
 """The request log: one row per request to an endpoint of `aikit api`, in SQLite under
-`AIKIT_HOME` (`requests.sqlite`, WAL: every worker process of a server writes to it at once).
+`AIKIT_HOME` (`requests.sqlite`, WAL: every worker process of a server writes to it at once),
+or wherever `AIKIT_REQUEST_LOG` says: another SQLite file, or one PostgreSQL database for every
+worker and machine (`aikit/api/_logdb.py`, `aikit/api/_logpg.py`).
 
 A row: request id, time, endpoint, kind (`call`, `batch`, `stream`), HTTP status, latency,
 the model calls the request made (model, tokens, cost, whether every answer came from the
@@ -13,11 +15,17 @@ completed when it ends: a request whose worker was killed keeps status 0, so the
 the requests that were lost. Rows are written by one background thread per process, in small
 transactions, so logging adds no disk wait to a request; a process killed with SIGKILL loses
 at most the rows of its last few milliseconds.
+
+A row also has the request's trace id (when an OpenTelemetry SDK traces it) and the machine's
+name (`host`). Live scores (`aikit api --score`, `aikit/api/_scoring.py`) are rows of their own
+table, written by the same thread; `requests()` gives them as a `scores` column and `scores()`
+one row per score.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -27,47 +35,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aikit._scrub import Scrubber
-from aikit._sqlite import SQLiteFile, transaction
+from aikit.api._logdb import SCORE_COLUMNS, Store, Target, open_store, target_of
 from aikit.costs import Call, total_usage
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FILENAME = "requests.sqlite"
+logger = logging.getLogger("aikit.api")
+
 MAX_TEXT = 65_536  # characters of input/output kept per request
-_COLUMNS = """
-        request_id TEXT PRIMARY KEY,
-        time REAL NOT NULL,
-        endpoint TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        latency_s REAL NOT NULL,
-        model TEXT,
-        calls INTEGER NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        cost_usd REAL,
-        cached INTEGER,
-        error TEXT,
-        input TEXT,
-        output TEXT,
-        worker INTEGER
-"""
-MIGRATIONS = [
-    f"CREATE TABLE requests ({_COLUMNS})",
-    "CREATE INDEX requests_time ON requests (time)",
-    # 2: a row id of the server's own (the same X-Request-ID twice is two rows)
-    "DROP INDEX requests_time",
-    "ALTER TABLE requests RENAME TO requests_v1",
-    "CREATE TABLE requests (row_id TEXT PRIMARY KEY,"
-    f" {_COLUMNS.replace(' PRIMARY KEY', ' NOT NULL')})",
-    "INSERT INTO requests SELECT request_id, * FROM requests_v1",
-    "DROP TABLE requests_v1",
-    "CREATE INDEX requests_time ON requests (time)",
-    "CREATE INDEX requests_request_id ON requests (request_id)",
-    # 3: the guards' verdicts
-    "ALTER TABLE requests ADD COLUMN guards TEXT",  # the guards' verdicts (JSON), if any
-]
 IN_FLIGHT = "no answer yet: in flight, or its worker stopped before answering"
 
 
@@ -93,6 +69,22 @@ class Row:
     output: str | None
     worker: int
     guards: str | None = None
+    trace_id: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One live score of a request (`value` None: the metric left it unscored)."""
+
+    row_id: str
+    request_id: str
+    time: float
+    endpoint: str
+    model: str | None
+    metric: str
+    value: float | None
+    detail: str | None = None
 
 
 def usage_of(calls: Sequence[Call]) -> dict[str, Any]:
@@ -113,23 +105,29 @@ def clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_TEXT]
 
 
-def open_log(home: Path) -> SQLiteFile:
-    return SQLiteFile(
-        home / FILENAME,
-        what="request log",
-        fix="check AIKIT_HOME is writable, or move the file away to start a new log",
-        migrations=MIGRATIONS,
-    )
+def log_target(home: Path | None = None, log: str | Path | None = None) -> Target:
+    """Where the log is: `log` (a path or URL), else `AIKIT_REQUEST_LOG`, else SQLite under
+    `home` (default: the settings' AIKIT_HOME)."""
+    from aikit.settings import get_settings
+
+    settings = get_settings()
+    if log is None and home is None:
+        log = settings.request_log
+    return target_of(log, home if home is not None else settings.home)
+
+
+COLUMNS = [f.name for f in fields(Row)]
 
 
 class RequestLog:
     """Writes rows from a background thread; `write` never blocks a request."""
 
-    def __init__(self, home: Path, scrubber: Scrubber | None = None) -> None:
-        self.file = open_log(home)
-        self.file.connect()  # create and migrate now: a bad AIKIT_HOME fails at start-up
+    def __init__(self, target: Target, scrubber: Scrubber | None = None) -> None:
+        self.target = target
+        self.store: Store = open_store(target, COLUMNS)
+        self.store.connect()  # create and migrate now: a bad log location fails at start-up
         self.scrubber = scrubber or Scrubber({})
-        self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | ScoreRow | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="aikit-request-log", daemon=True)
         self._thread.start()
 
@@ -146,23 +144,28 @@ class RequestLog:
             )
         self._queue.put(row)
 
+    def write_score(self, score: ScoreRow) -> None:
+        """Queue one live score (its detail scrubbed of every secret)."""
+        if self.scrubber and score.detail:
+            score = replace(score, detail=self.scrubber.text(score.detail))
+        self._queue.put(score)
+
     def _writer(self) -> None:
-        columns = ", ".join(f.name for f in fields(Row))
-        marks = ", ".join("?" for _ in fields(Row))
-        sql = f"INSERT OR REPLACE INTO requests ({columns}) VALUES ({marks})"
         while True:
-            rows = [self._queue.get()]
+            items = [self._queue.get()]
             while True:  # everything that is waiting goes in one transaction
                 try:
-                    rows.append(self._queue.get_nowait())
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = None in rows
-            batch = [astuple(r) for r in rows if r is not None]
-            if batch:
-                conn = self.file.connect()
-                with transaction(conn):
-                    conn.executemany(sql, batch)
+            stop = None in items
+            rows = [astuple(r) for r in items if isinstance(r, Row)]
+            scores = [astuple(s) for s in items if isinstance(s, ScoreRow)]
+            if rows or scores:
+                try:
+                    self.store.write(rows, scores)
+                except Exception:  # a full disk must not stop the thread: say so, go on
+                    logger.exception("aikit api: %d log rows not written", len(items))
             if stop:
                 return
 
@@ -170,7 +173,37 @@ class RequestLog:
         """Write what is queued, then stop the thread."""
         self._queue.put(None)
         self._thread.join(timeout)
-        self.file.close()
+        self.store.close()
+
+
+def _since(since: float | str | None) -> float | None:
+    if since is None:
+        return None
+    import pandas as pd
+
+    return float(since if isinstance(since, int | float) else pd.Timestamp(since).timestamp())
+
+
+def _read(
+    table: str,
+    columns: list[str],
+    endpoint: str | None,
+    since: float | str | None,
+    home: str | Path | None,
+    log: str | Path | None,
+) -> list[tuple[Any, ...]]:
+    store = open_store(log_target(None if home is None else Path(home), log), COLUMNS)
+    if not store.exists():
+        return []
+    try:
+        return store.select(table, columns, endpoint, _since(since))
+    finally:
+        store.close()
+
+
+def _means(per_metric: dict[str, list[float]]) -> dict[str, float | None]:
+    """A row's score per metric: the mean over a batch's items; None if all were unscored."""
+    return {m: (sum(v) / len(v) if v else None) for m, v in per_metric.items()}
 
 
 def requests(
@@ -178,49 +211,65 @@ def requests(
     *,
     since: float | str | None = None,
     home: str | Path | None = None,
+    log: str | Path | None = None,
 ) -> pd.DataFrame:
     """The request log of `aikit api` as a DataFrame, oldest first.
 
     Args:
         endpoint: only this endpoint's requests.
         since: only requests at or after this time (Unix seconds or an ISO date string).
-        home: the `AIKIT_HOME` whose log to read (default: the current settings').
+        home: the `AIKIT_HOME` whose SQLite log to read (default: the current settings').
+        log: the log to read instead: a path, `sqlite:///PATH` or `postgresql://...` URL
+            (default: `AIKIT_REQUEST_LOG`, else the SQLite log under `home`).
 
     Columns: request_id, time (UTC), endpoint, kind, status, latency_s, model, calls,
     prompt_tokens, completion_tokens, cost_usd, cached, error, input, output (JSON text),
     worker (process id), guards (the guards' verdicts as JSON: stage, guard, action, score,
-    reasons, latency_ms; None for an endpoint without guards). Status 0: the request was
-    admitted and never answered (still in flight, or its worker was killed).
+    reasons, latency_ms; None for an endpoint without guards), trace_id (32 hex digits when an
+    OpenTelemetry SDK traced the request, else None), host (the machine), scores (the live
+    scores of `aikit api --score`, `{metric: value}`, a batch's mean over its items; empty
+    when not scored). Status 0: the
+    request was admitted and never answered (still in flight, or its worker was killed).
     """
     import pandas as pd
 
-    from aikit.settings import get_settings
-
-    folder = Path(home) if home is not None else get_settings().home
-    columns = [f.name for f in fields(Row) if f.name != "row_id"]
-    if not (folder / FILENAME).exists():
-        frame = pd.DataFrame(columns=columns)
-    else:
-        where: list[str] = []
-        args: list[Any] = []
-        if endpoint is not None:
-            where.append("endpoint = ?")
-            args.append(endpoint)
-        if since is not None:
-            start = since if isinstance(since, int | float) else pd.Timestamp(since).timestamp()
-            where.append("time >= ?")
-            args.append(float(start))
-        sql = f"SELECT {', '.join(columns)} FROM requests"
-        sql += f" WHERE {' AND '.join(where)}" if where else ""
-        log = open_log(folder)
-        try:
-            rows = log.connect().execute(sql + " ORDER BY time", args).fetchall()
-        finally:
-            log.close()
-        frame = pd.DataFrame(rows, columns=columns)
+    columns = [c for c in COLUMNS if c != "row_id"]
+    rows = _read("requests", ["row_id", *columns], endpoint, since, home, log)
+    frame = pd.DataFrame([r[1:] for r in rows], columns=columns)
+    found: dict[str, dict[str, list[float]]] = {}
+    if rows:
+        for row_id, metric, value in _read(
+            "scores", ["row_id", "metric", "value"], endpoint, since, home, log
+        ):
+            values = found.setdefault(row_id, {}).setdefault(metric, [])
+            if value is not None:
+                values.append(float(value))
+    frame["scores"] = pd.Series([_means(found.get(r[0], {})) for r in rows], dtype=object)
     frame["time"] = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
     frame["cached"] = frame["cached"].map(lambda v: None if pd.isna(v) else bool(v)).astype(object)
     return frame
+
+
+def scores(
+    endpoint: str | None = None,
+    *,
+    since: float | str | None = None,
+    home: str | Path | None = None,
+    log: str | Path | None = None,
+) -> pd.DataFrame:
+    """The live scores of `aikit api --score`, one row per score, oldest first.
+
+    Columns: time (UTC, when the score was computed), request_id, endpoint, model, metric,
+    value (None: the metric left the request unscored), detail (e.g. a judge's reason or a
+    guard's action). Arguments as for `requests()`.
+    """
+    import pandas as pd
+
+    columns = [c for c in SCORE_COLUMNS if c != "row_id"]
+    frame = pd.DataFrame(_read("scores", columns, endpoint, since, home, log), columns=columns)
+    frame["time"] = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
+    frame["value"] = frame["value"].astype(float)
+    return frame[["time", *[c for c in columns if c != "time"]]]
 
 
 def parse(text: str | None) -> Any:

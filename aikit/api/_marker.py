@@ -22,10 +22,12 @@ RESERVED = frozenset({"healthz", "docs", "redoc", "openapi.json"})
 
 @dataclass(frozen=True)
 class EndpointSpec:
-    """What the marker says about a function: its route name (`POST /{name}`) and guards."""
+    """What the marker says about a function: its route name (`POST /{name}`), guards and
+    live scores."""
 
     name: str
     guards: Any = None  # what `aikit.guards.as_guards` takes; resolved when served
+    score: Any = None  # what `aikit api --score` takes, or metrics; resolved when served
 
 
 @overload
@@ -33,17 +35,24 @@ def endpoint(fn: F, /) -> F: ...
 
 
 @overload
-def endpoint(*, name: str | None = None, guards: Any = None) -> Callable[[F], F]: ...
+def endpoint(
+    *, name: str | None = None, guards: Any = None, score: Any = None
+) -> Callable[[F], F]: ...
 
 
-def endpoint(fn: Any = None, /, *, name: str | None = None, guards: Any = None) -> Any:
+def endpoint(
+    fn: Any = None, /, *, name: str | None = None, guards: Any = None, score: Any = None
+) -> Any:
     """Mark a function as an endpoint of `aikit api NOTEBOOK`; it stays a plain function.
 
     Its parameters' type hints are the request schema, its return type the response schema.
     Use it bare (`@aikit.endpoint`, route `POST /<function name>`) or with a route name
     (`@aikit.endpoint(name="ask")`). `guards` (an `aikit.guards.Guards`, or a list of guards
     and built-in names such as `["pii", "prompt_injection"]`) check each request's text
-    fields before the function runs and its answer before it leaves.
+    fields before the function runs and its answer before it leaves. `score` lists live
+    metrics for a sample of the answered requests, scored after the answer has gone out: names
+    as `aikit api --score` takes them (`"faithfulness:0.1"`), metric functions, judges
+    (`aikit.evals.judge(...)`) or guards, each optionally as a `(metric, rate)` pair.
 
     Example:
         >>> @endpoint
@@ -60,7 +69,7 @@ def endpoint(fn: Any = None, /, *, name: str | None = None, guards: Any = None) 
                 f"endpoint name {route!r} cannot be a route; use lowercase letters, digits, _ or -"
                 f" (not {', '.join(sorted(RESERVED))}), e.g. @aikit.endpoint(name='ask')"
             )
-        setattr(function, ATTRIBUTE, EndpointSpec(route, guards))
+        setattr(function, ATTRIBUTE, EndpointSpec(route, guards, score))
         return function
 
     if fn is None:

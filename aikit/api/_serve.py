@@ -62,6 +62,18 @@ def check(config: Config, host: str, workers: int, port: int = 8000) -> None:
     ):
         if not (math.isfinite(seconds) and seconds > 0):
             raise ApiError(f"{flag} {seconds}: must be a positive number of seconds, e.g. 30")
+    from aikit.api._log import log_target
+    from aikit.settings import get_settings
+
+    settings = get_settings()
+    log_target(settings.home, settings.request_log)  # a bad AIKIT_REQUEST_LOG: one line, now
+    if config.score or config.alert:
+        from aikit.api._scoring import by_name, parse_alert
+
+        for spec in config.score:
+            by_name(spec)  # an unknown metric or a bad rate: one line
+        for spec in config.alert:
+            parse_alert(spec)  # a metric that no endpoint scores: checked at start-up
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -116,6 +116,8 @@ class Dataset:
         input_field: str | None = None,
         expected_from_output: bool = False,
         name: str | None = None,
+        lowest: int | None = None,
+        by: str | None = None,
     ) -> Dataset:
         """Requests that `aikit api` answered (status 200), sampled into an eval dataset.
 
@@ -133,6 +135,10 @@ class Dataset:
             input_field: use this request field as the input.
             expected_from_output: take `expected` from the logged output.
             name: the dataset's name (default `requests` or `requests-<endpoint>`).
+            lowest: keep only the `lowest` requests with the lowest live score `by`
+                (`aikit api --score`), so the worst live answers become eval items; their
+                score is in each item's metadata under `by`.
+            by: the live metric to rank by, e.g. "faithfulness" (needed with `lowest`).
         """
         import random
 
@@ -144,8 +150,17 @@ class Dataset:
         frame = requests(endpoint) if log is None else log
         if endpoint is not None:
             frame = frame[frame["endpoint"] == endpoint]
+        frame = frame[frame["status"] == 200]
+        if (lowest is None) != (by is None):
+            raise DatasetError(
+                f"from_requests(lowest={lowest!r}, by={by!r}): pass both, e.g."
+                " lowest=20, by='faithfulness'"
+            )
+        live: dict[str, float] = {}
+        if by is not None:
+            frame, live = _lowest(frame, int(lowest or 0), by)
         records: list[dict[str, Any]] = []
-        for row in frame[frame["status"] == 200].itertuples():
+        for row in frame.itertuples():
             try:
                 given, answered = parse(str(row.input)), parse(str(row.output))
             except ValueError:  # clipped: too long to keep whole
@@ -162,6 +177,8 @@ class Dataset:
                 pairs = [(str(row.request_id), given, answered)]
             for item_id, request, output in pairs:
                 metadata = {"endpoint": row.endpoint, "time": str(row.time)}
+                if by is not None:
+                    metadata[by] = live[str(row.request_id)]
                 value: Any = request
                 if input_field is not None:
                     if not isinstance(request, Mapping) or input_field not in request:
@@ -193,6 +210,29 @@ class Dataset:
         return pd.DataFrame(
             [{"id": i.id, "input": i.input, "expected": i.expected, **i.metadata} for i in self]
         )
+
+
+def _lowest(frame: pd.DataFrame, lowest: int, by: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The `lowest` rows by their live score `by` (lowest first), and each one's score."""
+    if lowest < 1:
+        raise DatasetError(f"from_requests(lowest={lowest}): pass a positive count, e.g. 20")
+    if frame.empty:
+        return frame, {}
+    values = (
+        frame["scores"].map(lambda s: s.get(by) if isinstance(s, Mapping) else None)
+        if "scores" in frame.columns
+        else None
+    )
+    if values is None or values.isna().all():
+        raise DatasetError(
+            f"no answered request has a live {by!r} score; serve the endpoint with"
+            f" `aikit api --score {by}` (or @aikit.endpoint(score=[...])) and call it first"
+        )
+    scored = frame.assign(_score=values.astype(float)).dropna(subset=["_score"])
+    picked = scored.sort_values(["_score", "time"], kind="stable").head(lowest)
+    return picked.drop(columns="_score"), dict(
+        zip(picked["request_id"].astype(str), picked["_score"].astype(float), strict=True)
+    )
 
 
 def _build(numbered: list[tuple[int, Any]], *, name: str, where: str) -> Dataset:
