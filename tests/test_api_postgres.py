@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import nbformat
+import pandas as pd
 import pytest
 from postgres_server import PostgresServer, available
 
@@ -82,10 +83,10 @@ def test_the_log_reads_the_same_from_postgresql_and_sqlite(
     assert on_pg["input"].iloc[0] == '{"question": "with secret:API_TOKEN"}'
     assert on_pg["trace_id"].iloc[0] == "0af7651916cd43dd8448eb211c80319c"
     assert on_pg["cached"].iloc[0] is True
-    assert on_pg.to_json() == on_sqlite.to_json()
+    assert on_pg.to_json(date_format="iso") == on_sqlite.to_json(date_format="iso")
     scores_pg, scores_sqlite = aikit.api.scores(log=url), aikit.api.scores(home=tmp_path)
-    assert scores_pg.to_json() == scores_sqlite.to_json()
-    assert list(scores_pg["detail"]) == ["secret:API_TOKEN", None]
+    assert scores_pg.to_json(date_format="iso") == scores_sqlite.to_json(date_format="iso")
+    assert scores_pg["detail"].iloc[0] == "secret:API_TOKEN" and pd.isna(scores_pg["detail"][1])
     live = live_scores("faithfulness", log=url)
     assert list(live[["endpoint", "model", "mean", "n", "unscored"]].itertuples(index=False)) == [
         ("ask", "m1", 0.5, 1, 1)

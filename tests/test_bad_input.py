@@ -197,6 +197,9 @@ def playbook(text: str) -> Callable[[Path], None]:
 
 
 NB, PB = "demo.ipynb", "pb.yaml"
+# `aikit api` points the process at the notebook's folder and project (os.environ): set here,
+# so that each case's monkeypatch puts them back.
+API = {"AIKIT_NOTEBOOK_DIR": "{tmp}", "AIKIT_PROJECT_ROOT": "{tmp}"}
 CASES = [
     # argparse
     Case("no command", []),
@@ -228,18 +231,6 @@ CASES = [
     Case("--workers on a notebook", ["run", NB, "--workers", "2"]),
     Case("--fail-under no =", ["run", NB, "--fail-under", "accuracy"]),
     Case("--fail-under not a number", ["run", NB, "--fail-under", "accuracy=high"]),
-    # `aikit api`: live scores and the request log (refused before the notebook runs)
-    Case("api --score unknown", ["api", NB, "--score", "nope"], says="no live metric 'nope'"),
-    Case("api --score bad rate", ["api", NB, "--score", "faithfulness:2"], says="'2'"),
-    Case("api --score no name", ["api", NB, "--score", ":0.5"], says="METRIC:RATE"),
-    Case("api --alert no <", ["api", NB, "--alert", "faithfulness>0.5"], says="METRIC<VALUE"),
-    Case("api --alert not a number", ["api", NB, "--alert", "x<high"], says="'x<high'"),
-    Case(
-        "AIKIT_REQUEST_LOG not a database",
-        ["api", NB],
-        env={"AIKIT_REQUEST_LOG": "mysql://u:hunter2@db.example/log"},
-        says="postgresql://USER:PASSWORD@HOST:PORT/DB",
-    ),
     Case("AIKIT_CACHE bogus", ["run", NB], env={"AIKIT_CACHE": "bogus"}, absent=["runs"]),
     Case("AIKIT_PROVIDER bogus", ["run", NB], env={"AIKIT_PROVIDER": "nope"}, absent=["runs"]),
     Case("AIKIT_TIMEOUT negative", ["run", NB], env={"AIKIT_TIMEOUT": "-1"}, absent=["runs"]),
@@ -751,6 +742,18 @@ CASES = [
         "embedding cache not SQLite",
         call=embed_with(b"not a database at all" * 200),
         says="is corrupt (file is not a database); delete it",
+    ),
+    # `aikit api`: live scores and the request log (refused before the notebook runs)
+    Case("api --score unknown", ["api", NB, "--score", "nope"], env=API, says="'nope'"),
+    Case("api --score bad rate", ["api", NB, "--score", "faithfulness:2"], env=API, says="'2'"),
+    Case("api --score no name", ["api", NB, "--score", ":0.5"], env=API, says="METRIC:RATE"),
+    Case("api --alert no <", ["api", NB, "--alert", "faithfulness>0.5"], env=API, says="<VALUE"),
+    Case("api --alert not a number", ["api", NB, "--alert", "x<high"], env=API, says="'x<high'"),
+    Case(
+        "AIKIT_REQUEST_LOG not a database",
+        ["api", NB],
+        env={**API, "AIKIT_REQUEST_LOG": "mysql://u:hunter2@db.example/log"},
+        says="postgresql://USER:PASSWORD@HOST:PORT/DB",
     ),
 ]
 
