@@ -16,6 +16,7 @@ import nbformat
 import pytest
 from judge_server import JudgeServer
 
+import aikit
 from aikit import evals
 from aikit.api import ApiClient, serving
 from aikit.api._log import COLUMNS, RequestLog
@@ -233,3 +234,70 @@ def test_the_sample_is_a_fixed_share_of_the_row_ids() -> None:
     assert 0.08 < sum(picked) / len(ids) < 0.12
     assert picked == [sampled(i, "faithfulness", 0.1) for i in ids]  # the same every time
     assert all(sampled(i, "faithfulness", 1.0) for i in ids[:50])
+
+
+def test_an_old_sqlite_log_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from aikit.api._logdb import SQLITE_MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "requests.sqlite")
+    for sql in SQLITE_MIGRATIONS[:10]:  # the schema before trace ids and scores
+        conn.execute(sql)
+    conn.execute("PRAGMA user_version = 10")
+    conn.execute(
+        "INSERT INTO requests (row_id, request_id, time, endpoint, kind, status, latency_s,"
+        " calls, prompt_tokens, completion_tokens, worker)"
+        " VALUES ('r1', 'q1', 1.0, 'ask', 'call', 200, 0.1, 0, 0, 0, 7)"
+    )
+    conn.commit()
+    conn.close()
+    frame = aikit.requests(home=tmp_path)
+    assert list(frame["request_id"]) == ["q1"] and list(frame["worker"]) == [7]
+    assert frame["trace_id"].isna().all() and list(frame["scores"]) == [{}]
+    version = sqlite3.connect(tmp_path / "requests.sqlite").execute("PRAGMA user_version")
+    assert version.fetchone()[0] == len(SQLITE_MIGRATIONS)
+
+
+def test_live_scores_per_period_beside_the_nightly_series() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from aikit.api import live_scores, plot_live_scores
+
+    times = pd.to_datetime([0, 600, 4000, 4100, 4200], unit="s", utc=True)
+    frame = pd.DataFrame(
+        {
+            "time": times,
+            "request_id": ["a", "b", "c", "d", "e"],
+            "endpoint": ["ask"] * 5,
+            "model": ["m1", "m1", "m1", "m2", "m1"],
+            "metric": ["faithfulness"] * 5,
+            "value": [1.0, 0.5, None, 0.25, 0.0],
+            "detail": [None] * 5,
+        }
+    )
+    live = live_scores("faithfulness", scores=frame, freq="1h")
+    assert [tuple(r) for r in live[["model", "mean", "n", "unscored"]].itertuples(index=False)] == [
+        ("m1", 0.75, 2, 0),
+        ("m1", 0.0, 1, 1),
+        ("m2", 0.25, 1, 0),
+    ]
+    nightly = aikit.runs(Path(__file__).parents[1] / "notebooks/data/monitoring", "eval-nightly")
+    fig = plot_live_scores(live, nightly, metric="faithfulness", nightly_metric="accuracy",
+                           threshold=0.7)  # fmt: skip
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        dashed = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert 0.7 in dashed
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer))  # outside the axes
+    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} >= {
+        "/ask · m1",
+        "/ask · m2",
+        "threshold 0.7",
+    }
