@@ -78,10 +78,11 @@ def plot_live_scores(
 
     Left: one line per endpoint · model, a period's mean score. Right (with `nightly`, rows of
     `aikit.runs(...)`): the nightly runs' `nightly_metric` (default `metric`) per model, and
-    `fail_under_<metric>` gates as found in the runs. Every threshold (`threshold` and the
+    `fail_under_<metric>` gates as found in the runs (one line per model, task and subset). Every threshold (`threshold` and the
     nightly gates) is a dashed line on both; the legends sit outside the axes, below them, so no
     point is hidden. Returns the matplotlib figure.
     """
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     nightly_metric = nightly_metric or metric
@@ -97,24 +98,27 @@ def plot_live_scores(
     if rows.empty:
         left.text(0.5, 0.5, f"no live {metric} scores yet", ha="center", transform=left.transAxes)
     left.set(title=f"live {metric} (mean per period)", ylabel=metric, ylim=(-0.05, 1.05))
-    lines = [threshold] if threshold is not None else []
+    lines = {threshold: f"threshold {threshold:g}"} if threshold is not None else {}
     if show_nightly:
         assert nightly is not None
         right = axes[1]
         runs = nightly.sort_values("started")
-        by = "model" if "model" in runs.columns else None
-        groups = runs.groupby(by, dropna=False) if by else [("nightly", runs)]
-        for model, series in groups:
-            right.plot(series["started"], series[nightly_metric], marker="s", label=str(model))
+        by = [c for c in ("model", "task", "subset") if c in runs.columns and runs[c].nunique()]
+        groups = runs.groupby(by, dropna=False) if by else [(("nightly",), runs)]
+        for key, series in groups:
+            label = " · ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+            right.plot(series["started"], series[nightly_metric], marker="s", label=label)
         right.set(title=f"nightly eval: {nightly_metric}")
         gate = f"fail_under_{nightly_metric}"
         if gate in runs.columns:
-            lines += [float(v) for v in runs[gate].dropna().unique()]
+            for value in runs[gate].dropna().unique():
+                lines.setdefault(float(value), f"nightly gate {float(value):g}")
     for ax in axes:
-        for value in sorted(set(lines)):
-            ax.axhline(
-                value, color="grey", linestyle="--", linewidth=1, label=f"threshold {value:g}"
-            )
+        for value, name in sorted(lines.items()):
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=name)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(
@@ -122,12 +126,9 @@ def plot_live_scores(
                 labels,
                 fontsize="small",
                 loc="upper left",
-                bbox_to_anchor=(0.0, -0.22),
-                ncols=2,
+                bbox_to_anchor=(0.0, -0.16),
+                ncols=1,
                 frameon=False,
             )
-        for label in ax.get_xticklabels():
-            label.set_rotation(30)
-            label.set_horizontalalignment("right")
     fig.tight_layout()
     return fig
