@@ -77,10 +77,10 @@ def plot_live_scores(
     """Live scores of `metric` (rows of `live_scores`) beside a nightly eval's series.
 
     Left: one line per endpoint · model, a period's mean score. Right (with `nightly`, rows of
-    `aikit.runs(...)`): the nightly runs' `nightly_metric` (default `metric`) per model, and
-    `fail_under_<metric>` gates as found in the runs (one line per model, task and subset). Every threshold (`threshold` and the
-    nightly gates) is a dashed line on both; the legends sit outside the axes, below them, so no
-    point is hidden. Returns the matplotlib figure.
+    `aikit.runs(...)`): the nightly runs' `nightly_metric` (default `metric`), one line per
+    model, task and subset, and the `fail_under_<metric>` gates found in the runs. Every
+    threshold (`threshold` and the nightly gates) is a dashed line on both; the legends sit
+    outside the axes, below them, so no point is hidden. Returns the matplotlib figure.
     """
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
@@ -116,9 +116,9 @@ def plot_live_scores(
     for ax in axes:
         for value, name in sorted(lines.items()):
             ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=name)
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(
