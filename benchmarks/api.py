@@ -131,6 +131,7 @@ def overhead_api(urls: str, n: int) -> dict[str, Any]:
 async def _closed_loop(call: Any, concurrency: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    why: list[str] = []  # what the first failures were
     stop = time.perf_counter() + seconds
 
     async def worker(w: int) -> None:
@@ -140,15 +141,17 @@ async def _closed_loop(call: Any, concurrency: int, seconds: float) -> dict[str,
             started = time.perf_counter()
             try:
                 ok = await call(f"worker {w} question {i}: what is {i} + {w}?")
-            except Exception:
+            except Exception as exc:
                 ok = False
+                why.append(f"{type(exc).__name__}: {exc}"[:200])
             latencies.append(time.perf_counter() - started)
             errors += not ok
             i += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
+    figures = {"latencies": latencies, "errors": errors, "why": why[:3]}
+    return {**figures, "seconds": time.perf_counter() - started}
 
 
 def throughput_direct(notebook: Path, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -173,6 +176,8 @@ def throughput_api(
 
             async def call(question: str) -> bool:
                 r = await client.post(path, json={"question": question})
+                if r.status_code != 200:
+                    raise RuntimeError(f"{r.status_code} {r.text[:150]}")
                 return r.status_code == 200 and bool(r.json())
 
             return await _closed_loop(call, concurrency, seconds)
@@ -247,12 +252,15 @@ def _row(name: str, figures: dict[str, Any]) -> tuple[str, float, float, float, 
     return name, rps, p50, p99, figures["errors"]
 
 
-def _print_rows(rows: list[tuple[str, float, float, float, int]]) -> None:
+def _print_rows(rows: list[tuple[str, float, float, float, int]], *figures: Any) -> None:
     for name, rps, p50, p99, errors in rows:
         print(
             f"  {name:<26} {rps:7.1f} req/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms"
             f"   errors {errors}"
         )
+    for each in figures:
+        for why in each.get("why", []):
+            print(f"    failed: {why}")
 
 
 def _load() -> str:
@@ -267,7 +275,7 @@ def scored_rows(api: Any, env: dict[str, str], c: str, s: str) -> bool:
     judged = len(api.scores())
     rows = [_row("unscored endpoint", unscored), _row("--score judge, rate 1.0", scored)]
     print(f"live scores: a judge on every answer, after it has gone out ({_load()})")
-    _print_rows(rows)
+    _print_rows(rows, unscored, scored)
     ratio = rows[1][2] / rows[0][2]
     print(
         f"scored / unscored p50 for the caller: {ratio:.3f}x (target <= {SCORED_P50_TARGET}x);"
@@ -307,7 +315,7 @@ def postgres_row(notebook: Path, env: dict[str, str], c: str, s: str, folder: Pa
     lost = sent - len(done)
     doubled = len(done) - done["request_id"].nunique()
     print(f"request log on PostgreSQL 15 under the throughput load ({_load()})")
-    _print_rows([row])
+    _print_rows([row], figures)
     print(
         f"requests sent {sent}, rows completed {len(done)}: lost {lost}, doubled {doubled},"
         f" in flight {int((log['status'] == 0).sum())} (target: 0 lost)"
