@@ -301,3 +301,37 @@ def test_live_scores_per_period_beside_the_nightly_series() -> None:
         "/ask · m2",
         "threshold 0.7",
     }
+
+
+def test_each_score_is_a_span_in_its_request_trace(tmp_path: Path) -> None:
+    """With an OpenTelemetry SDK (the `[otel]` extra), a score is a span `score {metric}` whose
+    parent is the span the request was admitted under."""
+    pytest.importorskip("opentelemetry.sdk", reason="needs the OpenTelemetry SDK ([otel])")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    log = RequestLog(target_of(None, tmp_path))
+    scoring = LiveScoring(log)
+    scoring._tracer = provider.get_tracer("aikit")  # this test's SDK, not the global one
+    with provider.get_tracer("test").start_as_current_span("POST /echo") as request_span:
+        context = request_span.get_span_context()
+    job = Job(
+        "r1", "q1", "echo", "m1", [({}, '{"a": 1}')], [Scorer("json_valid", 1.0, evals.json_valid)]
+    )
+    job.span_context = context
+    scoring.submit(job)
+    spans = _until(lambda: [s for s in exporter.get_finished_spans() if s.name != "POST /echo"])
+    scoring.close()
+    log.close()
+    (span,) = spans
+    assert span.name == "score json_valid" and span.parent is not None
+    assert span.parent.span_id == context.span_id and span.context.trace_id == context.trace_id
+    assert dict(span.attributes or {}) == {
+        "aikit.score.metric": "json_valid",
+        "aikit.score.model": "m1",
+        "aikit.score.value": 1.0,
+    }
