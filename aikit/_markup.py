@@ -5,7 +5,9 @@ Escaping `<` and `&` is not enough in Jupyter: JupyterLab typesets `$...$` in HT
 Markdown as MathJax, so "$600 per month ... plus $30" became italic math ("600permonthfor...").
 MathJax pairs delimiters only within one run of text, so each `$` goes into its own `<span>`
 (it still reads and copies as `$`), and a rendered block also carries the classes MathJax and
-pandas use to say "no math here". In Markdown, `$` and the emphasis characters get backslashes.
+pandas use to say "no math here". In Markdown the emphasis characters get a backslash, and `$`
+two: JupyterLab renders Markdown (marked, which turns `\\$` into `$`) and then typesets the
+result, where MathJax (`processEscapes`) shows `\\$` as a plain `$`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ def escape_html(value: object) -> str:
 
 
 def escape_markdown(value: object) -> str:
-    """`value` as Markdown text, shown literally: every character Markdown or MathJax would
-    read as markup (`*`, `_`, backticks, `$`, brackets, `<`, ...) behind a backslash."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+    """`value` as Markdown text that JupyterLab shows literally: every character Markdown would
+    read as markup (`*`, `_`, backticks, brackets, `<`, ...) behind a backslash, and `$` behind
+    two (one for Markdown, one for MathJax)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value)).replace("\\$", "\\\\$")
 
 
 def strip_emphasis(value: str) -> str:
