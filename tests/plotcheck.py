@@ -5,13 +5,17 @@ bar and text label of the figure's axes (the legend's own handles aside).
 `covered(fig)` lists what each legend covers (empty: readable). `install()` makes a kernel
 check every figure it displays (IPython's formatter for figures, so `plt.show()`, a figure
 left at the end of a cell and `display(fig)` all count) and append one JSON line per
-figure to the file `$PLOTCHECK_OUT`; `tests/test_plots.py` runs the lessons so.
+figure to the file `$PLOTCHECK_OUT`; `kernel_env(folder)` gives the environment that makes
+every kernel started with it do so (an IPython startup file), and `reports(folder)` reads what
+they wrote. `tests/test_plots.py` runs 04 so, and the strict nbval replay run of
+`tests/test_notebooks.py` every lesson, at no extra cost.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
-from matplotlib.path import Path
+from matplotlib.path import Path as Polyline
 from matplotlib.transforms import Bbox
 
 
@@ -45,7 +49,7 @@ def _line_hits(line: Line2D, box: Bbox, dpi: float) -> bool:
     if marker and _pad(box, radius).count_contains(points):
         return True
     drawn = line.get_linestyle() not in ("None", "", " ", "none") and len(points) > 1
-    return bool(drawn and Path(points).intersects_bbox(box, filled=False))
+    return bool(drawn and Polyline(points).intersects_bbox(box, filled=False))
 
 
 def _collection_hits(collection: Collection, box: Bbox, dpi: float) -> bool:
@@ -118,3 +122,25 @@ def install() -> None:
         return original(fig, *args, **kwargs)
 
     pylabtools.print_figure = checked
+
+
+def kernel_env(folder: Path) -> dict[str, str]:
+    """Environment variables under which every IPython kernel checks the figures it displays
+    and appends its findings to `folder/plots.jsonl`."""
+    startup = folder / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-plotcheck.py").write_text("import plotcheck\nplotcheck.install()\n")
+    here = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        "IPYTHONDIR": str(folder / "ipython"),
+        "PLOTCHECK_OUT": str(folder / "plots.jsonl"),
+        "PYTHONPATH": path,
+    }
+
+
+def reports(folder: Path) -> list[dict[str, Any]]:
+    """One report per figure the kernels displayed: its axes titles and what legends cover."""
+    out = folder / "plots.jsonl"
+    lines = out.read_text().splitlines() if out.exists() else []
+    return [json.loads(line) for line in lines]
