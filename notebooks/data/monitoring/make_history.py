@@ -30,8 +30,8 @@ null. Run it from the repository root:
 
 `--nights 11 14 --task prompting:few_shot` replaces only those nights' runs of that variant
 (through a copy of the playbook whose grid has that one task). The committed history was made
-so: all five nights by the whole playbook (n_shots left at 03's default, 3), then the few-shot runs of
-days 11 and 14 again with n_shots 1, on a later embedded server (the 2026-12-02 one).
+so: all five nights by the whole playbook (n_shots left at 03's default, 3), then the few-shot
+runs of days 11 and 14 again with n_shots 1, on a later embedded server (the 2026-12-02 one).
 """
 
 from __future__ import annotations
