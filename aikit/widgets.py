@@ -9,7 +9,6 @@ notebook again from a fresh kernel gives the same ids, so saving it changes noth
 
 from __future__ import annotations
 
-import html
 import itertools
 import uuid
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit._markup import NO_MATH, escape_html, strip_emphasis
 from aikit.errors import AikitError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class Playground:
                 for prompt in prompts
             ]
         except AikitError as exc:
-            self.output.value = f"<b>error:</b> {html.escape(str(exc))}"
+            self.output.value = f"<b>error:</b> {escape_html(exc)}"
             return []
         self.output.value = render_replies(self.replies, ["A", "B"][: len(self.replies)])
         return self.replies
@@ -144,24 +144,54 @@ class Playground:
 
 
 def render_replies(replies: list[Reply], labels: list[str]) -> str:
-    """An HTML table of replies side by side: answer, tokens, cost, latency, cached."""
+    """An HTML table of replies side by side: answer, tokens, cost, latency, cached. Each reply
+    has a column of equal width, padded and ruled off from its neighbour, so A's figures do not
+    run into B's."""
 
     def cost(reply: Reply) -> str:
-        return "unknown" if reply.cost is None else f"${reply.cost:.6f}"
+        return "unknown" if reply.cost is None else escape_html(f"${reply.cost:.6f}")
 
     rows: list[tuple[str, Callable[[Reply], str]]] = [
-        ("answer", lambda r: f"<pre style='white-space:pre-wrap'>{html.escape(r.text)}</pre>"),
+        ("answer", lambda r: f"<pre style='white-space:pre-wrap'>{escape_html(r.text)}</pre>"),
         ("tokens", lambda r: f"{r.usage.prompt_tokens} in / {r.usage.completion_tokens} out"),
         ("cost", cost),
         ("latency", lambda r: f"{r.latency_s:.2f} s"),
         ("from cache", lambda r: "yes" if r.cached else "no"),
     ]
-    head = "".join(f"<th>{label}</th>" for label in labels)
+    pad = "padding:4px 16px 4px 8px;text-align:left;vertical-align:top"
+    rule = f"{pad};border-left:1px solid #ccc"
+    width = f"width:{90 // max(1, len(replies))}%"
+    head = "".join(f"<th style='{rule};{width}'>{escape_html(label)}</th>" for label in labels)
     body = "".join(
-        f"<tr><th>{name}</th>{''.join(f'<td>{cell(r)}</td>' for r in replies)}</tr>"
+        f"<tr><th style='{pad}'>{name}</th>"
+        + "".join(f"<td style='{rule}'>{cell(r)}</td>" for r in replies)
+        + "</tr>"
         for name, cell in rows
     )
-    return f"<table><tr><th></th>{head}</tr>{body}</table>"
+    return (
+        f"<table class='{NO_MATH}' style='border-collapse:collapse;width:100%'>"
+        f"<tr><th style='{pad}'></th>{head}</tr>{body}</table>"
+    )
+
+
+def table(frame: Any, *, name: str, precision: int = 3) -> Any:
+    """`frame` as an HTML table for reading text (`IPython.display.HTML`): cells left-aligned
+    and escaped (no `$...$` typeset as math, no raw HTML), Markdown emphasis (`**€600**` in
+    documents and answers) removed; `name` fixes the table's HTML id, so a saved output is
+    byte-stable."""
+    from IPython.display import HTML
+
+    text = frame.map(lambda v: escape_html(strip_emphasis(v)) if isinstance(v, str) else v)
+    left = [{"selector": "td, th", "props": "text-align: left; vertical-align: top"}]
+    styled = (
+        text.style.set_uuid(name)
+        .format(precision=precision)
+        .format_index(escape_html, axis=0)
+        .format_index(escape_html, axis=1)
+        .set_table_styles(left)
+        .set_table_attributes(f'class="{NO_MATH}"')
+    )
+    return HTML(styled.to_html())  # type: ignore[no-untyped-call]
 
 
 def playground(*, config: str | Path | None = None) -> Playground:
@@ -259,7 +289,7 @@ class Explorer:
         from aikit.evals.explore import cell_text
 
         w = self._w
-        cells = [w.HTML(f"<b>{html.escape(c)}</b>") for c in columns]
+        cells = [w.HTML(f"<b>{escape_html(c)}</b>") for c in columns]
         for _, row in shown.iterrows():
             sample = str(row["id"])
             button = w.Button(

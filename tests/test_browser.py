@@ -345,3 +345,125 @@ def test_run_all_replays_every_other_lesson_without_errors(
     assert align == "left"
     for page in pages.values():
         page.close()
+
+
+CURRENCY = re.compile(r"[$€£]")
+MATH = "mjx-container, .MathJax, .MathJax_Display"
+
+
+def _cell_texts(notebook: dict[str, Any]) -> list[str]:
+    """Per cell, its source and every output's text, as saved."""
+    texts = []
+    for cell in notebook["cells"]:
+        parts = ["".join(cell["source"])]
+        for out in cell.get("outputs", []):
+            parts.append("".join(out.get("text", "")))
+            for mime in ("text/html", "text/markdown", "text/plain"):
+                parts.append("".join(out.get("data", {}).get(mime, "")))
+        texts.append("\n".join(parts))
+    return texts
+
+
+def test_mathjax_typesets_raw_dollars_and_not_escaped_ones(
+    browser: Any, lab: dict[str, Any]
+) -> None:
+    # The control for the lessons' check below: in this JupyterLab, MathJax does typeset a
+    # `$...$` pair in Markdown and in an HTML output, and does not once aikit escapes it.
+    from aikit._markup import escape_html, escape_markdown
+
+    text = "a chair costs $600 per month, plus $30"
+    html_out = nbformat_output(f"<p>{text}</p>")
+    escaped_out = nbformat_output(f"<p>{escape_html(text)}</p>")
+    notebook = {
+        "cells": [
+            {"cell_type": "markdown", "id": "raw-md", "metadata": {}, "source": text},
+            {
+                "cell_type": "markdown",
+                "id": "esc-md",
+                "metadata": {},
+                "source": escape_markdown(text),
+            },
+            _code_cell("raw-html", html_out),
+            _code_cell("esc-html", escaped_out),
+        ],
+        "metadata": {
+            "kernelspec": {"name": "aikit", "display_name": "Python (aikit)", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (lab["root"] / "mathjax_control.ipynb").write_text(json.dumps(notebook))
+    page = _open(browser, lab, "mathjax_control.ipynb")
+    cells = page.locator(".jp-NotebookPanel .jp-Cell")
+    expect = playwright_api.expect
+    expect(cells.nth(0).locator(MATH).first).to_be_attached(timeout=60_000)
+    expect(cells.nth(2).locator(MATH).first).to_be_attached(timeout=60_000)
+    for index in (1, 3):
+        assert cells.nth(index).locator(MATH).count() == 0
+        expect(cells.nth(index)).to_contain_text("$600 per month, plus $30")
+    page.close()
+
+
+def nbformat_output(html: str) -> dict[str, Any]:
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"text/html": html, "text/plain": "<IPython.core.display.HTML object>"},
+    }
+
+
+def _code_cell(cell_id: str, output: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cell_type": "code",
+        "id": cell_id,
+        "metadata": {},
+        "execution_count": 1,
+        "source": "display(HTML(...))",
+        "outputs": [output],
+    }
+
+
+# 02's show() and §5 prose render `$` raw until its cells use aikit.widgets.table and escape
+# their `$` (the lessons branch owns 02; the lead re-records it at merge). Strict: this fails
+# as soon as 02 renders no math, so the mark goes then.
+PENDING_MATH = {"02_rag.ipynb": "02's show() and §5 prose still render $ raw (lessons branch)"}
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PENDING_MATH[n]))
+        if n in PENDING_MATH
+        else n
+        for n in LESSONS
+    ],
+)
+def test_each_lesson_renders_no_math_from_a_currency_sign_and_its_plots(
+    browser: Any, lab: dict[str, Any], notebook: str
+) -> None:
+    # As committed (not run): every cell whose source or saved outputs hold a currency sign
+    # renders without MathJax; each plot is shown and saved as a screenshot.
+    saved = json.loads((ROOT / "notebooks" / notebook).read_text("utf-8"))
+    texts = _cell_texts(saved)
+    plots = sum(
+        "image/png" in out.get("data", {}) for c in saved["cells"] for out in c.get("outputs", [])
+    )
+    page = _open(browser, lab, notebook)
+    cells = page.locator(".jp-NotebookPanel .jp-Cell")
+    expect = playwright_api.expect
+    expect(cells).to_have_count(len(saved["cells"]), timeout=60_000)
+    images = page.locator(".jp-NotebookPanel .jp-OutputArea-output img")
+    expect(images).to_have_count(plots, timeout=60_000)
+    # MathJax typesets a moment after a cell renders (the control above shows it does here).
+    page.wait_for_timeout(3000)
+    typeset = [
+        (index, cells.nth(index).inner_text()[:120])
+        for index, text in enumerate(texts)
+        if CURRENCY.search(text) and cells.nth(index).locator(MATH).count()
+    ]
+    for index in range(plots):
+        image = images.nth(index)
+        image.scroll_into_view_if_needed()
+        image.screenshot(path=str(ARTIFACTS / f"{notebook[:-6]}-plot-{index + 1}.png"))
+    page.close()
+    assert typeset == [], f"{notebook}: MathJax typeset text with a currency sign: {typeset}"

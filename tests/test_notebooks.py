@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import plotcheck
 import pytest
 from conftest import ROOT
 
@@ -125,7 +126,9 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
             *map(str, NOTEBOOKS),
         ],
         cwd=ROOT,
-        env=_clean_env(AIKIT_CACHE="replay", AIKIT_HOME=str(tmp_path / "home")),
+        # plotcheck: each kernel also checks that no legend covers a point of its figures.
+        env=_clean_env(AIKIT_CACHE="replay", AIKIT_HOME=str(tmp_path / "home"))
+        | plotcheck.kernel_env(tmp_path / "plots"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -133,6 +136,15 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
     assert not (tmp_path / "home" / "local-server.json").exists()  # replay started no model
+    figures = plotcheck.reports(tmp_path / "plots")
+    shown = sum(
+        "image/png" in out.get("data", {})
+        for nb in NOTEBOOKS
+        for cell in nbformat.read(nb, as_version=4).cells
+        for out in cell.get("outputs", [])
+    )
+    assert len(figures) == shown  # every plot the lessons show was checked
+    assert [c for fig in figures for c in fig["covered"]] == [], "a legend covers a point"
 
 
 # What each notebook's output must hold when it ran through (beyond its aikit.record outputs).

@@ -3,12 +3,12 @@ metric and status, and the HTML the widget shows (kept here so it is testable wi
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
 import pandas as pd
 
+from aikit._markup import NO_MATH, escape_html
 from aikit.evals.compare import Comparison
 from aikit.evals.evaluate import EvalResult, per_item
 
@@ -76,7 +76,7 @@ def cell_text(value: Any) -> str:
     """A table cell's HTML: a score to 3 significant digits, text escaped and cut at 80."""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.3g}"
-    return html.escape(f"{value}"[:80])
+    return escape_html(f"{value}"[:80])
 
 
 def page_columns(rows: pd.DataFrame, metric: str) -> list[str]:
@@ -96,11 +96,11 @@ def render_detail(row: pd.Series) -> str:
     parts = [("input", row["input"]), ("expected", row["expected"])]
     parts += [(c, row[c]) for c in ("output", "output_a", "output_b") if c in row.index]
     cells = "".join(
-        f"<td style='vertical-align:top;padding-right:1.5em'><b>{html.escape(name)}</b>"
-        f"<pre style='white-space:pre-wrap;word-break:normal'>{html.escape(str(value))}</pre></td>"
+        f"<td style='vertical-align:top;padding-right:1.5em'><b>{escape_html(name)}</b>"
+        f"<pre style='white-space:pre-wrap;word-break:normal'>{escape_html(value)}</pre></td>"
         for name, value in parts
     )
-    return f"<table><tr>{cells}</tr></table>"
+    return f"<table class='{NO_MATH}'><tr>{cells}</tr></table>"
 
 
 def caption(source: EvalResult | Comparison, table: pd.DataFrame, threshold: float) -> str:

@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aikit._markup import escape_html
 from aikit.errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -65,24 +66,32 @@ def plots(result: EvalResult) -> list[str]:
     return [first, second]
 
 
+def _table(frame: pd.DataFrame) -> str:
+    """`frame` as an HTML table, its text escaped the way every aikit HTML is."""
+    plain = (type(None), bool, int, float)  # numbers and gaps: formatted by pandas
+    text = frame.map(lambda v: v if isinstance(v, plain) else escape_html(v))
+    return str(text.to_html(index=False, na_rep="", float_format="{:.3f}".format, escape=False))
+
+
 def write_html(result: EvalResult, path: Path) -> Path:
     """Write the report for `result` to `path` and return the path."""
     images = "".join(
         f'<p><img alt="plot" src="data:image/png;base64,{p}"></p>' for p in plots(result)
     )
     usage = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><th>{escape_html(k)}</th><td>{escape_html(v)}</td></tr>"
         for k, v in result.usage.items()
     )
     columns = ["id", "repeat", "input", "expected", "output", "error", *result.metrics]
-    samples = result.samples[columns].to_html(index=False, na_rep="", float_format="{:.3f}".format)
-    summary = result.summary.to_html(index=False, na_rep="", float_format="{:.3f}".format)
+    samples = _table(result.samples[columns])
+    summary = _table(result.summary)
+    title = html.escape(result.name)  # <title> holds text only: no span around a `$`
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(result.name)} eval</title>
+<html><head><meta charset="utf-8"><title>{title} eval</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}}</style>
 </head><body>
-<h1>Eval: {html.escape(result.name)}</h1>
+<h1>Eval: {escape_html(result.name)}</h1>
 <h2>Summary</h2>{summary}
 <h2>Plots</h2>{images}
 <h2>Cost and tokens</h2><table>{usage}</table>
