@@ -9,14 +9,15 @@ the share right per kind, with 95% intervals (`evals.claim_report`), and the loa
     AIKIT_MODEL=smollm2-135m-instruct .venv/bin/python benchmarks/claims_judge.py
 
 A hosted model is replayed from a cassette when one is there (`--cassette`, default
-`benchmarks/cassettes/claims_judge_hosted.jsonl`), with the provider settings it was recorded
-with (AIKIT_PROVIDER=openai, OPENAI_BASE_URL, `--model`); record one where the model is
-reachable with `--record PATH --model NAME` (a fresh store, exported to PATH; no key is stored).
+`benchmarks/cassettes/claims_judge_hosted.jsonl`; its model and endpoint are read from it, so a
+replay needs no network and no key); record one where the model is reachable with
+`--record PATH --model NAME` (a fresh store, exported to PATH; no key is stored).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -33,7 +34,9 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="judge model (default: AIKIT_MODEL)")
     parser.add_argument("--split", default="test", choices=["test", "calibration"])
     parser.add_argument("--limit", type=int, default=None, help="first N claims only")
-    parser.add_argument("--cassette", type=Path, default=None, help="replay a hosted model")
+    parser.add_argument(
+        "--cassette", type=Path, nargs="?", const=HOSTED, default=None, help="replay a cassette"
+    )
     parser.add_argument("--record", type=Path, default=None, help="record into this cassette")
     args = parser.parse_args()
     if args.cassette is not None and args.record is not None:
@@ -47,8 +50,13 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 2
-        os.environ["AIKIT_CACHE"] = "replay"
-        os.environ["AIKIT_CASSETTES"] = str(args.cassette.resolve())
+        # The model and endpoint it was recorded with: replay needs no network and no key.
+        first = json.loads(args.cassette.read_text(encoding="utf-8").splitlines()[0])["request"]
+        args.model = args.model or first["model"]
+        os.environ.update(AIKIT_CACHE="replay", AIKIT_CASSETTES=str(args.cassette.resolve()))
+        if first["endpoint"] != "aikit-local":
+            os.environ.update(AIKIT_PROVIDER="openai", OPENAI_BASE_URL=first["endpoint"])
+            os.environ.setdefault("OPENAI_API_KEY", "replay-needs-no-key")
     elif args.record is not None:
         os.environ["AIKIT_HOME"] = tempfile.mkdtemp(prefix="claims-judge-")
         os.environ["AIKIT_CACHE"] = "record"

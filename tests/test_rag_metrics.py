@@ -161,17 +161,22 @@ def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None
     assert report.kappa is not None and report.kappa_interval is not None
     low, high = report.kappa_interval
     assert low < report.kappa < high
+    # The target, >= 0.90 caught in every kind, is reached in four kinds of seven
     for kind in ("invented on-topic", "changed number or date", "over-generalisation"):
-        assert kinds.loc[kind, "right"] >= 0.9, kind
-    assert kinds.loc["negation", "right"] >= 0.85
+        assert kinds.loc[kind, "right"] == 1.0, kind
+    assert kinds.loc["negation", "right"] >= 12 / 13
+    # and missed in three: what this test reaches there (playbooks/evals.md says what it misses).
+    assert kinds.loc["swapped entity", "right"] >= 8 / 13
+    assert kinds.loc["dropped qualifier", "right"] >= 7 / 13
+    assert kinds.loc["partly supported", "right"] >= 9 / 13
+    assert report.accuracy >= 0.746 and report.kappa >= 0.39
     # Every unsupported kind: caught at least as often as before, and more in total.
     unsupported = [k for k in KINDS if k != "supported paraphrase"]
     assert all(kinds.loc[k, "right"] >= old.loc[k, "right"] for k in unsupported)
     assert kinds.loc[unsupported, "right"].mean() >= old.loc[unsupported, "right"].mean() + 0.3
-    # The price, measured: far more supported paraphrases are flagged than the 0.10 target.
-    assert (
-        0.3 <= kinds.loc["supported paraphrase", "right"] < old.loc["supported paraphrase", "right"]
-    )
+    # The price, measured: 17 of 39 supported paraphrases flagged, far above the 0.10 target.
+    kept = kinds.loc["supported paraphrase", "right"]
+    assert 22 / 39 <= kept < old.loc["supported paraphrase", "right"]
     assert report.accuracy > before.accuracy
 
 

@@ -12,15 +12,17 @@ when all of these hold (`check_claim`, which says which one failed):
    word lemminflect knows) is in the passage;
 4. **words**: every content word of the claim is in the passage, as written or with the same
    stem, or as a synonym: a passage word whose own embedding is at least `word_threshold`
-   similar (so "holiday" can stand for "leave", and "ill" for "sick");
-5. **polarity**: the claim is negated ("not", "no", "never", "without", "cannot", ...) exactly
-   when the passage sentence it matches best is; and no claim word is the antonym of a
-   word of that sentence that the claim lacks ("free" for "paid", "open" for "closed");
+   similar (so "ill" can stand for "sick"); one word may lack both when the claim is at least
+   `LOOSE_THRESHOLD` similar (a close restatement: "holiday" for "leave");
+5. **polarity**: each clause of the claim is negated ("not", "never", "without", "cannot",
+   or a word that says "not" without it: "closes", "refused", "turned away") exactly when the
+   passage clause or sentence it restates is; and no claim word is the antonym of a
+   word of that clause that the claim lacks ("free" for "paid", "open" for "closed");
 6. **quantifiers**: a universal or exclusive word of the claim ("all", "every", "always",
-   "any", "only", ...) has one of its kind in the passage;
+   "any", "only", ...; not "every month") has one of its kind in the matched sentence;
 7. **qualifiers**: when the matched sentence restricts what it says ("only", "unless",
    "except", "if", "who", "up to", "at least", "under", ...), the claim keeps the restriction:
-   the cue itself, or one of the content words that follow it;
+   the cue itself, or one of the content words that follow it, and its names and numbers;
 8. **pairing**: each name and number of the claim shares a clause of the passage (split at
    `,`, `;`, "and", "but", "while") with the claim's other content words, rather than those
    words sitting in a clause of another name ("Priya runs payments" against "Priya runs billing
