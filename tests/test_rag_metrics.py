@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,6 +197,33 @@ def test_the_judge_variant_on_the_test_split(judge_server: JudgeServer, capsys: 
     kinds = report.kinds.set_index("kind")
     # Word overlap keeps paraphrases that reuse words and misses what reuses them wrongly.
     assert kinds.loc["negation", "right"] < 0.5 and kinds.loc["swapped entity", "right"] < 0.5
+
+
+def test_the_judge_benchmark_replays_a_recorded_cassette(
+    judge_server: JudgeServer, tmp_path: Path
+) -> None:
+    """The hosted-model hook of benchmarks/claims_judge.py: `--record` where the model answers,
+    `--cassette` replays the same verdicts with no request, no key and no provider settings."""
+    cassette = tmp_path / "hosted.jsonl"
+    script = [sys.executable, str(ROOT / "benchmarks" / "claims_judge.py"), "--limit", "4"]
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=600)
+    recorded = run([*script, "--record", str(cassette), "--model", "judge-model"])
+    assert recorded.returncode == 0, recorded.stderr
+    assert len(judge_server.requests) == 4 and "recorded 4 answers" in recorded.stdout
+    assert API_KEY not in cassette.read_text()
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AIKIT_"))}
+    bare["AIKIT_HOME"] = str(tmp_path / "fresh")
+    replayed = run([*script, "--cassette", str(cassette)], env=bare)
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(judge_server.requests) == 4  # nothing asked: every verdict from the cassette
+    assert "judge judge-model (openai, cache replay) on 4 claims" in replayed.stdout
+
+    def report(out: str) -> list[str]:
+        return [line for line in out.splitlines() if "claims:" in line or "kept" in line]
+
+    assert report(replayed.stdout) == report(recorded.stdout) and report(replayed.stdout)
+    missing = run([*script, "--cassette", str(tmp_path / "none.jsonl")], env=bare)
+    assert missing.returncode == 2 and "no cassette at" in missing.stderr
 
 
 # The four kinds the similarity test scored as fully supported (issue 21's examples).
