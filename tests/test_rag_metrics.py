@@ -99,6 +99,7 @@ def test_split_claims() -> None:
     assert split_claims("Costs €5,000.00 in total.") == ["Costs €5,000.00 in total."]
 
 
+@pytest.mark.timeout(900)  # every claim embedded afresh: minutes on a loaded 2-core machine
 def test_offline_support_agrees_with_the_labels(cached: None, capsys: Any) -> None:
     from sklearn.metrics import cohen_kappa_score
 
@@ -145,6 +146,7 @@ def test_the_claim_set_covers_every_kind_in_both_splits() -> None:
     assert not groups["calibration"] & groups["test"]
 
 
+@pytest.mark.timeout(900)  # every claim embedded afresh: minutes on a loaded 2-core machine
 def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None:
     """The figures playbooks/evals.md quotes: the test split only, per kind, with intervals;
     beside it the similarity-and-numbers test this one replaced, on the same claims."""
