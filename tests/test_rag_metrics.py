@@ -302,9 +302,9 @@ def test_an_unsupported_sentence_lowers_faithfulness_on_every_pair(
             zero += base == 0.0
             n = len(pair["claims"])
             assert padded == pytest.approx(base * n / (n + 1))  # one more claim, unsupported
-    # Answers whose every claim the offline test misses: f03 ("illness" for "ill"), f04, f08,
-    # f13, f18, f31 (see playbooks/evals.md, what the claim test misses).
-    assert zero <= 6
+    # The one answer whose every claim the offline test misses: f04 ("a week" for "five
+    # days"; see playbooks/evals.md, what the claim test misses). Six before issue 21's rules.
+    assert zero <= 1
 
 
 def test_garbage_verdicts_are_unscored_not_zero(garbage_server: JudgeServer) -> None:
