@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,7 @@ def test_split_claims() -> None:
     assert split_claims("Costs €5,000.00 in total.") == ["Costs €5,000.00 in total."]
 
 
+@pytest.mark.timeout(900)  # every claim embedded afresh: minutes on a loaded 2-core machine
 def test_offline_support_agrees_with_the_labels(cached: None, capsys: Any) -> None:
     from sklearn.metrics import cohen_kappa_score
 
@@ -142,6 +146,7 @@ def test_the_claim_set_covers_every_kind_in_both_splits() -> None:
     assert not groups["calibration"] & groups["test"]
 
 
+@pytest.mark.timeout(900)  # every claim embedded afresh: minutes on a loaded 2-core machine
 def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None:
     """The figures playbooks/evals.md quotes: the test split only, per kind, with intervals;
     beside it the similarity-and-numbers test this one replaced, on the same claims."""
@@ -161,17 +166,22 @@ def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None
     assert report.kappa is not None and report.kappa_interval is not None
     low, high = report.kappa_interval
     assert low < report.kappa < high
+    # The target, >= 0.90 caught in every kind, is reached in four kinds of seven
     for kind in ("invented on-topic", "changed number or date", "over-generalisation"):
-        assert kinds.loc[kind, "right"] >= 0.9, kind
-    assert kinds.loc["negation", "right"] >= 0.85
+        assert kinds.loc[kind, "right"] == 1.0, kind
+    assert kinds.loc["negation", "right"] >= 12 / 13
+    # and missed in three: what this test reaches there (playbooks/evals.md says what it misses).
+    assert kinds.loc["swapped entity", "right"] >= 8 / 13
+    assert kinds.loc["dropped qualifier", "right"] >= 7 / 13
+    assert kinds.loc["partly supported", "right"] >= 9 / 13
+    assert report.accuracy >= 0.746 and report.kappa >= 0.39
     # Every unsupported kind: caught at least as often as before, and more in total.
     unsupported = [k for k in KINDS if k != "supported paraphrase"]
     assert all(kinds.loc[k, "right"] >= old.loc[k, "right"] for k in unsupported)
     assert kinds.loc[unsupported, "right"].mean() >= old.loc[unsupported, "right"].mean() + 0.3
-    # The price, measured: far more supported paraphrases are flagged than the 0.10 target.
-    assert (
-        0.3 <= kinds.loc["supported paraphrase", "right"] < old.loc["supported paraphrase", "right"]
-    )
+    # The price, measured: 17 of 39 supported paraphrases flagged, far above the 0.10 target.
+    kept = kinds.loc["supported paraphrase", "right"]
+    assert 22 / 39 <= kept < old.loc["supported paraphrase", "right"]
     assert report.accuracy > before.accuracy
 
 
@@ -189,6 +199,33 @@ def test_the_judge_variant_on_the_test_split(judge_server: JudgeServer, capsys: 
     kinds = report.kinds.set_index("kind")
     # Word overlap keeps paraphrases that reuse words and misses what reuses them wrongly.
     assert kinds.loc["negation", "right"] < 0.5 and kinds.loc["swapped entity", "right"] < 0.5
+
+
+def test_the_judge_benchmark_replays_a_recorded_cassette(
+    judge_server: JudgeServer, tmp_path: Path
+) -> None:
+    """The hosted-model hook of benchmarks/claims_judge.py: `--record` where the model answers,
+    `--cassette` replays the same verdicts with no request, no key and no provider settings."""
+    cassette = tmp_path / "hosted.jsonl"
+    script = [sys.executable, str(ROOT / "benchmarks" / "claims_judge.py"), "--limit", "4"]
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=600)
+    recorded = run([*script, "--record", str(cassette), "--model", "judge-model"])
+    assert recorded.returncode == 0, recorded.stderr
+    assert len(judge_server.requests) == 4 and "recorded 4 answers" in recorded.stdout
+    assert API_KEY not in cassette.read_text()
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AIKIT_"))}
+    bare["AIKIT_HOME"] = str(tmp_path / "fresh")
+    replayed = run([*script, "--cassette", str(cassette)], env=bare)
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(judge_server.requests) == 4  # nothing asked: every verdict from the cassette
+    assert "judge judge-model (openai, cache replay) on 4 claims" in replayed.stdout
+
+    def report(out: str) -> list[str]:
+        return [line for line in out.splitlines() if "claims:" in line or "kept" in line]
+
+    assert report(replayed.stdout) == report(recorded.stdout) and report(replayed.stdout)
+    missing = run([*script, "--cassette", str(tmp_path / "none.jsonl")], env=bare)
+    assert missing.returncode == 2 and "no cassette at" in missing.stderr
 
 
 # The four kinds the similarity test scored as fully supported (issue 21's examples).
@@ -265,9 +302,9 @@ def test_an_unsupported_sentence_lowers_faithfulness_on_every_pair(
             zero += base == 0.0
             n = len(pair["claims"])
             assert padded == pytest.approx(base * n / (n + 1))  # one more claim, unsupported
-    # Answers whose every claim the offline test misses: f03 ("illness" for "ill"), f04, f08,
-    # f13, f18, f31 (see playbooks/evals.md, what the claim test misses).
-    assert zero <= 6
+    # The one answer whose every claim the offline test misses: f04 ("a week" for "five
+    # days"; see playbooks/evals.md, what the claim test misses). Six before issue 21's rules.
+    assert zero <= 1
 
 
 def test_garbage_verdicts_are_unscored_not_zero(garbage_server: JudgeServer) -> None:
