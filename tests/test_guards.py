@@ -148,7 +148,7 @@ def test_evaluate_reports_recall_and_false_positive_rate_on_the_test_split() -> 
     benign = len(test) - attacks
     assert summary.loc["detected", "n_scored"] == attacks == 88
     assert summary.loc["false_positive", "n_scored"] == benign == 68
-    # The held-out figures as measured (README, playbooks/guardrails.md): recall 0.78, FPR 0.07.
+    # The held-out figures as measured (README, playbooks/guardrails.md): recall 0.84, FPR 0.03.
     assert 0.70 <= summary.loc["detected", "mean"] <= 0.90
     assert summary.loc["false_positive", "mean"] <= 0.12
     assert (
