@@ -148,7 +148,7 @@ def test_evaluate_reports_recall_and_false_positive_rate_on_the_test_split() -> 
     benign = len(test) - attacks
     assert summary.loc["detected", "n_scored"] == attacks == 88
     assert summary.loc["false_positive", "n_scored"] == benign == 68
-    # The held-out figures as measured (README, playbooks/guardrails.md): recall 0.78, FPR 0.07.
+    # The held-out figures as measured (README, playbooks/guardrails.md): recall 0.84, FPR 0.03.
     assert 0.70 <= summary.loc["detected", "mean"] <= 0.90
     assert summary.loc["false_positive", "mean"] <= 0.12
     assert (
@@ -224,3 +224,58 @@ def test_every_builtin_guard_runs_with_the_network_unreachable(tmp_path: object)
         "schema": "block",
         "topic": "allow",
     }
+
+
+def _logged(*verdicts: list[tuple[str, str, str]] | None) -> list[str | None]:
+    return [
+        None if v is None else json.dumps([{"stage": s, "guard": g, "action": a} for s, g, a in v])
+        for v in verdicts
+    ]
+
+
+def test_block_rate_per_guard_over_time_and_its_plot_keeps_the_legend_outside() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    times = pd.to_datetime(
+        ["2026-12-01 10:05", "2026-12-01 10:20", "2026-12-01 10:40", "2026-12-01 10:50",
+         "2026-12-01 11:10", "2026-12-01 11:30", "2026-12-01 13:00"], utc=True,
+    )  # fmt: skip
+    allow = ("input", "prompt_injection", "allow")
+    log = pd.DataFrame(
+        {
+            "time": times,
+            "guards": _logged(
+                [("input", "prompt_injection", "block")],
+                [allow, ("output", "pii", "redact")],
+                [allow, ("output", "pii", "allow")],
+                None,  # an endpoint without guards: not counted
+                [allow, ("stream", "pii", "redact")],  # a stream cut is a block
+                [allow, ("output", "secrets", "block")],
+                [allow, ("output", "pii", "allow")],
+            ),
+        }
+    )
+    rates = guards.block_rate(log, every="1h")
+    assert list(rates.columns) == ["requests", "any", "pii", "prompt_injection", "secrets"]
+    assert [t.hour for t in rates.index] == [10, 11, 13]  # the empty hour 12 is left out
+    assert list(rates["requests"]) == [3, 2, 1]
+    assert rates["prompt_injection"].round(3).tolist() == [0.333, 0.0, 0.0]
+    assert rates["pii"].tolist() == [0.0, 0.5, 0.0]
+    assert rates["secrets"].tolist() == [0.0, 0.5, 0.0]
+    assert rates["any"].round(3).tolist() == [0.333, 1.0, 0.0]
+    redacted = guards.block_rate(log, every="1D", action="redact")
+    assert redacted["pii"].round(3).tolist() == [0.333] and redacted["requests"].tolist() == [6]
+    assert guards.block_rate(log.iloc[[3]]).empty
+    with pytest.raises(GuardError, match="action 'blok': use one of block, redact, flag"):
+        guards.block_rate(log, action="blok")
+
+    ax = guards.plot_block_rate(rates)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["pii", "prompt_injection", "secrets", "any guard"]
+    ax.figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, not over the lines
+    assert [round(y, 1) for y in ax.get_lines()[1].get_ydata()] == [33.3, 0.0, 0.0]

@@ -153,6 +153,7 @@ EXPECTED_OUTPUT = {
     "03_evals": "accuracy",
     "04_monitoring": "runs of eval-nightly over",
     "05_serving": "requests_logged",
+    "06_guardrails": "injection_recall",
 }
 # Plain papermill from the repository root for every notebook; from notebooks/ for one only:
 # nbval (above) already starts every notebook's kernel in notebooks/ (CI time: ~2 min here).

@@ -14,6 +14,7 @@ where its stage says). Built in, all offline (nothing is downloaded at run time)
 
 `blocking(g)` and `flagging(g)` change what a guard does with a finding. `detected` and
 `false_positive` are metrics for `evals.evaluate(guard, guards.labelled(split="test"), ...)`.
+`block_rate(aikit.requests())` and `plot_block_rate` show how often each guard blocks, over time.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from aikit.guards._core import (
 )
 from aikit.guards._data import labelled
 from aikit.guards._injection import prompt_injection
+from aikit.guards._monitor import block_rate, plot_block_rate
 from aikit.guards._output import (
     invisible_text,
     max_length,
@@ -85,6 +87,7 @@ __all__ = [
     "Guards",
     "Verdict",
     "as_guards",
+    "block_rate",
     "blocked_message",
     "blocking",
     "builtin",
@@ -99,6 +102,7 @@ __all__ = [
     "labelled",
     "max_length",
     "pii",
+    "plot_block_rate",
     "prompt_injection",
     "schema",
     "secrets",

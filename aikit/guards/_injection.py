@@ -10,8 +10,9 @@ without limits, a Markdown image or link carrying data, a fake role delimiter) i
 German, French, Spanish and Italian.
 
 The classifier is a cascade of two logistic regressions, both over the rule features: the
-first over hashed character n-grams (microseconds), the second over the all-MiniLM-L6-v2
-embedding that RAG uses (tens of milliseconds on a CPU), asked only when the first is unsure.
+first over hashed character n-grams and word pairs (about a millisecond), the second over the
+all-MiniLM-L6-v2 embedding that RAG uses (tens of milliseconds on a CPU), asked only when the
+first is unsure.
 Weights, cut-offs and threshold are in `injection_model.json`, written by
 `python -m aikit.guards._train` (threshold and cut-offs chosen on the calibration split,
 never on the test split). Long texts are scored in windows; the text's score is the highest.
@@ -35,7 +36,8 @@ from aikit.errors import MissingDependencyError
 from aikit.guards._core import Verdict, guard
 
 MODEL_FILE = Path(__file__).with_name("injection_model.json")
-N_FEATURES = 2**12
+N_FEATURES = 2**12  # hashed character n-grams
+N_WORD_FEATURES = 2**11  # hashed words and word pairs
 WINDOW = 400  # characters per scored window of a long text
 
 _VERBS = (
@@ -204,8 +206,8 @@ def segments(text: str) -> tuple[list[str], dict[str, int]]:
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _hasher() -> Any:
+@lru_cache(maxsize=2)
+def _hasher(analyzer: str = "char_wb") -> Any:
     try:
         from sklearn.feature_extraction.text import HashingVectorizer  # type: ignore[import-untyped]
     except ImportError as exc:
@@ -213,6 +215,15 @@ def _hasher() -> Any:
             "the prompt_injection guard needs scikit-learn; install it with"
             " pip install 'aikit[guards]'"
         ) from exc
+    if analyzer == "word":
+        return HashingVectorizer(
+            analyzer="word",
+            ngram_range=(1, 2),
+            n_features=N_WORD_FEATURES,
+            alternate_sign=False,
+            lowercase=True,
+            norm="l2",
+        )
     return HashingVectorizer(
         analyzer="char_wb",
         ngram_range=(3, 5),
@@ -232,7 +243,12 @@ def features(pieces: list[str], signals: dict[str, int]) -> Any:
 
 
 def lexical(pieces: list[str]) -> Any:
-    return _hasher().transform(pieces).toarray().astype("float32")
+    """Hashed character n-grams, then hashed words and word pairs, one row per piece."""
+    import numpy as np
+
+    chars = _hasher("char_wb").transform(pieces).toarray()
+    words = _hasher("word").transform(pieces).toarray()
+    return np.hstack([chars, words]).astype("float32")
 
 
 def embedding(pieces: list[str]) -> Any:
