@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from aikit import tracing
 from aikit._scrub import Scrubber
 from aikit.api import _guarding
 from aikit.api._calls import Endpoint, Workers
@@ -30,6 +31,7 @@ from aikit.api._log import RequestLog
 from aikit.api._notebook import execute, resolve_secrets
 from aikit.api._routes import app_for
 from aikit.api._schema import build
+from aikit.api._traced import Traced
 from aikit.errors import AikitError
 
 FAILURE_ENV = "AIKIT_API_FAILURE_FILE"  # where a worker that cannot start writes why
@@ -79,6 +81,7 @@ def create_app(config: Config) -> ASGIApp:
     if token and config.token_env:
         secrets[config.token_env] = token
     scrubber = Scrubber(secrets)
+    tracing.keep_out(secrets)  # no span holds them either
     scrub_output(scrubber)
     functions = execute(notebook, values, scrubber=scrubber)
     workers = Workers(config.concurrency + config.batch_concurrency)
@@ -106,7 +109,7 @@ def create_app(config: Config) -> ASGIApp:
         secured=token is not None,
         on_shutdown=shutdown,
     )
-    return Guard(
+    guard = Guard(
         app,
         endpoints=endpoints,
         config=config,
@@ -114,6 +117,7 @@ def create_app(config: Config) -> ASGIApp:
         log=log,
         hosts=allowed_hosts(config, is_loopback(config.host)),
     )
+    return Traced(guard, guard.routes)  # a server span per request (aikit/api/_traced.py)
 
 
 def app_from_env() -> ASGIApp:
