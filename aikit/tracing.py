@@ -228,6 +228,15 @@ def enabled() -> bool:
     return _tracer() is not None
 
 
+def flush() -> None:
+    """Export what is buffered now (`aikit api` at shutdown: uvicorn ends the process by its
+    signal, so no exit handler runs)."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if callable(force_flush):
+            force_flush()
+
+
 def keep_out(secrets: Mapping[str, str]) -> None:
     """Secrets (name -> value) that no span may hold (`aikit api`'s secret parameters and
     token; a run's kernel gets its own from `AIKIT_SECRET_ENVS`)."""

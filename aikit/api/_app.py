@@ -101,6 +101,7 @@ def create_app(config: Config) -> ASGIApp:
     def shutdown() -> None:
         log.close()
         workers.close()
+        tracing.flush()  # the last spans and metrics
 
     app = app_for(
         f"aikit api: {notebook.stem}",
