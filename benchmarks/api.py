@@ -15,6 +15,11 @@
 
 The server is `aikit api` on 127.0.0.1, one worker, in its own process; the request log is on.
 
+Tracing rows (`aikit.tracing`): the throughput of the same endpoint with tracing off (nothing
+configured) and with a second `aikit api` whose spans go to a local OTLP receiver (Phoenix's
+server on 127.0.0.1, when `aikit[phoenix]` is installed: a server span and a chat span per
+request), driven the same way, one after the other (target: >= 0.97x, overhead <= 3 %).
+
     .venv/bin/python benchmarks/api.py [--seconds 30] [--concurrency 32] [--latency 0.2]
 """
 
@@ -32,10 +37,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from otlp_receiver import phoenix, spans_received
+
 from aikit.api import serving
 
 ROOT = Path(__file__).resolve().parents[1]
-OVERHEAD_TARGET_MS, THROUGHPUT_TARGET = 2.0, 0.9
+OVERHEAD_TARGET_MS, THROUGHPUT_TARGET, TRACED_TARGET = 2.0, 0.9, 0.97
 NOTEBOOK_CODE = """\
 import aikit
 
@@ -220,6 +227,21 @@ def run_child(argv: list[str]) -> None:
     print(json.dumps(figures))
 
 
+def traced_throughput(
+    notebook: Path, env: dict[str, str], concurrency: str, seconds: str, folder: Path
+) -> tuple[dict[str, Any] | None, int]:
+    """The throughput run again on an `aikit api` whose spans go to Phoenix (None: no
+    receiver installed), and how many spans the receiver then holds."""
+    with phoenix() as endpoint:
+        if endpoint is None:
+            return None, 0
+        traced = {**env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
+                  "AIKIT_HOME": str(folder / "traced-home")}  # fmt: skip
+        with serving(notebook, env=traced) as api:
+            figures = child("throughput-api", api.url, concurrency, seconds, env=env)
+        return figures, spans_received(endpoint)
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         run_child(sys.argv[2:])
@@ -282,6 +304,7 @@ def main() -> int:
             api_tp = child("throughput-api", api.url, c, s, env=env)
             guarded_tp = child("throughput-guarded", api.url, c, s, env=env)
             logged = len(api.requests())
+        traced_tp, received = traced_throughput(notebook, env, c, s, folder)
     finally:
         plain.terminate()
         plain.wait(30)
@@ -335,8 +358,22 @@ def main() -> int:
         f"guarded / unguarded API throughput: {guarded_ratio:.2f}x (target >= {THROUGHPUT_TARGET}x)"
     )
     print(f"request log rows written: {logged}")
+    if traced_tp is None:
+        print("tracing rows: skipped (no OTLP receiver: pip install 'aikit[phoenix]')")
+    else:
+        traced_rps = len(traced_tp["latencies"]) / traced_tp["seconds"]
+        p50 = percentile(traced_tp["latencies"], 0.5) * 1000
+        print(f"  {'API, tracing off':<26} {rows[1][1]:7.1f} req/s   p50 {rows[1][2]:6.0f} ms")
+        print(
+            f"  {'API, traced to Phoenix':<26} {traced_rps:7.1f} req/s   p50 {p50:6.0f} ms"
+            f"   errors {traced_tp['errors']}   spans received {received}"
+        )
+        traced_ratio = traced_rps / rows[1][1]
+        print(f"traced / untraced API throughput: {traced_ratio:.3f}x (target >= {TRACED_TARGET}x)")
     missed = overhead > OVERHEAD_TARGET_MS or ratio < THROUGHPUT_TARGET or rows[1][4] > 0
     missed = missed or guarded_ratio < THROUGHPUT_TARGET or rows[2][4] > 0
+    if traced_tp is not None:
+        missed = missed or traced_ratio < TRACED_TARGET or traced_tp["errors"] > 0
     if missed:
         print("MISSED a target")
     return 1 if missed else 0

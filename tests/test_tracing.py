@@ -26,6 +26,8 @@ pytest.importorskip("opentelemetry.sdk", reason="tracing needs `pip install 'aik
 pytest.importorskip("phoenix", reason="the receiver is Phoenix: `pip install 'aikit[phoenix]'`")
 
 TOKEN = "tok-FAKE-for-tests-0f9e8d7c6b5a4321"  # the bearer token: no span may hold it
+CHROMIUM = Path("/usr/bin/chromium")
+SEEN: dict[str, str] = {}  # the API request's trace, for the viewer's test
 
 
 @pytest.fixture(scope="session")
@@ -194,6 +196,7 @@ def test_an_api_request_is_a_server_span_over_its_chat_span_and_holds_no_secret(
         printed = api.output()
     assert r.status_code == 200, r.text
     trace_id, request_id = r.headers["x-trace-id"], r.headers["x-request-id"]
+    SEEN["request_id"] = request_id
     assert len(trace_id) == 32 and int(trace_id, 16)
     spans = _spans(phoenix, lambda s: len(s) >= 2, trace_id=trace_id)
     root = _one(spans, "POST /ask")
@@ -245,3 +248,31 @@ def test_nothing_configured_means_no_span_no_sdk_and_no_exporter_thread(
     )
     words = done.stdout.split()
     assert words[:2] == ["True", "True"] and words[2] != "[]", done.stdout + done.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
+)
+def test_the_phoenix_ui_shows_the_api_requests_trace_offline(phoenix: str) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if "request_id" not in SEEN:
+        pytest.skip("runs after the API request's test, which records its trace")
+    project = httpx.get(f"{phoenix}/v1/projects").json()["data"][0]["id"]
+    outside: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: outside.append(r.url) if "//127.0.0.1" not in r.url
+                    and not r.url.startswith("data:") else None)  # fmt: skip
+            page.goto(f"{phoenix}/projects/{project}", timeout=120_000)
+            playwright.expect(page.get_by_text("POST /ask").first).to_be_visible(timeout=120_000)
+            (ROOT / "test-artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "test-artifacts" / "phoenix-traces.png"))
+        finally:
+            browser.close()
+    assert outside == []  # the viewer loaded nothing from outside this machine
