@@ -155,7 +155,7 @@ SERVICE = """\
 import aikit
 
 
-@aikit.endpoint
+@aikit.endpoint(guards=["pii"])
 def ask(question: str) -> str:
     return aikit.chat(question, max_tokens=20).text
 """
@@ -204,6 +204,11 @@ def test_an_api_request_is_a_server_span_over_its_chat_span_and_holds_no_secret(
     assert root["attributes"]["aikit.request.id"] == request_id  # request id <-> trace id
     assert root["attributes"]["http.response.status_code"] == 200
     assert root["attributes"]["aikit.endpoint"] == "ask"
+    guards = [e["attributes"] for e in root["events"] if e["name"] == "aikit.guard"]
+    assert {(g["aikit.guard.stage"], g["aikit.guard.name"]) for g in guards} == {
+        ("input", "pii"),
+        ("output", "pii"),
+    }, root["events"]
     chat = _one(spans, "chat test-model")
     assert chat["parent_id"] == root["context"]["span_id"]
     assert chat["attributes"]["gen_ai.provider.name"] == "openai"
