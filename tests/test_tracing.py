@@ -155,7 +155,7 @@ SERVICE = """\
 import aikit
 
 
-@aikit.endpoint(guards=["pii"])
+@aikit.endpoint(guards=["invisible_text"])
 def ask(question: str) -> str:
     return aikit.chat(question, max_tokens=20).text
 """
@@ -206,8 +206,8 @@ def test_an_api_request_is_a_server_span_over_its_chat_span_and_holds_no_secret(
     assert root["attributes"]["aikit.endpoint"] == "ask"
     guards = [e["attributes"] for e in root["events"] if e["name"] == "aikit.guard"]
     assert {(g["aikit.guard.stage"], g["aikit.guard.name"]) for g in guards} == {
-        ("input", "pii"),
-        ("output", "pii"),
+        ("input", "invisible_text"),
+        ("output", "invisible_text"),
     }, root["events"]
     chat = _one(spans, "chat test-model")
     assert chat["parent_id"] == root["context"]["span_id"]
