@@ -3,7 +3,7 @@
 aikit records through the OpenTelemetry API (`opentelemetry-api`, a core dependency: without
 an SDK every call is a no-op). Once per process, on first use, it installs the SDK
 (`pip install 'aikit[otel]'`) from the standard variables, unless the application has
-installed providers of its own:
+installed providers of its own (before aikit's first call: the choice is made once):
 
 - `OTEL_SDK_DISABLED=true`: nothing, whatever else is set.
 - `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER`: `otlp` (HTTP/protobuf), `console` or
@@ -184,42 +184,40 @@ def _check_protocol(signal: str) -> None:
 
 
 def _tracer() -> Any:
-    """This process's tracer, or None when no tracer provider is installed (the no-op path)."""
+    """This process's tracer, or None when no tracer provider was installed by the time of
+    aikit's first use (the no-op path: a check of this process's set-up, nothing more)."""
     if _done_pid != os.getpid():
         _setup()
-    provider = trace.get_tracer_provider()
-    if _is_default(provider):
-        return None
-    if _state.get("provider") is not provider:
-        from importlib.metadata import version
+        provider = trace.get_tracer_provider()
+        if not _is_default(provider):
+            from importlib.metadata import version
 
-        _state["provider"] = provider
-        _state["tracer"] = provider.get_tracer(SCOPE, version("aikit"))
-    return _state["tracer"]
+            _state["tracer"] = provider.get_tracer(SCOPE, version("aikit"))
+    return _state.get("tracer")
 
 
 def _meters() -> dict[str, Any] | None:
-    """The instruments, or None when no meter provider is installed."""
+    """The instruments, or None when no meter provider was installed by then."""
     if _done_pid != os.getpid():
-        _setup()
-    provider = metrics.get_meter_provider()
-    if _is_default(provider):
-        return None
-    if _state.get("meter_provider") is not provider:
-        meter = provider.get_meter(SCOPE)
-        _state["meter_provider"] = provider
-        _state["meters"] = {
-            "tokens": meter.create_histogram(
-                "gen_ai.client.token.usage", unit="{token}", description="tokens per call"
-            ),
-            "duration": meter.create_histogram(
-                "gen_ai.client.operation.duration", unit="s", description="model call time"
-            ),
-            "http": meter.create_histogram(
-                "http.server.request.duration", unit="s", description="aikit api request time"
-            ),
-        }
-    meters: dict[str, Any] = _state["meters"]
+        _tracer()
+    if "meters" not in _state:
+        provider = metrics.get_meter_provider()
+        if _is_default(provider):
+            _state["meters"] = None
+        else:
+            meter = provider.get_meter(SCOPE)
+            _state["meters"] = {
+                "tokens": meter.create_histogram(
+                    "gen_ai.client.token.usage", unit="{token}", description="tokens per call"
+                ),
+                "duration": meter.create_histogram(
+                    "gen_ai.client.operation.duration", unit="s", description="model call time"
+                ),
+                "http": meter.create_histogram(
+                    "http.server.request.duration", unit="s", description="aikit api request time"
+                ),
+            }
+    meters: dict[str, Any] | None = _state["meters"]
     return meters
 
 
