@@ -76,8 +76,19 @@ def phoenix(startup_timeout_s: float = 300) -> Iterator[str | None]:
                     process.wait()
 
 
-def spans_received(endpoint: str) -> int:
-    """How many spans the receiver at `endpoint` holds (its default project)."""
+def spans_received(endpoint: str, settle_s: float = 60) -> int:
+    """How many spans the receiver at `endpoint` holds (its default project), once the count
+    stops growing (it writes what it receives in batches, later under load)."""
+    deadline, last = time.monotonic() + settle_s, -1
+    while True:
+        count = _count(endpoint)
+        if (count == last and count > 0) or time.monotonic() > deadline:
+            return count
+        last = count
+        time.sleep(2)
+
+
+def _count(endpoint: str) -> int:
     import httpx
 
     url = endpoint.removesuffix("/v1/traces")
