@@ -321,11 +321,11 @@ def verdicts(found: Sequence[Any], stage: str, current: Any = None) -> None:
         event(
             "aikit.guard",
             {
-                "aikit.guard.stage": stage,
-                "aikit.guard.name": log.get("guard"),
-                "aikit.guard.action": log.get("action"),
-                "aikit.guard.score": log.get("score"),
-                "aikit.guard.reasons": [str(r) for r in log.get("reasons") or []],
+                "aikit.guard_stage": stage,
+                "aikit.guard_name": log.get("guard"),
+                "aikit.guard_action": log.get("action"),
+                "aikit.guard_score": log.get("score"),
+                "aikit.guard_reasons": [str(r) for r in log.get("reasons") or []],
             },
             current,
         )

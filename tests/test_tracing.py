@@ -127,8 +127,8 @@ def test_a_notebook_run_is_one_trace_with_the_kernels_chat_spans_under_the_run(
     (record,) = out.glob("00_quickstart/*/run.json")
     run_id = json.loads(record.read_text())["run_id"]
     runs = _spans(phoenix, bool, name="aikit.run 00_quickstart")
-    (run,) = [s for s in runs if s["attributes"].get("aikit.run.id") == run_id]
-    assert run["parent_id"] is None and run["attributes"]["aikit.run.status"] == "succeeded"
+    (run,) = [s for s in runs if s["attributes"].get("aikit.run_id") == run_id]
+    assert run["parent_id"] is None and run["attributes"]["aikit.run_status"] == "succeeded"
     trace_id = run["context"]["trace_id"]
     spans = _spans(phoenix, lambda s: len(s) >= 4, trace_id=trace_id)
     chats = [s for s in spans if s["name"] == "chat gemma-3-270m"]
@@ -201,11 +201,11 @@ def test_an_api_request_is_a_server_span_over_its_chat_span_and_holds_no_secret(
     spans = _spans(phoenix, lambda s: len(s) >= 2, trace_id=trace_id)
     root = _one(spans, "POST /ask")
     assert root["parent_id"] is None and root["span_kind"] in ("SERVER", "UNKNOWN", "CHAIN")
-    assert root["attributes"]["aikit.request.id"] == request_id  # request id <-> trace id
+    assert root["attributes"]["aikit.request_id"] == request_id  # request id <-> trace id
     assert root["attributes"]["http.response.status_code"] == 200
     assert root["attributes"]["aikit.endpoint"] == "ask"
     guards = [e["attributes"] for e in root["events"] if e["name"] == "aikit.guard"]
-    assert {(g["aikit.guard.stage"], g["aikit.guard.name"]) for g in guards} == {
+    assert {(g["aikit.guard_stage"], g["aikit.guard_name"]) for g in guards} == {
         ("input", "invisible_text"),
         ("output", "invisible_text"),
     }, root["events"]

@@ -192,7 +192,7 @@ async def abatch(
         ),
         progress=progress,
     )
-    attributes = {"gen_ai.request.model": model, "aikit.batch.rows": len(prepared.messages)}
+    attributes = {"gen_ai.request.model": model, "aikit.batch_rows": len(prepared.messages)}
     with tracing.span("aikit.batch", attributes) as current:  # over its rows' chat spans
         try:
             await job.run()
@@ -200,8 +200,8 @@ async def abatch(
             exc.frame = job.frame(structured=wire is not None)
             raise
         finally:
-            tracing.annotate(current, {"aikit.batch.failed": job.failed,
-                                       "aikit.batch.retries": job.retries})  # fmt: skip
+            tracing.annotate(current, {"aikit.batch_failed": job.failed,
+                                       "aikit.batch_retries": job.retries})  # fmt: skip
     return job.frame(structured=wire is not None)
 
 

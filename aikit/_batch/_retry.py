@@ -76,6 +76,6 @@ def retry_wait(
     if deadline is not None and time.monotonic() + wait >= deadline:
         return None
     status = getattr(exc, "status_code", None)
-    tracing.event("aikit.retry", {"aikit.attempt": attempts, "aikit.retry.wait_s": round(wait, 3),
+    tracing.event("aikit.retry", {"aikit.attempt": attempts, "aikit.retry_wait_s": round(wait, 3),
                                   "error.type": str(status or type(exc).__name__)})  # fmt: skip
     return wait

@@ -3,7 +3,7 @@
 Each request to an endpoint's route (`POST /name`, `/name/batch`, `/name/stream`) gets a server
 span `POST /name...` (its parent the client's `traceparent`, if it sent one), current while the
 guard and the function run, so the model calls, retrieval and guard verdicts made for it are
-its children and events. The span holds the request id (`aikit.request.id`, the guard's
+its children and events. The span holds the request id (`aikit.request_id`, the guard's
 `X-Request-ID`), the endpoint, the status and `http.*` attributes; the response carries the
 trace id as `X-Trace-ID`, so a request id leads to its trace and back. Every request (traced or
 not) is counted in `http.server.request.duration` when metrics are on. With tracing and metrics
@@ -45,7 +45,7 @@ class Traced:
             "url.path": path,
             "url.scheme": "http",
             "aikit.endpoint": endpoint.schema.name,
-            "aikit.request.kind": kind,
+            "aikit.request_kind": kind,
         }
         started = time.perf_counter()
         seen: dict[str, Any] = {"status": 0}
@@ -75,7 +75,7 @@ class Traced:
                     current,
                     {
                         "http.response.status_code": status,
-                        "aikit.request.id": seen.get("request_id") or None,
+                        "aikit.request_id": seen.get("request_id") or None,
                     },
                 )
                 if status >= 500:

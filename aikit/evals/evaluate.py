@@ -222,13 +222,13 @@ def evaluate(
     if clash:
         raise EvalError(f"metric name {clash[0]!r} is a samples column; rename the metric")
 
-    attributes = {"aikit.eval.name": name, "aikit.eval.dataset": ds.name,
-                  "aikit.eval.items": len(ds), "aikit.eval.repeats": repeats}  # fmt: skip
+    attributes = {"aikit.eval_name": name, "aikit.eval_dataset": ds.name,
+                  "aikit.eval_items": len(ds), "aikit.eval_repeats": repeats}  # fmt: skip
     with tracing.span("evals.evaluate", attributes) as current:
         frame, judge_usage = _run_and_score(task, ds, repeats, concurrency, progress, params, pairs)
         summary = summarize(frame, names, n_boot=n_boot, seed=seed)
         result = _result(frame, summary, names, judge_usage, name, threshold)
-        tracing.annotate(current, {f"aikit.eval.mean.{m}": v for m, v in result.means().items()})
+        tracing.annotate(current, {f"aikit.eval_mean.{m}": v for m, v in result.means().items()})
     return result
 
 

@@ -234,15 +234,15 @@ async def aanswer(
     Returns:
         An `Answer` with the text, the cited chunk ids and sources, and the context shown.
     """
-    attributes = {"aikit.rag.mode": mode, "aikit.rag.k": k, "gen_ai.request.model": model}
+    attributes = {"aikit.rag_mode": mode, "aikit.rag_k": k, "gen_ai.request.model": model}
     with tracing.span("rag.answer", attributes) as current:
         answer = await _answer_in_span(question, index, k=k, mode=mode, model=model, where=where,
                                        min_similarity=min_similarity, max_tokens=max_tokens,
                                        seed=seed, unsupported=unsupported, client=client,
                                        settings=settings, guards=guards)  # fmt: skip
-        tracing.annotate(current, {"aikit.rag.found": answer.found,
-                                   "aikit.rag.document_ids": _ids(answer.context),
-                                   "aikit.rag.citations": answer.citations})  # fmt: skip
+        tracing.annotate(current, {"aikit.rag_found": answer.found,
+                                   "aikit.rag_document_ids": _ids(answer.context),
+                                   "aikit.rag_citations": answer.citations})  # fmt: skip
         return answer
 
 

@@ -310,7 +310,7 @@ class Index:
             raise RagError(f"k={k!r} must be a positive number of chunks, e.g. 5")
         if not isinstance(query, str) or not query.strip():
             raise RagError(f"query {query!r} is empty; pass the question to search for")
-        with tracing.span("rag.search", {"aikit.rag.mode": mode, "aikit.rag.k": k}) as current:
+        with tracing.span("rag.search", {"aikit.rag_mode": mode, "aikit.rag_k": k}) as current:
             if self._table is None:
                 return pd.DataFrame(columns=RESULT_COLUMNS)
             if mode == "dense":
@@ -322,7 +322,7 @@ class Index:
                 rows = _fuse([self._dense(query, pool, where), self._bm25(query, pool, where)])
             frame = pd.DataFrame(rows[:k], columns=RESULT_COLUMNS)
             frame["score"] = frame["score"].astype(float)
-            tracing.annotate(current, {"aikit.rag.document_ids": list(frame["id"])})
+            tracing.annotate(current, {"aikit.rag_document_ids": list(frame["id"])})
             return frame
 
     def _dense(self, query: str, k: int, where: str | None) -> list[dict[str, Any]]:

@@ -125,12 +125,12 @@ def _publish(folder: Path, url: str, run: Run) -> Run:
 
 def _execute_here(spec: RunSpec, on_cell: OnCell | None = None) -> Run:
     """The run under its `aikit.run` span; its kernel's spans join it (`TRACEPARENT`)."""
-    attributes = {"aikit.run.id": spec.run_id, "aikit.run.name": spec.name,
+    attributes = {"aikit.run_id": spec.run_id, "aikit.run_name": spec.name,
                   "aikit.notebook": display_path(Path(spec.notebook)),
                   "aikit.playbook": spec.playbook}  # fmt: skip
     with tracing.span(f"aikit.run {Path(spec.notebook).stem}", attributes) as current:
         run = _execute_child(spec, on_cell)
-        tracing.annotate(current, {"aikit.run.status": run.status})
+        tracing.annotate(current, {"aikit.run_status": run.status})
         if run.status != "succeeded":
             tracing.fail(current, (run.failure or {}).get("ename") or "RunFailed")
         return run
