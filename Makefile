@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0  # first: a CPU build, not the CUDA one
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[api,cloud,local,dask,dev,guards,rag]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[api,cloud,local,dask,dev,guards,otel,phoenix,rag]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name aikit --display-name 'Python (aikit)' >/dev/null
 	@touch $@
 

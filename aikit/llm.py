@@ -19,7 +19,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
-from aikit import _stream
+from aikit import _stream, tracing
 from aikit import cache as _cache
 from aikit._chatparams import check_params as check_params
 from aikit._limit import slot
@@ -280,33 +280,38 @@ async def achat(
     async def get_client() -> openai.AsyncOpenAI:
         return await client_for(endpoint)
 
-    verdicts: list[Any] = []
-    if guards is not None:  # aikit/guards/apply.py: the prompt before, the answer after
-        from aikit.guards.apply import guard_answer, guard_prompt, system_of
+    with tracing.chat_span(endpoint, model or settings.model) as chat:
+        verdicts: list[Any] = []
+        if guards is not None:  # aikit/guards/apply.py: the prompt before, the answer after
+            from aikit.guards.apply import guard_answer, guard_prompt, system_of
 
-        if isinstance(prompt_or_messages, Prompt):  # the guards check what the model gets
-            families = endpoint.families(model or settings.model)
-            prompt_or_messages = prompt_or_messages.choose(families)[1].render()
-        guards, prompt_or_messages, verdicts = guard_prompt(guards, prompt_or_messages)
-    question = Ask(
-        prompt_or_messages,
-        model=model,
-        system=system,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        response_format=response_format,
-        repeat=repeat,
-        raise_on_invalid=raise_on_invalid,
-        params=params,
-    )
-    # stream= or, for a function served by `aikit api` on /stream, the request's sink
-    policy = CallPolicy(on_text=stream or _stream.request_sink())
-    reply = await ask(question, endpoint=endpoint, get_client=get_client, policy=policy)
-    if guards is not None:
-        context = {"system_prompt": system_of(system, prompt_or_messages)}
-        reply.text, after = guard_answer(guards, reply.text, context=context)
-        reply.verdicts = (*verdicts, *after)
-    return reply
+            if isinstance(prompt_or_messages, Prompt):  # the guards check what the model gets
+                families = endpoint.families(model or settings.model)
+                prompt_or_messages = prompt_or_messages.choose(families)[1].render()
+            guards, prompt_or_messages, verdicts = guard_prompt(guards, prompt_or_messages)
+            tracing.verdicts(verdicts, "input", chat and chat.span)
+        question = Ask(
+            prompt_or_messages,
+            model=model,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            response_format=response_format,
+            repeat=repeat,
+            raise_on_invalid=raise_on_invalid,
+            params=params,
+        )
+        # stream= or, for a function served by `aikit api` on /stream, the request's sink
+        policy = CallPolicy(on_text=stream or _stream.request_sink())
+        reply = await ask(
+            question, endpoint=endpoint, get_client=get_client, policy=policy, chat=chat
+        )
+        if guards is not None:
+            context = {"system_prompt": system_of(system, prompt_or_messages)}
+            reply.text, after = guard_answer(guards, reply.text, context=context)
+            tracing.verdicts(after, "output", chat and chat.span)
+            reply.verdicts = (*verdicts, *after)
+        return reply
 
 
 async def ask(
@@ -315,13 +320,28 @@ async def ask(
     endpoint: Endpoint,
     get_client: GetClient,
     policy: CallPolicy = DEFAULT_POLICY,
+    chat: tracing.Chat | None = None,
 ) -> Reply:
     """Answer `question` on a resolved endpoint with a given client getter (aikit's in-package
     seam under `achat`).
 
     `aikit.batch` calls it with its own client and a `CallPolicy` holding its retry loop; the
     cache key uses `endpoint.identity`, so the embedded server's port never changes a key.
+    `chat` is the `chat {model}` span `achat` opened (None: `ask` opens its own).
     """
+    if chat is None:
+        with tracing.chat_span(endpoint, question.model or endpoint.settings.model) as chat:
+            return await _answer(question, endpoint, get_client, policy, chat)
+    return await _answer(question, endpoint, get_client, policy, chat)
+
+
+async def _answer(
+    question: Ask,
+    endpoint: Endpoint,
+    get_client: GetClient,
+    policy: CallPolicy,
+    chat: tracing.Chat | None,
+) -> Reply:
     params = dict(question.params)
     check_params(
         params,
@@ -345,6 +365,7 @@ async def ask(
         "response_format": wire_format,
         **params,
     }
+    tracing.chat_request(chat, endpoint, messages, request)
     started = time.perf_counter()
 
     async def one(messages: Messages) -> tuple[ChatCompletion, bool]:
@@ -390,6 +411,7 @@ async def ask(
         finish_reason=last.choices[0].finish_reason if last.choices else None,
         calls=len(completions),
     )
+    tracing.chat_reply(chat, endpoint, reply, last)
     log_call(
         provider=endpoint.kind,
         model=model,

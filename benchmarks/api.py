@@ -16,6 +16,11 @@
   same loopback model, after it has gone out), driven the same way, against the unscored
   endpoint right before it (target: the caller's p50 within 5 %); the queue's drops are
   printed.
+- Tracing (`aikit.tracing`): the throughput endpoint on a server with tracing off (nothing
+  configured) and on a second `aikit api` whose spans go to a local OTLP receiver (Phoenix's
+  server on 127.0.0.1, when `aikit[phoenix]` is installed: a server span and a chat span per
+  request), driven the same way, one after the other (target: >= 0.97x, overhead <= 3 %); the
+  spans the receiver then holds are counted.
 - The request log on PostgreSQL (`AIKIT_REQUEST_LOG=postgresql://...`, a PostgreSQL 15 server
   started like the tests do, `tests/postgres_server.py`): the throughput load against a second
   server logging there; every request the client sent must be one completed row (target: 0
@@ -24,7 +29,7 @@
 The server is `aikit api` on 127.0.0.1, one worker, in its own process; the request log is on.
 
     .venv/bin/python benchmarks/api.py [--seconds 30] [--concurrency 32] [--latency 0.2]
-        [--only scored,postgres]
+        [--only scored,traced,postgres]
 """
 
 from __future__ import annotations
@@ -41,11 +46,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from otlp_receiver import phoenix, spans_received
+
 from aikit.api import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS, THROUGHPUT_TARGET = 2.0, 0.9
 SCORED_P50_TARGET = 1.05  # scored / unscored p50 for the caller
+TRACED_TARGET = 0.97  # traced / untraced API throughput
 NOTEBOOK_CODE = """\
 import aikit
 
@@ -285,6 +293,30 @@ def scored_rows(api: Any, env: dict[str, str], c: str, s: str) -> bool:
     return ratio <= SCORED_P50_TARGET and rows[1][4] == 0
 
 
+def traced_rows(notebook: Path, env: dict[str, str], c: str, s: str, folder: Path) -> bool:
+    """The throughput load on a server with tracing off, then on one tracing to Phoenix."""
+    with phoenix() as endpoint:
+        if endpoint is None:
+            print("tracing rows: skipped (no OTLP receiver: pip install 'aikit[phoenix]')")
+            return True
+        with serving(notebook, env=env) as api:
+            off = child("throughput-api", api.url, c, s, env=env)
+        traced = {**env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
+                  "AIKIT_HOME": str(folder / "traced-home")}  # fmt: skip
+        with serving(notebook, env=traced) as api:
+            on = child("throughput-api", api.url, c, s, env=env)
+        received = spans_received(endpoint)
+    rows = [_row("API, tracing off", off), _row("API, traced to Phoenix", on)]
+    print(f"tracing: the same load, spans to a local OTLP receiver ({_load()})")
+    _print_rows(rows, off, on)
+    ratio = rows[1][1] / rows[0][1]
+    print(
+        f"traced / untraced API throughput: {ratio:.3f}x (target >= {TRACED_TARGET}x);"
+        f" spans received {received}"
+    )
+    return ratio >= TRACED_TARGET and rows[1][4] == 0
+
+
 def postgres_row(notebook: Path, env: dict[str, str], c: str, s: str, folder: Path) -> bool:
     """The throughput load against a server logging to PostgreSQL: 0 lost rows."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -333,7 +365,9 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--calls", type=int, default=2000, help="calls timed for the overhead")
     parser.add_argument(
-        "--only", default="", help="comma-separated parts: overhead,throughput,scored,postgres"
+        "--only",
+        default="",
+        help="comma-separated parts: overhead,throughput,scored,traced,postgres",
     )
     args = parser.parse_args()
     parts = set(args.only.split(",")) if args.only else PARTS
@@ -368,6 +402,8 @@ def main() -> int:
                     ok = measured(api, notebook, env, args, folder) and ok
                 if "scored" in parts:
                     ok = scored_rows(api, env, c, s) and ok
+        if "traced" in parts:
+            ok = traced_rows(notebook, env, c, s, folder) and ok
         if "postgres" in parts:
             ok = postgres_row(notebook, env, c, s, folder) and ok
     finally:
@@ -378,7 +414,7 @@ def main() -> int:
     return 0 if ok else 1
 
 
-PARTS = {"overhead", "throughput", "scored", "postgres"}
+PARTS = {"overhead", "throughput", "scored", "traced", "postgres"}
 
 
 def measured(api: Any, notebook: Path, env: dict[str, str], args: Any, folder: Path) -> bool:

@@ -11,6 +11,11 @@ The server is `tests/fault_server.py` (asyncio, keep-alive) with no faults, in a
 own. Targets: aikit >= 0.9x the hand-written loop and >= 20x the sequential loop; the exit code
 is 1 when one is missed.
 
+Tracing rows (`aikit.tracing`): the same `aikit.batch` with tracing off (nothing configured:
+the no-op API) and tracing to a local OTLP receiver (Phoenix's server on 127.0.0.1, when
+`aikit[phoenix]` is installed; one `chat` span per row under an `aikit.batch` span), runs
+interleaved. Target: traced >= 0.97x the untraced throughput (overhead <= 3 %).
+
     .venv/bin/python benchmarks/batch_throughput.py [--requests 1000] [--concurrency 32]
 """
 
@@ -28,9 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from otlp_receiver import phoenix, spans_received
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench-model"
-HAND_TARGET, SEQUENTIAL_TARGET = 0.9, 20.0
+HAND_TARGET, SEQUENTIAL_TARGET, TRACED_TARGET = 0.9, 20.0, 0.97
 
 
 def peak_rss_mib() -> float:
@@ -91,7 +98,12 @@ def run_sequential(base_url: str, count: int, concurrency: int) -> int:
     return done
 
 
-CLIENTS = {"aikit": run_aikit, "hand": run_hand, "sequential": run_sequential}
+CLIENTS = {
+    "aikit": run_aikit,
+    "traced": run_aikit,  # the same, with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT in its environment
+    "hand": run_hand,
+    "sequential": run_sequential,
+}
 
 
 def measure(client: str, base_url: str, count: int, concurrency: int) -> None:
@@ -113,7 +125,9 @@ def measure(client: str, base_url: str, count: int, concurrency: int) -> None:
     print(json.dumps(figures))
 
 
-def child(client: str, base_url: str, count: int, concurrency: int) -> dict[str, Any]:
+def child(
+    client: str, base_url: str, count: int, concurrency: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable,
@@ -130,6 +144,7 @@ def child(client: str, base_url: str, count: int, concurrency: int) -> dict[str,
         capture_output=True,
         text=True,
         check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | (env or {}),
     )
     if done.returncode != 0:
         sys.exit(f"{client} client failed:\n{done.stderr[-2000:]}")
@@ -158,17 +173,25 @@ def main() -> int:
         stdout=subprocess.PIPE,
         text=True,
     )
+    receiver = phoenix()
     try:
         assert server.stdout is not None
         base_url = server.stdout.readline().strip()
+        endpoint = receiver.__enter__()
         n, c = args.requests, args.concurrency
         runs: dict[str, list[dict[str, Any]]] = {"aikit": [], "hand": []}
+        traced_env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint or ""}
+        if endpoint:
+            runs["traced"] = []
         for _ in range(args.rounds):  # interleaved, so a slow spell hits both clients
             for name, kept in runs.items():
-                kept.append(child(name, base_url, n, c))
-        aikit, hand = (min(kept, key=lambda f: f["seconds"]) for kept in runs.values())
+                kept.append(child(name, base_url, n, c, traced_env if name == "traced" else None))
+        aikit, hand = (min(runs[name], key=lambda f: f["seconds"]) for name in ("aikit", "hand"))
+        traced = min(runs["traced"], key=lambda f: f["seconds"]) if endpoint else None
+        received = spans_received(endpoint) if endpoint else 0
         sample = child("sequential", base_url, args.sample, 1)
     finally:
+        receiver.__exit__(None, None, None)
         server.terminate()
         server.wait(10)
 
@@ -202,6 +225,18 @@ def main() -> int:
         f" ({aikit['run_rss_mib']:.0f} MiB for the run itself)"
     )
     missed = vs_hand < HAND_TARGET or vs_seq < SEQUENTIAL_TARGET
+    if traced is None:
+        print("tracing rows: skipped (no OTLP receiver: pip install 'aikit[phoenix]')")
+    else:
+        vs_off = (n / traced["seconds"]) / rps["aikit"]
+        print("tracing (aikit.tracing), best of each:")
+        print(f"  {'tracing off (nothing configured)':<52}{rps['aikit']:>9.1f} req/s")
+        on = "tracing to a local OTLP receiver (Phoenix)"
+        print(f"  {on:<52}{n / traced['seconds']:>9.1f} req/s")
+        times = ", ".join(f"{figures['seconds']:.2f}" for figures in runs["traced"])
+        print(f"  traced runs: {times} s; spans the receiver holds: {received}")
+        print(f"traced / untraced throughput: {vs_off:.3f}x (target >= {TRACED_TARGET}x)")
+        missed = missed or vs_off < TRACED_TARGET
     if missed:
         print("MISSED a target")
     return 1 if missed else 0

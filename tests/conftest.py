@@ -23,9 +23,10 @@ API_KEY = "sk-test-5ecr3t-DO-NOT-STORE-0123456789"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A private AIKIT_HOME, no AIKIT_*/OPENAI_* variables, a cwd with no `.env`."""
+    """A private AIKIT_HOME, no AIKIT_*/OPENAI_*/OTEL_* variables (no trace exported by
+    accident), a cwd with no `.env`."""
     for name in list(os.environ):
-        if name.startswith(("AIKIT_", "OPENAI_")):
+        if name.startswith(("AIKIT_", "OPENAI_", "OTEL_", "TRACEPARENT", "TRACESTATE")):
             monkeypatch.delenv(name)
     home = tmp_path / "aikit-home"
     monkeypatch.setenv("AIKIT_HOME", str(home))

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from aikit import tracing
 from aikit._batch._pacing import Budget, Concurrency, completion_bound, upper_cost
 from aikit._batch._retry import DEFAULT_MAX_ATTEMPTS
 from aikit._structured import schema_format
@@ -191,11 +192,16 @@ async def abatch(
         ),
         progress=progress,
     )
-    try:
-        await job.run()
-    except AikitError as exc:
-        exc.frame = job.frame(structured=wire is not None)
-        raise
+    attributes = {"gen_ai.request.model": model, "aikit.batch_rows": len(prepared.messages)}
+    with tracing.span("aikit.batch", attributes) as current:  # over its rows' chat spans
+        try:
+            await job.run()
+        except AikitError as exc:
+            exc.frame = job.frame(structured=wire is not None)
+            raise
+        finally:
+            tracing.annotate(current, {"aikit.batch_failed": job.failed,
+                                       "aikit.batch_retries": job.retries})  # fmt: skip
     return job.frame(structured=wire is not None)
 
 

@@ -25,6 +25,8 @@ import time
 
 import openai
 
+from aikit import tracing
+
 DEFAULT_MAX_ATTEMPTS = 8
 BACKOFF_S, BACKOFF_CAP_S, RETRY_AFTER_CAP_S = 0.25, 8.0, 60.0
 
@@ -73,4 +75,7 @@ def retry_wait(
         wait = random.uniform(ceiling / 2, ceiling)
     if deadline is not None and time.monotonic() + wait >= deadline:
         return None
+    status = getattr(exc, "status_code", None)
+    tracing.event("aikit.retry", {"aikit.attempt": attempts, "aikit.retry_wait_s": round(wait, 3),
+                                  "error.type": str(status or type(exc).__name__)})  # fmt: skip
     return wait

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from aikit import tracing
 from aikit._scrub import Scrubber
 from aikit.api import _guarding, _scoring
 from aikit.api._calls import Endpoint, Workers
@@ -30,6 +31,7 @@ from aikit.api._log import RequestLog, log_target
 from aikit.api._notebook import execute, resolve_secrets
 from aikit.api._routes import app_for
 from aikit.api._schema import build
+from aikit.api._traced import Traced
 from aikit.errors import AikitError, ApiError
 
 FAILURE_ENV = "AIKIT_API_FAILURE_FILE"  # where a worker that cannot start writes why
@@ -79,6 +81,7 @@ def create_app(config: Config) -> ASGIApp:
     if token and config.token_env:
         secrets[config.token_env] = token
     scrubber = Scrubber(secrets)
+    tracing.keep_out(secrets)  # no span holds them either
     scrub_output(scrubber)
     functions = execute(notebook, values, scrubber=scrubber)
     workers = Workers(config.concurrency + config.batch_concurrency)
@@ -111,6 +114,7 @@ def create_app(config: Config) -> ASGIApp:
             scoring.close()
         log.close()
         workers.close()
+        tracing.flush()  # the last spans and metrics
 
     app = app_for(
         f"aikit api: {notebook.stem}",
@@ -119,7 +123,7 @@ def create_app(config: Config) -> ASGIApp:
         secured=token is not None,
         on_shutdown=shutdown,
     )
-    return Guard(
+    guard = Guard(
         app,
         endpoints=endpoints,
         config=config,
@@ -128,6 +132,7 @@ def create_app(config: Config) -> ASGIApp:
         hosts=allowed_hosts(config, is_loopback(config.host)),
         scoring=scoring,
     )
+    return Traced(guard, guard.routes)  # a server span per request (aikit/api/_traced.py)
 
 
 def app_from_env() -> ASGIApp:

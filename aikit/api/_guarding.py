@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from aikit import tracing
 from aikit.errors import GuardError
 
 INPUT_BLOCKED, OUTPUT_BLOCKED = 400, 502
@@ -42,6 +43,7 @@ def for_endpoint(function: Callable[..., Any], names: Sequence[str]) -> Any:
 
 def _record(info: Any, stage: str, verdicts: Sequence[Any]) -> None:
     info.verdicts.extend({"stage": stage, **v.to_log()} for v in verdicts)
+    tracing.verdicts(verdicts, stage)  # events on the request's server span
 
 
 async def check_input(guards: Any, body: Any, info: Any) -> Any:
@@ -154,6 +156,7 @@ async def cut(events: AsyncIterator[bytes], guards: Any, info: Any) -> AsyncIter
 
                     info.status, info.error = OUTPUT_BLOCKED, blocked_message("stream", verdict)
                     info.verdicts.append({"stage": "stream", **verdict.to_log()})
+                    tracing.verdicts([verdict], "stream")
                     body = {"error": info.error, "status": info.status}
                     body["request_id"] = info.request_id
                     yield f"event: error\ndata: {json.dumps(body)}\n\n".encode()

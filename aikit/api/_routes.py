@@ -140,8 +140,12 @@ def app_for(
         yield
         on_shutdown()
 
+    # aikit's own server span and metric stand for each request (aikit/api/_traced.py): a
+    # FastAPI with native telemetry would add a second span, and logs that hold unscrubbed
+    # exception messages; an older FastAPI keeps the unknown keyword in `app.extra`.
+    off = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
     app: FastAPI = FastAPIOffline(
-        title=title, description=description, version="1", lifespan=lifespan
+        title=title, description=description, version="1", lifespan=lifespan, telemetry=off
     )
 
     @app.get("/healthz", tags=["server"])

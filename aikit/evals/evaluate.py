@@ -16,6 +16,7 @@ dataset's other fields); `aikit.evals.tasks` builds tasks that use it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import inspect
 import math
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aikit import tracing
 from aikit._sync import run_sync
 from aikit.costs import sum_costs
 from aikit.errors import EvalError
@@ -220,6 +222,25 @@ def evaluate(
     if clash:
         raise EvalError(f"metric name {clash[0]!r} is a samples column; rename the metric")
 
+    attributes = {"aikit.eval_name": name, "aikit.eval_dataset": ds.name,
+                  "aikit.eval_items": len(ds), "aikit.eval_repeats": repeats}  # fmt: skip
+    with tracing.span("evals.evaluate", attributes) as current:
+        frame, judge_usage = _run_and_score(task, ds, repeats, concurrency, progress, params, pairs)
+        summary = summarize(frame, names, n_boot=n_boot, seed=seed)
+        result = _result(frame, summary, names, judge_usage, name, threshold)
+        tracing.annotate(current, {f"aikit.eval_mean.{m}": v for m, v in result.means().items()})
+    return result
+
+
+def _run_and_score(
+    task: Any,
+    ds: Dataset,
+    repeats: int,
+    concurrency: int | Literal["auto"],
+    progress: bool,
+    params: dict[str, Any],
+    pairs: list[tuple[str, Metric]],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     if isinstance(task, str | Template | Prompt):
         frame = run_sync(_template_task(task, ds, repeats, concurrency, progress, params))
     elif callable(task):
@@ -229,14 +250,23 @@ def evaluate(
     else:
         raise EvalError(f"task is a {type(task).__name__}; pass a template string or a callable")
     metadata = {item.id: item.metadata for item in ds}
-    judge_usage = _score(frame, pairs, concurrency, metadata)
+    return frame, _score(frame, pairs, concurrency, metadata)
+
+
+def _result(
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    names: list[str],
+    judge_usage: dict[str, Any],
+    name: str,
+    threshold: float,
+) -> EvalResult:
     usage = {
         "task_cost_usd": _total(frame["cost_usd"]),
         "task_prompt_tokens": int(frame["prompt_tokens"].sum()),
         "task_completion_tokens": int(frame["completion_tokens"].sum()),
         **judge_usage,
     }
-    summary = summarize(frame, names, n_boot=n_boot, seed=seed)
     frame.attrs = {}
     return EvalResult(frame, summary, names, usage, name=name, threshold=threshold)
 
@@ -370,7 +400,8 @@ def _callable_task(
     jobs = [(item, repeat) for repeat in range(repeats) for item in ds]
     with_metadata = "metadata" in _wanted_keywords(task)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(pool.map(lambda job: _run_one(task, job[0], job[1], with_metadata), jobs))
+        runs = [(contextvars.copy_context(), job) for job in jobs]  # spans under evaluate's
+        rows = list(pool.map(lambda r: r[0].run(_run_one, task, *r[1], with_metadata), runs))
     frame = pd.DataFrame(rows, columns=[c for c in _BASE if c != "metric_errors"])
     return frame.astype({"cost_usd": "float64", "latency_s": "float64"})
 

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from aikit import tracing
 from aikit._sync import sync_of
 from aikit.errors import RagError
 from aikit.llm import achat
@@ -233,6 +234,34 @@ async def aanswer(
     Returns:
         An `Answer` with the text, the cited chunk ids and sources, and the context shown.
     """
+    attributes = {"aikit.rag_mode": mode, "aikit.rag_k": k, "gen_ai.request.model": model}
+    with tracing.span("rag.answer", attributes) as current:
+        answer = await _answer_in_span(question, index, k=k, mode=mode, model=model, where=where,
+                                       min_similarity=min_similarity, max_tokens=max_tokens,
+                                       seed=seed, unsupported=unsupported, client=client,
+                                       settings=settings, guards=guards)  # fmt: skip
+        tracing.annotate(current, {"aikit.rag_found": answer.found,
+                                   "aikit.rag_document_ids": _ids(answer.context),
+                                   "aikit.rag_citations": answer.citations})  # fmt: skip
+        return answer
+
+
+async def _answer_in_span(
+    question: str,
+    index: Index,
+    *,
+    k: int,
+    mode: Mode,
+    model: str | None,
+    where: str | None,
+    min_similarity: float,
+    max_tokens: int | None,
+    seed: int,
+    unsupported: Unsupported,
+    client: openai.AsyncOpenAI | None,
+    settings: Settings | None,
+    guards: Any,
+) -> Answer:
     if not isinstance(question, str) or not question.strip():
         raise RagError(f"question {question!r} is empty; pass the question to answer")
     if unsupported not in ("mark", "drop", "not_found"):
@@ -255,6 +284,7 @@ async def aanswer(
     if guards is not None:
         rows = list(zip(hits["id"], hits["source"], hits["text"], strict=True))
         kept, guarded = await asyncio.to_thread(guard_passages, guards, rows)
+        tracing.verdicts(guarded, "passages")
         hits = hits[hits["id"].isin([k[0] for k in kept])].reset_index(drop=True)
         hits = hits.assign(source=[k[1] for k in kept], text=[k[2] for k in kept])
         if not len(hits):
@@ -305,6 +335,10 @@ async def aanswer(
         reply=reply,
         guarded=guarded,
     )
+
+
+def _ids(context: Any) -> list[str]:
+    return [str(i) for i in context["id"]] if context is not None and "id" in context else []
 
 
 def _similarity(index: Index, question: str, ids: list[str]) -> list[float]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aikit import _storage as storage
+from aikit import tracing
 from aikit.errors import RagError
 from aikit.rag._chunk import (
     DEFAULT_CHUNK_OVERLAP,
@@ -309,18 +310,20 @@ class Index:
             raise RagError(f"k={k!r} must be a positive number of chunks, e.g. 5")
         if not isinstance(query, str) or not query.strip():
             raise RagError(f"query {query!r} is empty; pass the question to search for")
-        if self._table is None:
-            return pd.DataFrame(columns=RESULT_COLUMNS)
-        if mode == "dense":
-            rows = self._dense(query, k, where)
-        elif mode == "bm25":
-            rows = self._bm25(query, k, where)
-        else:
-            pool = max(4 * k, 20)
-            rows = _fuse([self._dense(query, pool, where), self._bm25(query, pool, where)])
-        frame = pd.DataFrame(rows[:k], columns=RESULT_COLUMNS)
-        frame["score"] = frame["score"].astype(float)
-        return frame
+        with tracing.span("rag.search", {"aikit.rag_mode": mode, "aikit.rag_k": k}) as current:
+            if self._table is None:
+                return pd.DataFrame(columns=RESULT_COLUMNS)
+            if mode == "dense":
+                rows = self._dense(query, k, where)
+            elif mode == "bm25":
+                rows = self._bm25(query, k, where)
+            else:
+                pool = max(4 * k, 20)
+                rows = _fuse([self._dense(query, pool, where), self._bm25(query, pool, where)])
+            frame = pd.DataFrame(rows[:k], columns=RESULT_COLUMNS)
+            frame["score"] = frame["score"].astype(float)
+            tracing.annotate(current, {"aikit.rag_document_ids": list(frame["id"])})
+            return frame
 
     def _dense(self, query: str, k: int, where: str | None) -> list[dict[str, Any]]:
         vector = self.embedder.embed_query(query)

@@ -3,6 +3,7 @@ on local worker processes or a Dask cluster, and record every run (see `aikit.re
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from aikit import _storage as storage
+from aikit import tracing
 from aikit._record import notebook_dir
 from aikit._storage import is_url, normalize
 from aikit.errors import ExecutorError, ParameterError
@@ -201,7 +203,8 @@ def run_playbook(
         shown = Progress(
             len(specs), stream=progress, varying=varying([s.parameters for s in specs])
         )
-    with _executor(executor, workers or plan.workers, scheduler) as submit:
+    span = tracing.span(f"aikit.playbook {plan.name}", {"aikit.playbook": plan.name})
+    with span, _executor(executor, workers or plan.workers, scheduler) as submit:
         for step in plan.steps:
             todo = [planned.spec for planned in step if planned.earlier is None]
             upload(todo)  # a URL as `out`: each needed file goes to the bucket once
@@ -246,8 +249,12 @@ class _executor:
         if self.kind == "local":
             pool = ThreadPoolExecutor(max_workers=self.workers)
             self._close.append(pool.shutdown)
+            # each run in a copy of this context: its span is a child of the playbook's
             return lambda specs, progress=None: list(
-                pool.map(lambda spec: _run_one(spec, progress), specs)
+                pool.map(
+                    lambda job: job[0].run(_run_one, job[1], progress),
+                    [(contextvars.copy_context(), spec) for spec in specs],
+                )
             )
         try:
             from distributed import Client, LocalCluster, as_completed

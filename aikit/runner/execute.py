@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aikit import _storage as storage
+from aikit import tracing
 from aikit._record import read_records
 from aikit._scrub import Scrubber, is_secret_ref, redact_urls, secret_envs
 from aikit.costs import RUN_USAGE_ENV, total_usage
@@ -123,6 +124,19 @@ def _publish(folder: Path, url: str, run: Run) -> Run:
 
 
 def _execute_here(spec: RunSpec, on_cell: OnCell | None = None) -> Run:
+    """The run under its `aikit.run` span; its kernel's spans join it (`TRACEPARENT`)."""
+    attributes = {"aikit.run_id": spec.run_id, "aikit.run_name": spec.name,
+                  "aikit.notebook": display_path(Path(spec.notebook)),
+                  "aikit.playbook": spec.playbook}  # fmt: skip
+    with tracing.span(f"aikit.run {Path(spec.notebook).stem}", attributes) as current:
+        run = _execute_child(spec, on_cell)
+        tracing.annotate(current, {"aikit.run_status": run.status})
+        if run.status != "succeeded":
+            tracing.fail(current, (run.failure or {}).get("ename") or "RunFailed")
+        return run
+
+
+def _execute_child(spec: RunSpec, on_cell: OnCell | None = None) -> Run:
     run_dir = Path(spec.run_dir)
     child = subprocess.Popen(
         [sys.executable, "-m", "aikit.runner.execute"],
@@ -158,6 +172,9 @@ def _run_env(spec: RunSpec) -> dict[str, str]:
     env[RUN_USAGE_ENV] = str(Path(spec.run_dir) / "usage.jsonl")
     env[PARENT_ENV] = str(os.getpid())  # the child ends (with its kernel) when this process does
     env[NOTEBOOK_DIR_ENV] = str(notebook_dir)
+    env.update(tracing.environ())  # W3C trace context: the kernel's spans join the run's
+    if spec.secrets:  # which variables no span in the kernel may show (names only)
+        env[tracing.SECRETS_ENV] = ",".join(sorted(spec.secrets))
     if spec.project_root:  # the kernel's cwd is the run folder: settings come from here
         env.setdefault(PROJECT_ROOT_ENV, spec.project_root)
     cassettes = [c for c in env.get("AIKIT_CASSETTES", "").split(os.pathsep) if c]
