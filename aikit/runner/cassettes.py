@@ -4,7 +4,8 @@ the runner's one executor (`execute_run`: own process, kernel, secrets handling)
 Two passes: first against the real model with `AIKIT_CACHE=record` into a fresh store,
 exported as `cassettes/<name>.jsonl` beside the notebook; then again with `AIKIT_CACHE=replay`
 from that cassette, and those outputs are the ones committed. So the committed notebook is
-exactly what strict nbval reproduces in replay mode.
+exactly what strict nbval reproduces in replay mode. With a `Progress`, each pass prints the
+lines `aikit run` prints: when it starts and finishes, and which cell it is in.
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from aikit.errors import ParameterError
 from aikit.registry import Run
 from aikit.runner.execute import execute_run, make_spec
 from aikit.runner.kernel import check_kernel
+from aikit.runner.progress import Progress
 
 
-def _execute(notebook: Path, out: Path, env: dict[str, str]) -> Run:
+def _execute(
+    notebook: Path, out: Path, env: dict[str, str], progress: Progress | None, what: str
+) -> Run:
     spec = make_spec(notebook, {}, out=out, name=notebook.stem, env=env)
-    return execute_run(spec).raise_for_status()
+    if progress is None:
+        return execute_run(spec).raise_for_status()
+    progress.started(spec, what)
+    run = execute_run(spec, lambda done, cells: progress.cell(spec, done, cells))
+    progress.finished(run)
+    return run.raise_for_status()
 
 
 def _strip_run_metadata(path: Path) -> None:
@@ -38,8 +47,9 @@ def _strip_run_metadata(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def rerecord(notebook: str | Path) -> Path:
-    """Re-record `notebook` on the configured model; returns the cassette path.
+def rerecord(notebook: str | Path, progress: Progress | None = None) -> Path:
+    """Re-record `notebook` on the configured model; returns the cassette path. `progress`
+    hears both passes (two runs each: it counts `2 ×` the notebooks it is told of).
 
     Raises:
         RunError: a cell failed (in either pass); the notebook and its cassette are unchanged.
@@ -54,7 +64,8 @@ def rerecord(notebook: str | Path) -> Path:
     cassette.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aikit-rerecord-") as tmp:
         store_path = Path(tmp) / "record.sqlite"
-        _execute(path, Path(tmp), {"AIKIT_CACHE": "record", "AIKIT_CACHE_PATH": str(store_path)})
+        recording = {"AIKIT_CACHE": "record", "AIKIT_CACHE_PATH": str(store_path)}
+        _execute(path, Path(tmp), recording, progress, "recording on the model")
         store = ResponseStore(store_path)
         recorded = Path(tmp) / cassette.name
         store.export(recorded)
@@ -64,7 +75,7 @@ def rerecord(notebook: str | Path) -> Path:
             "AIKIT_CACHE_PATH": str(Path(tmp) / "empty.sqlite"),
             "AIKIT_CASSETTES": str(recorded),
         }
-        run = _execute(path, Path(tmp), replay)
+        run = _execute(path, Path(tmp), replay, progress, "replaying the new cassette")
         replayed = Path(run.dir) / path.name
         _strip_run_metadata(replayed)
         recorded.replace(cassette)
