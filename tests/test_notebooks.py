@@ -36,7 +36,7 @@ def test_every_notebook_has_a_cassette_and_parameters() -> None:
         assert len(tagged) == 1, f"{path.name}: needs exactly one `parameters` cell"
         assert nb.metadata.kernelspec.name == "aikit", f"{path.name}: use the project's kernel"
         executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
-        assert executed, f"{path.name}: commit it with outputs (`make record`)"
+        assert executed, f"{path.name}: commit it with outputs (`make rerecord`)"
 
 
 def test_code_lines_fit_a_jupyterlab_cell() -> None:

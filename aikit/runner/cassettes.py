@@ -1,4 +1,4 @@
-"""Re-recording a notebook's cassette and outputs (`aikit rerecord`, `make record`), through
+"""Re-recording a notebook's cassette and outputs (`aikit rerecord`, `make rerecord`), through
 the runner's one executor (`execute_run`: own process, kernel, secrets handling).
 
 Two passes: first against the real model with `AIKIT_CACHE=record` into a fresh store,
