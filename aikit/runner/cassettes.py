@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from aikit.cache import ResponseStore
 from aikit.errors import ParameterError
@@ -37,14 +38,34 @@ def _execute(
 def _strip_run_metadata(path: Path) -> None:
     """Drop papermill's timestamps and durations, which change every run (diff noise), and the
     widget state nbclient saves (`metadata.widgets`: random model ids; the saved outputs keep
-    each widget's static text, and JupyterLab re-creates the widget when the cell runs)."""
+    each widget's static text, and JupyterLab re-creates the widget when the cell runs). A
+    cell's consecutive prints to one stream become one output, as JupyterLab saves them (how
+    many pieces the kernel sent depends on timing), so a Run All and save leaves git clean."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb.get("metadata", {}).pop("papermill", None)
     nb.get("metadata", {}).pop("widgets", None)
     for cell in nb.get("cells", []):
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
+        if "outputs" in cell:
+            cell["outputs"] = _coalesce_streams(cell["outputs"])
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _coalesce_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: list[dict[str, Any]] = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and out.get("output_type") == last.get("output_type") == "stream"
+            and out.get("name") == last.get("name")
+        ):
+            text = "".join(last["text"]) + "".join(out["text"])
+            last["text"] = text.splitlines(keepends=True)
+        else:
+            merged.append(out)
+    return merged
 
 
 def rerecord(notebook: str | Path, progress: Progress | None = None) -> Path:
