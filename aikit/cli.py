@@ -255,9 +255,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _rerecord(args: argparse.Namespace) -> int:
     from aikit.runner import rerecord
+    from aikit.runner.progress import Progress
 
+    progress = Progress(2 * len(args.notebooks))  # two passes each: record, then replay
     for notebook in args.notebooks:
-        cassette = rerecord(notebook)
+        cassette = rerecord(notebook, progress)
         print(f"re-recorded {notebook} (cassette {cassette})")
     return 0
 

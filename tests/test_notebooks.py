@@ -1,10 +1,14 @@
-"""The notebooks are documentation that cannot rot: strict nbval from their cassettes, and a
-live papermill run of the quickstart on the embedded model."""
+"""The notebooks are documentation that cannot rot: strict nbval from their cassettes and,
+live, on the embedded model (the same outputs byte for byte, sanitized only where a run truly
+varies); one answer per request across the cassettes; prose that quotes only what the outputs
+show."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +37,7 @@ def test_every_notebook_has_a_cassette_and_parameters() -> None:
         assert len(tagged) == 1, f"{path.name}: needs exactly one `parameters` cell"
         assert nb.metadata.kernelspec.name == "aikit", f"{path.name}: use the project's kernel"
         executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
-        assert executed, f"{path.name}: commit it with outputs (`make record`)"
+        assert executed, f"{path.name}: commit it with outputs (`make rerecord`)"
 
 
 def test_code_lines_fit_a_jupyterlab_cell() -> None:
@@ -121,7 +125,7 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
             "-p",
             "no:cacheprovider",
             "-q",
-            "--sanitize-with",
+            "--nbval-sanitize-with",
             str(ROOT / "tests" / "sanitize.cfg"),
             *map(str, NOTEBOOKS),
         ],
@@ -197,12 +201,6 @@ def test_plain_papermill_runs_every_notebook_from_the_root_and_notebooks(
     assert set((ROOT / "notebooks").iterdir()) == before  # nothing written beside the lessons
 
 
-# Smaller live runs where a notebook has a knob for it (CI time on 2 cores).
-LIVE_PARAMETERS = {
-    "03_evals": ["-p", "limit", "12", "-p", "judge_items", "1", "-p", "calibration_claims", "3"]
-}
-
-
 def _run_live(live: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
     """`aikit run ARGS` on the embedded model with the cache off; its one run record."""
     done = subprocess.run(
@@ -219,19 +217,34 @@ def _run_live(live: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
 
 
 @pytest.mark.live
-@pytest.mark.timeout(900)  # a live notebook runs a few minutes on 2 cores
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_notebook_runs_live_through_aikit_run(
-    live: Path, tmp_path: Path, notebook: Path
-) -> None:
-    # Live, the point is that every cell runs against the real model; 03 scores a sample.
-    extra = LIVE_PARAMETERS.get(notebook.stem, [])
-    record = _run_live(live, tmp_path, str(notebook), *extra)
-    # A notebook whose cassette holds answers asks the model live; 04 reads runs only.
-    cassette = notebook.parent / "cassettes" / f"{notebook.stem}.jsonl"
-    asks = bool(cassette.exists() and cassette.read_text().strip())
-    assert record["status"] == "succeeded" and (record["usage"]["calls"] > 0) == asks
-    assert record["usage"]["cached_calls"] == 0  # live: every answer came from the model
+@pytest.mark.timeout(3600)  # every lesson, one after another, on the embedded model
+def test_strict_nbval_runs_every_notebook_live(live: Path) -> None:
+    # What a reader gets who runs a lesson: the response store off, every answer from the
+    # embedded model, and strict nbval: the committed outputs, byte for byte (sanitize.cfg
+    # only). `make rerecord` re-records every lesson when the model's answers change.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval-sanitize-with",
+            str(ROOT / "tests" / "sanitize.cfg"),
+            "--nbval-cell-timeout",
+            "1200",
+            *map(str, NOTEBOOKS),
+        ],
+        cwd=ROOT,
+        env=_clean_env(AIKIT_CACHE="off", AIKIT_HOME=str(live)),
+        capture_output=True,
+        text=True,
+        timeout=3500,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
 
 
 @pytest.mark.live
@@ -243,3 +256,86 @@ def test_quickstart_answers_another_question_live(live: Path, tmp_path: Path) ->
     )
     assert "Rome" in record["records"]["answer"]
     assert record["records"]["parsed_ok"] is True
+
+
+def _answer_conflicts(cassettes: list[Path]) -> list[str]:
+    """Requests that two cassettes answer differently. Replay reads every cassette in
+    notebooks/cassettes, so such a request gets whichever answer is read last, and strict nbval
+    of one of the two lessons then fails. A `v1:` entry is the same request as a `v2:` one
+    when the rest of its canonical form is equal (version 1 had no `extra_body`)."""
+    from aikit.cache import read_cassette
+
+    answers: dict[str, dict[str, tuple[str, Any]]] = {}
+    for cassette in cassettes:
+        for _, request, response in read_cassette(cassette):
+            canonical = json.dumps(
+                {k: v for k, v in request.items() if k != "key_version"}, sort_keys=True
+            )
+            said = [(c["message"], c["finish_reason"]) for c in response["choices"]]
+            answers.setdefault(canonical, {})[cassette.name] = (cassette.name, said)
+    return [
+        f"{json.loads(request)['messages'][-1]['content'][:80]!r} in {sorted(by)}"
+        for request, by in answers.items()
+        if len({json.dumps(said, sort_keys=True) for _, said in by.values()}) > 1
+    ]
+
+
+def test_no_two_cassettes_answer_one_request_differently(tmp_path: Path) -> None:
+    cassettes = sorted((ROOT / "notebooks" / "cassettes").glob("*.jsonl"))
+    assert _answer_conflicts(cassettes) == []
+    # The check sees a conflict: one entry of 00's cassette with another answer, in a copy.
+    first = json.loads((ROOT / "notebooks" / "cassettes" / "00_quickstart.jsonl").open().readline())
+    first["response"]["choices"][0]["message"]["content"] = "Lyon."
+    (tmp_path / "other.jsonl").write_text(json.dumps(first) + "\n")
+    conflicts = _answer_conflicts([*cassettes, tmp_path / "other.jsonl"])
+    assert len(conflicts) == 1 and "'00_quickstart.jsonl', 'other.jsonl'" in conflicts[0]
+
+
+# Prose that survives a re-recording. The convention for a lesson's Markdown (outside code
+# spans and fences): text in double quotes ("..." or “...”) quotes what this notebook shows, a
+# model's answer or a printed line, and must occur in its committed outputs; so must every
+# decimal figure (0.583, +0.04, −0.021) and count ("6 of 12"). Quote anything else
+# (a document, a user's words, a hosted model) in *italics* or a code span, and write figures
+# that are not outputs in words or in a code span (`temperature=0.7`).
+_QUOTE = re.compile(r'"([^"\n]+?)"|“([^”\n]+?)”')
+_FIGURE = re.compile(r"(?<![\w.])[-+−]?\d+\.\d+(?![\w.]*\.\d)|\b\d+ of \d+\b")
+
+
+def _plain(text: str) -> str:
+    text = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    return " ".join(text.replace("**", "").replace("−", "-").split())
+
+
+def _shown(nb: Any) -> str:
+    """Everything a notebook's outputs show, as plain text (HTML tables without their tags)."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/") or "json" in mime:
+                    text = (
+                        value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                    )
+                    parts.append(text)
+    return _plain("\n".join(parts))
+
+
+def _unshown(nb: Any) -> list[str]:
+    """The quotes and figures of a notebook's Markdown that no output of it shows."""
+    shown = _shown(nb)
+    missing = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        prose = re.sub(r"`[^`\n]*`", " ", re.sub(r"```.*?```", " ", cell.source, flags=re.S))
+        quotes = [m.group(1) or m.group(2) for m in _QUOTE.finditer(prose)]
+        figures = [m.group(0).lstrip("+") for m in _FIGURE.finditer(prose)]
+        missing += [f"cell {index}: {q!r}" for q in quotes + figures if _plain(q) not in shown]
+    return missing
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_prose_quotes_and_figures_appear_in_the_outputs(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    assert _unshown(nb) == [], f"{notebook.name}: Markdown names what no output shows"

@@ -290,6 +290,23 @@ def test_rerecord_goes_through_the_runner_and_keeps_no_secret(tmp_path: Path, re
             assert API_KEY not in path.read_text(errors="replace"), path
 
 
+def test_rerecord_prints_progress_lines_as_aikit_run_does(tmp_path: Path, remote: Any) -> None:
+    nb = make_notebook(
+        tmp_path, body="import aikit\nprint(aikit.chat('Say hi.', max_tokens=5).text)\n"
+    )
+    done = cli("rerecord", str(nb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # Which cell a pass is in is printed every few seconds: as many lines as the machine's load.
+    cells = [line for line in lines if re.fullmatch(r"\[[12]/2\] demo: cell [1-3]/3", line)]
+    runs = [line for line in lines if line not in cells]
+    assert runs[0] == "[1/2] demo: recording on the model"
+    assert re.fullmatch(r"\[1/2\] demo: succeeded in \d+\.\d s", runs[1]), lines
+    assert runs[2] == "[2/2] demo: replaying the new cassette"
+    assert re.fullmatch(r"\[2/2\] demo: succeeded in \d+\.\d s", runs[3]), lines
+    assert runs[4:] == [f"re-recorded {nb} (cassette {tmp_path / 'cassettes' / 'demo.jsonl'})"]
+
+
 def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path)
     for args, start in [
