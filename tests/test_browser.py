@@ -446,7 +446,7 @@ def _code_cell(cell_id: str, output: dict[str, Any]) -> dict[str, Any]:
 # 02's show() and §5 prose render `$` raw until its cells use aikit.widgets.table and escape
 # their `$` (the lessons branch owns 02; the lead re-records it at merge). Strict: this fails
 # as soon as 02 renders no math, so the mark goes then.
-PENDING_MATH = {"02_rag.ipynb": "02's show() and §5 prose still render $ raw (lessons branch)"}
+PENDING_MATH: dict[str, str] = {}  # lesson -> why it still renders math from a currency sign
 
 
 @pytest.mark.parametrize(
