@@ -307,6 +307,17 @@ def test_rerecord_prints_progress_lines_as_aikit_run_does(tmp_path: Path, remote
     assert runs[4:] == [f"re-recorded {nb} (cassette {tmp_path / 'cassettes' / 'demo.jsonl'})"]
 
 
+def test_rerecord_saves_json_outputs_as_jupyterlab_writes_them(tmp_path: Path, remote: Any) -> None:
+    # JupyterLab has one number type: it saves a recorded 1.0 as 1. A rerecorded notebook that
+    # kept 1.0 would change on the first Run All and save.
+    nb = make_notebook(tmp_path, body="import aikit\naikit.record('share', 1.0)\n")
+    done = cli("rerecord", str(nb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [out] = [o for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])]
+    [record] = [v for k, v in out["data"].items() if k.endswith("json")]
+    assert record["value"] == 1 and isinstance(record["value"], int)
+
+
 def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path)
     for args, start in [

@@ -40,7 +40,8 @@ def _strip_run_metadata(path: Path) -> None:
     widget state nbclient saves (`metadata.widgets`: random model ids; the saved outputs keep
     each widget's static text, and JupyterLab re-creates the widget when the cell runs). A
     cell's consecutive prints to one stream become one output, as JupyterLab saves them (how
-    many pieces the kernel sent depends on timing), so a Run All and save leaves git clean."""
+    many pieces the kernel sent depends on timing), and JSON outputs keep numbers as JupyterLab
+    writes them, so a Run All and save leaves git clean."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb.get("metadata", {}).pop("papermill", None)
     nb.get("metadata", {}).pop("widgets", None)
@@ -49,7 +50,23 @@ def _strip_run_metadata(path: Path) -> None:
         cell.get("metadata", {}).pop("execution", None)
         if "outputs" in cell:
             cell["outputs"] = _coalesce_streams(cell["outputs"])
+            for out in cell["outputs"]:
+                data = out.get("data", {})
+                for mime in [m for m in data if m.endswith("json")]:
+                    data[mime] = _as_javascript_saves(data[mime])
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _as_javascript_saves(value: Any) -> Any:
+    """A JSON output as JupyterLab writes it back: JavaScript has one number type, so a float
+    with an integral value (`1.0`) is saved as `1`."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _as_javascript_saves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_javascript_saves(v) for v in value]
+    return value
 
 
 def _coalesce_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
