@@ -102,7 +102,7 @@ def test_pytest_nbval_collects_the_lessons_from_root_and_from_notebooks() -> Non
             (ROOT, ["-q", str(stray)]),
         )
     ]
-    (root, _), (inside, _), (_, error) = (run.communicate(timeout=120) for run in runs)
+    (root, _), (inside, _), (_, error) = (run.communicate(timeout=600) for run in runs)
     for run, out in zip(runs[:2], (root, inside), strict=True):
         assert run.returncode == 0, out[-2000:]
         collected = {Path(line.split("::")[0]).name for line in out.split() if "::" in line}
