@@ -130,7 +130,8 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
             *map(str, NOTEBOOKS),
         ],
         cwd=ROOT,
-        # plotcheck: each kernel also checks that no legend covers a point of its figures.
+        # plotcheck: each kernel also checks that no legend covers a point of its figures
+        # and no series is hidden under another.
         env=_clean_env(AIKIT_CACHE="replay", AIKIT_HOME=str(tmp_path / "home"))
         | plotcheck.kernel_env(tmp_path / "plots"),
         capture_output=True,
@@ -149,6 +150,7 @@ def test_strict_nbval_replays_every_notebook(tmp_path: Path) -> None:
     )
     assert len(figures) == shown  # every plot the lessons show was checked
     assert [c for fig in figures for c in fig["covered"]] == [], "a legend covers a point"
+    assert [h for fig in figures for h in fig["hidden"]] == [], "a series hides another"
 
 
 # What each notebook's output must hold when it ran through (beyond its aikit.record outputs).

@@ -1,5 +1,6 @@
-"""The lessons' plots are readable: no legend covers a plotted point, line, bar or label (read
-from matplotlib's artists by `plotcheck.covered`, on every figure 04 displays when it runs;
+"""The lessons' plots are readable: no legend covers a plotted point, line, bar or label and no
+series is hidden under another (read from matplotlib's artists by `plotcheck.covered` and
+`plotcheck.hidden`, on every figure 04 displays when it runs;
 test_notebooks.py's nbval replay run checks every lesson's figures the same way), and no
 output of a lesson is a warning."""
 
@@ -9,12 +10,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import nbformat
+import numpy as np
 import pytest
 from conftest import ROOT
-from plotcheck import covered, kernel_env, reports
+from plotcheck import covered, hidden, kernel_env, reports
 
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -56,6 +59,34 @@ def test_the_check_sees_a_legend_over_points_lines_and_bars_and_passes_one_besid
     plt.close(fig)
 
 
+def _series_figure(dodge: float, trend_zorder: float) -> Any:
+    """Two models with the same scores (model b moved `dodge` days sideways), a third that
+    meets them once, and runs as dots with a wide trend line drawn at `trend_zorder`."""
+    days, score = np.array([0, 1, 2, 3]), [0.8, 0.8, 0.9, 0.85]
+    fig, (lines, dots) = plt.subplots(1, 2, figsize=(8, 3))
+    lines.plot(days, score, marker="o", label="model a")
+    lines.plot(days + dodge, score, marker="o", label="model b")
+    lines.plot(days, [0.5, 0.6, 0.9, 0.7], marker="s", label="model c")  # meets a on day 2
+    lines.set(title="lines")
+    dots.scatter(days, score, s=40, label="run 1")
+    dots.plot(days, score, color="k", linewidth=6, zorder=trend_zorder, label="trend")
+    dots.set(title="dots")
+    return fig
+
+
+def test_the_check_sees_a_series_hidden_under_a_later_one_and_passes_one_dodged() -> None:
+    hiding = _series_figure(dodge=0.0, trend_zorder=3)  # the trend drawn over the dots
+    assert hidden(hiding) == [
+        "dots: run 1 is hidden under trend",
+        "lines: model a is hidden under model b, model c",
+    ]
+    # b a sixth of a day aside (~15 px, over three marker radii); the dots drawn over the trend
+    dodged = _series_figure(dodge=0.15, trend_zorder=0.5)  # scatter: zorder 1
+    assert hidden(dodged) == []
+    plt.close(hiding)
+    plt.close(dodged)
+
+
 def test_no_legend_covers_a_plotted_point_in_04(tmp_path: Path) -> None:
     # 04 runs in a kernel that checks every figure it displays (plotcheck's startup file);
     # the strict nbval replay run in test_notebooks.py does the same for every lesson.
@@ -75,6 +106,7 @@ def test_no_legend_covers_a_plotted_point_in_04(tmp_path: Path) -> None:
     checked = reports(tmp_path)
     assert len(checked) == _figures(lesson) >= 4, checked
     assert [c for fig in checked for c in fig["covered"]] == []
+    assert [h for fig in checked for h in fig["hidden"]] == []
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])

@@ -7,6 +7,8 @@ two things a base model and the OpenAI protocol need from it. Started by `aikit.
 - OpenAI's `response_format={"type": "json_schema", ...}` is rewritten to llama.cpp's
   `{"type": "json_object", "schema": ...}` so the answer is grammar-constrained to the schema,
   and no repetition penalty is applied unless a request asks for one (OpenAI's default).
+- A streamed answer is the whole one in pieces: the same stripped text, and its usage on the
+  last chunk (`aikit.local._answer`).
 - A prompt's prefix is reused from the last one without changing any answer
   (`aikit.local._prefix`), and a JSON grammar is asked about the likeliest tokens before the
   whole vocabulary (`aikit.local._grammar`).
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+from aikit.local._answer import TokenCount, trimmed
 from aikit.local._grammar import GrammarLast
 from aikit.local._models import get_model
 from aikit.local._prefix import StablePrefix
@@ -236,18 +239,22 @@ def _answer(handler: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     # Reuse the cached prompt prefix only up to a canonical cut, so an answer never depends
     # on what was asked before (aikit/local/_prefix.py); each model has its own cache.
     # Structured output checks the grammar last (aikit/local/_grammar.py).
+    # A whole answer and a stream get the same text and usage (aikit/local/_answer.py).
     llama = kwargs["llama"]
     if not isinstance(getattr(llama, "_aikit_prefix", None), StablePrefix):
         llama._aikit_prefix = StablePrefix(llama)
         llama._aikit_grammar = GrammarLast(llama)
+        llama._aikit_count = TokenCount(llama)
     result = handler(**kwargs)
-    # A transcript ends in "Assistant:"; the model's first token is a space.
+    if isinstance(result, Iterator):
+        count: TokenCount = llama._aikit_count
+        return count.stream(result)
     if isinstance(result, dict):
         for choice in result.get("choices", []):
             message: Any = choice.get("message") or {}
             content = message.get("content")
             if isinstance(content, str):
-                message["content"] = content.strip()
+                message["content"] = trimmed(content)
     return result
 
 
