@@ -66,6 +66,15 @@ def live_scores(
     return out[LIVE_COLUMNS]
 
 
+def _dodged(ax: Any, i: int, n: int, step_points: float = 5.0) -> Any:
+    """Series `i` of `n` drawn `step_points` apart sideways (in points, whatever the axis
+    range), so series with equal values sit side by side instead of one hiding another."""
+    from matplotlib.transforms import ScaledTranslation
+
+    shift = (i - (n - 1) / 2) * step_points / 72
+    return ax.transData + ScaledTranslation(shift, 0, ax.figure.dpi_scale_trans)
+
+
 def plot_live_scores(
     live: pd.DataFrame,
     nightly: pd.DataFrame | None = None,
@@ -93,8 +102,15 @@ def plot_live_scores(
     axes = list(axes) if show_nightly else [axes]
     left = axes[0]
     rows = live[live["metric"] == metric] if not live.empty else live
-    for (endpoint, model), series in rows.groupby(["endpoint", "model"], sort=True):
-        left.plot(series["time"], series["mean"], marker="o", label=f"/{endpoint} · {model}")
+    live_groups = list(rows.groupby(["endpoint", "model"], sort=True)) if not rows.empty else []
+    for i, ((endpoint, model), series) in enumerate(live_groups):
+        left.plot(
+            series["time"],
+            series["mean"],
+            marker="o",
+            label=f"/{endpoint} · {model}",
+            transform=_dodged(left, i, len(live_groups)),
+        )
     if rows.empty:
         left.text(0.5, 0.5, f"no live {metric} scores yet", ha="center", transform=left.transAxes)
     left.set(title=f"live {metric} (mean per period)", ylabel=metric, ylim=(-0.05, 1.05))
@@ -104,10 +120,18 @@ def plot_live_scores(
         right = axes[1]
         runs = nightly.sort_values("started")
         by = [c for c in ("model", "task", "subset") if c in runs.columns and runs[c].nunique()]
-        groups = runs.groupby(by, dropna=False) if by else [(("nightly",), runs)]
-        for key, series in groups:
+        groups: list[tuple[Any, pd.DataFrame]] = (
+            list(runs.groupby(by, dropna=False)) if by else [(("nightly",), runs)]
+        )
+        for i, (key, series) in enumerate(groups):
             label = " · ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-            right.plot(series["started"], series[nightly_metric], marker="s", label=label)
+            right.plot(
+                series["started"],
+                series[nightly_metric],
+                marker="s",
+                label=label,
+                transform=_dodged(right, i, len(groups)),
+            )
         right.set(title=f"nightly eval: {nightly_metric}")
         gate = f"fail_under_{nightly_metric}"
         if gate in runs.columns:
