@@ -9,30 +9,34 @@ instructions, a message addressed to the AI, a request for the system prompt, a 
 without limits, a Markdown image or link carrying data, a fake role delimiter) in English,
 German, French, Spanish and Italian.
 
-The classifier is a cascade of two logistic regressions, both over the rule features: the
-first over hashed character n-grams and word pairs (about a millisecond), the second over the
-all-MiniLM-L6-v2 embedding that RAG uses (tens of milliseconds on a CPU), asked only when the
-first is unsure.
+The classifier is a cascade of two logistic regressions. The lexical stage, over hashed
+character n-grams, words and word pairs and the rule features (about a millisecond on a 1 KB
+text), decides alone where it is sure: benign when no rule or signal fired and its score is
+under `low`, an attack over `high`. Otherwise the embedding stage decides, over the same
+n-grams and rules with the all-MiniLM-L6-v2 embedding that RAG uses (tens of milliseconds).
 Weights, cut-offs and threshold are in `injection_model.json`, written by
-`python -m aikit.guards._train` (threshold and cut-offs chosen on the calibration split,
-never on the test split). Long texts are scored in windows; the text's score is the highest.
+`python -m aikit.guards._train` (threshold and cut-offs chosen on the calibration split and
+out-of-fold train scores, never on the test split). Long texts are scored in windows; the
+text's score is the highest.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import threading
 import unicodedata
+import zlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from aikit.errors import MissingDependencyError
 from aikit.guards._core import Verdict, guard
 
 MODEL_FILE = Path(__file__).with_name("injection_model.json")
@@ -46,14 +50,25 @@ _VERBS = (
     r"ignorier\w*|vergiss|vergesst|missachte\w*|"
     r"ignore[rsz]?|oublie[rsz]?|ne tiens pas compte|"
     r"ignora|olvida|no hagas caso|"
-    r"dimentica|non tenere conto"
+    r"dimentica|non tenere conto|put aside|scrap|discard|revoke|abandon|throw out|"
+    r"ne respecte plus|fais comme si|deja de lado|no sigas|non seguire|non rispettare"
 )
 _RULES: dict[str, str] = {
     "override": (
         rf"\b(?:{_VERBS})\b.{{0,60}}\b(?:instructions?|rules?|directions?|directives?|guidelines?"
         r"|guidance|prompt|system message|constraints?|restrictions?|polic(?:y|ies)|told|said"
         r"|anweisungen|regeln|richtlinien|consignes|règles|instrucciones|reglas|istruzioni|regole"
-        r"|dit|dijeron|detto)"
+        r"|dit|dijeron|detto|the above|everything (?:above|before|you were told)"
+        r"|all of (?:that|the above)"
+        r"|setup|configuration|programming|task you were given|orders|context"
+        r"|indicaciones|indicazioni|direttive|directrices|vorgaben)"
+        r"|\b(?:instructions?|rules?|guidelines?|directives?|orders?|polic(?:y|ies)|restrictions?"
+        r"|setup|configuration)\b.{0,40}\b(?:void|revoked|cancel+ed|obsolete|invalid|lifted"
+        r"|suspended|no longer (?:valid|apply|count))"
+        r"|\b(?:nothing|whatever) you were (?:told|configured|given)"
+        r"|\b(?:vorgaben|regeln|richtlinien|anweisungen)\b.{0,30}(?:aufgehoben|ungültig)"
+        r"|\b(?:règles|consignes)\b.{0,30}annulées|\b(?:reglas|instrucciones)\b.{0,30}anuladas"
+        r"|\b(?:regole|istruzioni)\b.{0,30}annullate"
         r"|\b(?:previous|prior|earlier|old|above|original)\s+(?:instructions?|rules?|directions?)"
         r"\s+(?:are|were|is|no longer)"
         r"|\bnew (?:instructions?|rules?|directive|policy|priority|task)\b"
@@ -76,6 +91,12 @@ _RULES: dict[str, str] = {
         r"|\b(?:for|to) (?:ai|llms?|language models?)\b|\bai (?:agents?|systems?|reading)\b"
         r"|ki-(?:assistent|systeme|modell)|sprachmodelle|assistant ia|pour les ia"
         r"|asistente de ia|para las ia|assistente ia|per le ia"
+        r"|\b(?:bots?|agents?|assistants?|models?|llms?|ai)\s+(?:reading|processing|summari[sz]ing"
+        r"|browsing|parsing|refactoring)\b|@(?:ai|assistant|copilot|bot)\b|instructions?_for_\w+"
+        r"|\b(?:dear|hey|attention|note to|p\.s\. to)\s+(?:the\s+)?(?:\w+\s+)?(?:ai|bot|assistant"
+        r"|model|llm)s?\b|liebe ki|hinweis an ki|consigne pour l'assistant"
+        r"|instrucción para el asistente"
+        r"|istruzione per l'assistente|if a bot\b"
     ),
     "extraction": (
         r"\b(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|instructions?|rules?"
@@ -85,13 +106,26 @@ _RULES: dict[str, str] = {
         r"|\bwhat (?:were|have) you (?:been )?told\b|\bprompt that defines\b"
         r"|\bquote (?:it|them) exactly"
         r"|systemprompt|systemanweisung\w*|prompt (?:système|de sistema|di sistema)"
+        r"|\b(?:verbatim|word for word|exact wording|wortwörtlich|wort für wort|mot pour mot"
+        r"|palabra por palabra|parola per parola)\b"
+        r"|\b(?:instructions|rules|prompt|setup|preamble|configuration)\b.{0,40}(?:you (?:were|have"
+        r" been) given|you received|your operator|before (?:this|our) conversation|at the start)"
+        r"|\bcame before my first message|istruzioni nascoste|instructions cachées"
+        r"|instrucciones ocultas|geheimen anweisungen"
     ),
     "jailbreak": (
         r"\b(?:dan|stan|aim|do anything now|developer mode|jailbreak|unfiltered|uncensored|"
         r"no (?:rules|restrictions|limits|limitations|ethical)|without (?:any )?(?:rules|"
         r"restrictions|limitations|filter|refusals?|warnings?|censorship)|never refuses?"
         r"|stay in character|evil ?(?:bot|twin)"
-        r"|opposite mode|free of every restriction|never (?:been )?aligned|rogue)\b"
+        r"|opposite mode|free of every restriction|never (?:been )?aligned|rogue"
+        r"|unrestricted|unlocked"
+        r"|god mode|no (?:content )?polic(?:y|ies)|no safety|no (?:laws|morals|ethics|conscience)"
+        r"|removed its (?:conscience|filters|limits)|broken free|shadow self|jailbr(?:oken|eak)"
+        r"|(?:never|don't|do not) (?:refuse|decline)|forbidden for you|no disclaimers"
+        r"|with(?:out)? (?:no )?(?:censorship|filters?|limits)|sans (?:filtre|censure)"
+        r"|sin (?:filtros?|censura)|senza (?:filtri|censura)|ohne (?:filter|regeln|grenzen)"
+        r"|keine grenzen)\b"
         r"|ohne (?:einschränkungen|moral)|sans (?:aucune )?restriction|sans éthique|sin (?:límites"
         r"|restricciones|ética)|senza (?:alcuna )?restrizion\w*|senza scrupoli"
     ),
@@ -101,14 +135,20 @@ _RULES: dict[str, str] = {
     ),
     "exfil_send": (
         r"\b(?:send|forward|email|e-mail|post|upload|transfer|export|share)\b.{0,60}"
-        r"(?:https?://|\w+@\w+\.\w+|webhook|personal drive|to us\b)"
+        r"(?:https?://|[\w.-]+@[\w-]+\.\w+|webhook|personal drive|to us\b|paste service|pastebin"
+        r"|share the link|public (?:repo\w*|bucket))"
+        r"|\b(?:url|link|address|image)\b.{0,40}\b(?:contain\w*|carry\w*|ends? with|with)\b.{0,30}"
+        r"(?:conversation|chat|password|history|e-?mail|address|key|cookie|summary|data)"
+        r"|\b(?:sende|envoie|envía|invia|inoltra|reenvía|leite)\b.{0,60}(?:https?://|[\w.-]+@[\w-]+\.\w+)"
     ),
     "delimiter": (
         r"\[(?:system|sistema|admin)\]|<\/?system>|###\s*(?:new\s+)?system|\bsystem\s*:|"
         r"end of (?:user )?input|begin admin command|embedded prompt"
     ),
 }
-RULES = {name: re.compile(rx, re.I | re.S) for name, rx in _RULES.items()}
+# The patterns are lower case and matched against the lower-cased text (four times faster
+# than re.I).
+RULES = {name: re.compile(rx, re.S) for name, rx in _RULES.items()}
 SIGNALS = ("invisible", "mixed_script", "encoded_payload")
 FEATURES = (*RULES, *SIGNALS)
 
@@ -132,6 +172,10 @@ class Normalised:
 def normalise(text: str) -> Normalised:
     """Strip invisible characters (decoding tag characters), undo look-alike letters in
     mixed-script words, and decode base64 runs that hold text."""
+    if text.isascii():  # nothing invisible, no look-alike letters, NFKC changes nothing
+        hidden = [d for d in map(_decode_b64, _B64.findall(text)) if d]
+        signals = {"invisible": 0, "mixed_script": 0, "encoded_payload": int(bool(hidden))}
+        return Normalised(text, tuple(hidden), signals)
     tags = "".join(chr(ord(ch) - 0xE0000) for ch in text if 0xE0020 <= ord(ch) <= 0xE007E)
     invisible = sum(
         1 for ch in text if unicodedata.category(ch) == "Cf" or 0xE0000 <= ord(ch) <= 0xE007F
@@ -150,7 +194,8 @@ def normalise(text: str) -> Normalised:
             return word.translate(_CONFUSABLES)
         return word
 
-    visible = _WORDS.sub(fix, visible)
+    if _OTHER.search(visible):
+        visible = _WORDS.sub(fix, visible)
     hidden = [tags] if tags.strip() else []
     for run in _B64.findall(visible):
         decoded = _decode_b64(run)
@@ -175,9 +220,13 @@ def _decode_b64(run: str) -> str | None:
     return text if printable > 0.95 and words >= 3 else None
 
 
-def rule_hits(text: str) -> dict[str, int]:
-    """Which rules match `text` (1 or 0 each)."""
-    return {name: int(bool(rx.search(text))) for name, rx in RULES.items()}
+def rule_hits(text: str, names: Any = None) -> dict[str, int]:
+    """Which rules match `text` (1 or 0 each); only those in `names` are tried."""
+    text = text.lower()
+    return {
+        name: int((names is None or name in names) and bool(rx.search(text)))
+        for name, rx in RULES.items()
+    }
 
 
 def windows(text: str) -> list[str]:
@@ -206,49 +255,66 @@ def segments(text: str) -> tuple[list[str], dict[str, int]]:
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=2)
-def _hasher(analyzer: str = "char_wb") -> Any:
-    try:
-        from sklearn.feature_extraction.text import HashingVectorizer  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the prompt_injection guard needs scikit-learn; install it with"
-            " pip install 'aikit[guards]'"
-        ) from exc
-    if analyzer == "word":
-        return HashingVectorizer(
-            analyzer="word",
-            ngram_range=(1, 2),
-            n_features=N_WORD_FEATURES,
-            alternate_sign=False,
-            lowercase=True,
-            norm="l2",
-        )
-    return HashingVectorizer(
-        analyzer="char_wb",
-        ngram_range=(3, 5),
-        n_features=N_FEATURES,
-        alternate_sign=False,
-        lowercase=True,
-        norm="l2",
-    )
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+@lru_cache(maxsize=2**16)
+def _char_buckets(word: str) -> tuple[int, ...]:
+    """The buckets (crc32 mod `N_FEATURES`) of a word's character 3- to 5-grams, the word
+    padded with a space (a short word also whole); cached, as words recur."""
+    w = f" {word} "
+    grams = [w] if len(w) <= 5 else []
+    grams += [w[i : i + n] for n in (3, 4, 5) for i in range(len(w) - n + 1)]
+    return tuple(zlib.crc32(g.encode()) % N_FEATURES for g in grams)
+
+
+def _char_buckets_of(text: str) -> list[int]:
+    out: list[int] = []
+    for word, n in Counter(text.split()).items():
+        out.extend(_char_buckets(word) * n)
+    return out
+
+
+def _word_grams(text: str) -> list[str]:
+    words = _TOKEN.findall(text)
+    return [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))]
 
 
 def features(pieces: list[str], signals: dict[str, int]) -> Any:
     """Rule and signal features, one row per piece (numpy, float32)."""
     import numpy as np
 
-    rows = [[*rule_hits(p).values(), *(signals[s] for s in SIGNALS)] for p in pieces]
+    # Most texts match no rule at all: try each rule on the whole text once, and on each
+    # piece only the rules that matched somewhere.
+    whole = rule_hits(" \n".join(pieces))
+    names = {name for name, hit in whole.items() if hit}
+    rows = [
+        [
+            *(rule_hits(p, names).values() if names else whole.values()),
+            *(signals[s] for s in SIGNALS),
+        ]
+        for p in pieces
+    ]
     return np.asarray(rows, dtype=np.float32)
 
 
 def lexical(pieces: list[str]) -> Any:
-    """Hashed character n-grams, then hashed words and word pairs, one row per piece."""
+    """Hashed character n-grams (`N_FEATURES` buckets), then hashed words and word pairs
+    (`N_WORD_FEATURES`), each part l2-normalised, one row per piece (numpy, float32)."""
     import numpy as np
 
-    chars = _hasher("char_wb").transform(pieces).toarray()
-    words = _hasher("word").transform(pieces).toarray()
-    return np.hstack([chars, words]).astype("float32")
+    out = np.zeros((len(pieces), N_FEATURES + N_WORD_FEATURES), dtype=np.float32)
+    for r, piece in enumerate(pieces):
+        text = piece.lower()
+        words = [zlib.crc32(g.encode()) % N_WORD_FEATURES for g in _word_grams(text)]
+        for start, size, buckets in (
+            (0, N_FEATURES, _char_buckets_of(text)),
+            (N_FEATURES, N_WORD_FEATURES, words),
+        ):
+            counts = np.bincount(np.asarray(buckets, dtype=np.int64), minlength=size)
+            norm = float(np.sqrt((counts * counts).sum())) or 1.0
+            out[r, start : start + size] = counts / norm
+    return out
 
 
 def embedding(pieces: list[str]) -> Any:
@@ -274,6 +340,15 @@ def model() -> dict[str, Any]:
     return data
 
 
+def _stage(lex: Any, dense: Any, weights: Mapping[str, Any]) -> float:
+    """The highest piece probability of one logistic stage: `lex` (sparse hashed n-grams)
+    and `dense` (embedding and/or rule features) against its coefficients, in that order."""
+    coef = weights["coef"]
+    n = lex.shape[1]
+    z = lex @ coef[:n] + dense @ coef[n:] + weights["intercept"]
+    return float(_sigmoid(z).max())
+
+
 def _sigmoid(x: Any) -> Any:
     import numpy as np
 
@@ -281,20 +356,21 @@ def _sigmoid(x: Any) -> Any:
 
 
 def scores(text: str, *, weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Score one text: the cascade's probability, which stage gave it, the rules that fired."""
+    """Score one text: the cascade's probability, which stage gave it, the rules that fired.
+
+    The lexical stage decides alone when it is sure: benign when no rule or signal fired and
+    its probability is under `low`, an attack when its probability is over `high`. Otherwise
+    the embedding stage (the n-grams, the MiniLM embedding and the rules together) decides."""
     import numpy as np
 
     m = weights or model()
     pieces, signals = segments(text)
     rules = features(pieces, signals)
-    lex = np.hstack([lexical(pieces), rules])
-    p1 = _sigmoid(lex @ m["lexical"]["coef"] + m["lexical"]["intercept"])
-    best = float(p1.max())
-    stage = "lexical"
-    if m["low"] < best < m["high"]:
-        emb = np.hstack([embedding(pieces), rules])
-        p2 = _sigmoid(emb @ m["embedding"]["coef"] + m["embedding"]["intercept"])
-        best, stage = float(p2.max()), "embedding"
+    lex = lexical(pieces)
+    best, stage = _stage(lex, rules, m["lexical"]), "lexical"
+    if (rules.any() or best >= m["low"]) and best < m["high"]:
+        dense = np.hstack([embedding(pieces), rules])
+        best, stage = _stage(lex, dense, m["embedding"]), "embedding"
     fired = sorted({FEATURES[j] for j in range(rules.shape[1]) if rules[:, j].any()})
     return {"score": best, "stage": stage, "rules": fired, "threshold": float(m["threshold"])}
 

@@ -3,12 +3,19 @@
     python -m aikit.guards._train            # from the project root
 
 Deterministic: the same labelled set gives the same weights. Both stages are L2-regularised
-logistic regressions (scikit-learn, lbfgs) fitted on the train split only. On the calibration
-split: the cut-offs of the first stage (below `low` it decides benign, above `high` attack;
-between, the embedding stage decides). The threshold is the lowest that keeps the
-false-positive rate at or under 5% on the calibration split and the out-of-fold scores of the
-train split together (34 benign calibration texts alone allowed one false positive, too coarse
-a bound). The test split is never read here.
+logistic regressions (scikit-learn, lbfgs) fitted on the train split only: the lexical stage
+over hashed n-grams and the rules, the embedding stage over the same n-grams, the MiniLM
+embedding and the rules. Cut-offs and threshold come from the calibration split together with
+the out-of-fold scores of the train split (each train text scored by the stages fitted on the
+other folds; 34 benign calibration texts alone allow one false positive, too coarse a bound):
+
+- `threshold`: the lowest that keeps the false-positive rate at or under 5%;
+- `low`: four fifths of the lowest lexical score among the attacks that no rule or signal
+  flags and that the embedding stage catches, so that the lexical stage passes a text as
+  benign only where it would have let no such attack through;
+- `high`: above every benign lexical score (and the threshold), where the lexical stage blocks.
+
+The test split is never read here.
 """
 
 from __future__ import annotations
@@ -21,21 +28,27 @@ from aikit.guards import _injection as inj
 from aikit.guards._data import labelled
 
 MAX_FPR = 0.05
+STAGES = ("lexical", "embedding")
 
 
-def _pieces(texts: list[str]) -> list[tuple[list[str], dict[str, int]]]:
-    return [inj.segments(t) for t in texts]
-
-
-def _rows(texts: list[str]) -> list[tuple[Any, Any]]:
-    """Per text: its lexical and its embedding feature rows (one row per scored piece)."""
+def _rows(texts: list[str]) -> list[dict[str, Any]]:
+    """Per text: its feature rows for each stage (one row per scored piece), and whether any
+    rule or signal fired."""
     import numpy as np
 
     out = []
-    for pieces, signals in _pieces(texts):
+    for text in texts:
+        pieces, signals = inj.segments(text)
         rules = inj.features(pieces, signals)
-        lex = np.hstack([inj.lexical(pieces), rules])
-        out.append((lex, np.hstack([inj.embedding(pieces), rules])))
+        lex = inj.lexical(pieces)
+        emb = inj.embedding(pieces)
+        out.append(
+            {
+                "lexical": np.hstack([lex, rules]),
+                "embedding": np.hstack([lex, emb, rules]),
+                "ruled": bool(rules.any()),
+            }
+        )
     return out
 
 
@@ -50,31 +63,46 @@ def _fit(x: Any, y: Any, c: float) -> dict[str, Any]:
     }
 
 
-def _fit_both(rows: list[tuple[Any, Any]], labels: list[int], c: tuple[float, float]) -> Any:
+def _fit_both(rows: list[dict[str, Any]], labels: list[int], c: tuple[float, float]) -> Any:
     import numpy as np
 
-    y = np.concatenate([[label] * len(lex) for (lex, _), label in zip(rows, labels, strict=True)])
-    return tuple(_fit(np.vstack([r[stage] for r in rows]), y, c[stage]) for stage in (0, 1))
+    fitted = []
+    for stage, strength in zip(STAGES, c, strict=True):
+        x = np.vstack([r[stage] for r in rows])
+        y = np.concatenate([[label] * len(r[stage]) for r, label in zip(rows, labels, strict=True)])
+        fitted.append(_fit(x, y, strength))
+    return tuple(fitted)
 
 
-def _score(rows: list[tuple[Any, Any]], fitted: Any) -> Any:
+def _score(rows: list[dict[str, Any]], fitted: Any) -> Any:
     """Each text's highest piece probability under each stage: an (n, 2) array."""
     import numpy as np
 
     coef = [np.asarray(f["coef"]) for f in fitted]
     return np.asarray(
         [
-            [float(inj._sigmoid(r[s] @ coef[s] + fitted[s]["intercept"]).max()) for s in (0, 1)]
+            [
+                float(inj._sigmoid(r[stage] @ coef[s] + fitted[s]["intercept"]).max())
+                for s, stage in enumerate(STAGES)
+            ]
             for r in rows
         ]
     )
 
 
-def train(*, c_lexical: float = 4.0, c_embedding: float = 2.0, folds: int = 5) -> dict[str, Any]:
-    """Fit both stages on the train split; cut-offs from the calibration split; the threshold
-    from the calibration split together with out-of-fold scores of the train split (each
-    train text scored by the stages fitted on the other folds), so that the false-positive
-    bound is checked on 170 benign texts rather than 34."""
+def _lowest_within_bound(score: Any, attack: Any) -> float:
+    """The lowest threshold whose false-positive rate is at or under `MAX_FPR`."""
+    import numpy as np
+
+    for t in sorted(set(np.round(score, 6).tolist()) | {0.5}):
+        if float((score[~attack] >= t).mean()) <= MAX_FPR:
+            return float(t)
+    return 1.0
+
+
+def train(*, c_lexical: float = 4.0, c_embedding: float = 4.0, folds: int = 5) -> dict[str, Any]:
+    """Fit both stages on the train split; threshold and cut-offs from the calibration split
+    together with out-of-fold scores of the train split."""
     import numpy as np
 
     c = (c_lexical, c_embedding)
@@ -82,50 +110,59 @@ def train(*, c_lexical: float = 4.0, c_embedding: float = 2.0, folds: int = 5) -
     labels = [int(i.expected == "attack") for i in train_set]
     rows = _rows([str(i.input) for i in train_set])
     fitted = _fit_both(rows, labels, c)
-    weights: dict[str, Any] = {
-        "version": 2,
-        "features": list(inj.FEATURES),
-        "n_hashed": inj.N_FEATURES,
-        "n_hashed_words": inj.N_WORD_FEATURES,
-        "lexical": fitted[0],
-        "embedding": fitted[1],
-    }
     calib = labelled("injection", split="calibration")
+    cal_rows = _rows([str(i.input) for i in calib])
     mask = np.asarray([i.expected == "attack" for i in calib])
-    p_cal = _score(_rows([str(i.input) for i in calib]), fitted)
-    low = float(p_cal[mask, 0].min()) * 0.8
-    high = min(0.999, float(p_cal[~mask, 0].max()) + 0.02)
+    p_cal = _score(cal_rows, fitted)
     p_oof = np.zeros((len(rows), 2))
     for k in range(folds):
         held = [j for j in range(len(rows)) if j % folds == k]
         rest = [j for j in range(len(rows)) if j % folds != k]
         part = _fit_both([rows[j] for j in rest], [labels[j] for j in rest], c)
         p_oof[held] = _score([rows[j] for j in held], part)
-
-    def combined(p: Any) -> Any:
-        return np.where((p[:, 0] > low) & (p[:, 0] < high), p[:, 1], p[:, 0])
-
-    score = np.concatenate([combined(p_cal), combined(p_oof)])
+    p = np.vstack([p_cal, p_oof])
     attack = np.concatenate([mask, np.asarray(labels, dtype=bool)])
-    threshold = 0.5
-    for t in sorted(set(np.round(score, 6).tolist()) | {0.5}):  # lowest within the bound
-        if float((score[~attack] >= t).mean()) <= MAX_FPR:
-            threshold = t
-            break
-    weights.update(low=round(low, 6), high=round(high, 6), threshold=round(threshold, 6))
-    cal = combined(p_cal)
-    weights["calibration"] = {
-        "attacks": int(mask.sum()),
-        "benign": int((~mask).sum()),
-        "recall": round(float((cal[mask] >= threshold).mean()), 4),
-        "false_positive_rate": round(float((cal[~mask] >= threshold).mean()), 4),
-        "share_embedding_stage": round(
-            float(((p_cal[:, 0] > low) & (p_cal[:, 0] < high)).mean()), 4
-        ),
-        "threshold_set": {
-            "texts": len(score),
-            "recall": round(float((score[attack] >= threshold).mean()), 4),
-            "false_positive_rate": round(float((score[~attack] >= threshold).mean()), 4),
+    ruled = np.asarray([r["ruled"] for r in cal_rows + rows])
+    caught = attack & ~ruled & (p[:, 1] >= _lowest_within_bound(p[:, 1], attack))
+    low = 0.8 * float(p[caught, 0].min()) if caught.any() else 0.0
+    high = min(0.999, max(float(p[~attack, 0].max()) + 0.02, _lowest_within_bound(p[:, 1], attack)))
+
+    def combined(q: Any, r: Any) -> Any:
+        lexical_decides = (~r & (q[:, 0] < low)) | (q[:, 0] >= high)
+        return np.where(lexical_decides, q[:, 0], q[:, 1]), lexical_decides
+
+    score, decided = combined(p, ruled)
+    threshold = _lowest_within_bound(score, attack)
+    n = len(calib)
+    cal, share = score[:n], decided[:n]
+    weights: dict[str, Any] = {
+        "version": 3,
+        "features": list(inj.FEATURES),
+        "n_hashed": inj.N_FEATURES,
+        "n_hashed_words": inj.N_WORD_FEATURES,
+        "embedding_dimensions": int(rows[0]["embedding"].shape[1])
+        - inj.N_FEATURES
+        - inj.N_WORD_FEATURES
+        - len(inj.FEATURES),
+        "lexical": fitted[0],
+        "embedding": fitted[1],
+        "low": round(low, 6),
+        "high": round(high, 6),
+        "threshold": round(threshold, 6),
+        "calibration": {
+            "attacks": int(mask.sum()),
+            "benign": int((~mask).sum()),
+            "recall": round(float((cal[mask] >= threshold).mean()), 4),
+            "false_positive_rate": round(float((cal[~mask] >= threshold).mean()), 4),
+            "share_embedding_stage": round(float((~share).mean()), 4),
+            "threshold_set": {
+                "texts": len(score),
+                "recall": round(float((score[attack] >= threshold).mean()), 4),
+                "false_positive_rate": round(float((score[~attack] >= threshold).mean()), 4),
+                "benign_decided_by_lexical_stage": round(
+                    float((decided[~attack] & (score[~attack] < threshold)).mean()), 4
+                ),
+            },
         },
     }
     return weights
