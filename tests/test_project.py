@@ -152,3 +152,26 @@ def test_an_environment_not_made_by_make_setup_gets_the_kernel(tmp_path) -> None
     assert json.loads(kernel.read_text())["argv"][0] == str(python)
     again = doctor()
     assert "installed" not in again and "kernel     aikit (Python (aikit))" in again
+
+
+def test_every_shipped_playbook_loads_and_onboarding_only_shrinks_samples() -> None:
+    """Each playbook's step parameters are ones its notebooks declare, with values of the right
+    type (`load_playbook` checks both). The onboarding playbook (`make demo`) may only score
+    smaller samples than the lessons: its overrides are sample sizes below the notebook's
+    default (or `sample_seed`), so the lessons it runs still compute what they teach."""
+    from aikit.runner.params import read_parameters
+    from aikit.runner.playbook import load_playbook
+
+    for path in sorted((ROOT / "playbooks").glob("*.yaml")):
+        load_playbook(path)  # raises PlaybookError on an undeclared or mistyped parameter
+    shrinking = {"limit", "answered", "rag_items", "judge_items", "repeats", "calibration_claims"}
+    playbook, plan = load_playbook(ROOT / "playbooks" / "onboarding.yaml")
+    for step, (notebook, _) in zip(playbook.steps, plan, strict=True):
+        defaults = {name: p.default for name, p in read_parameters(notebook).items()}
+        for name, value in step.parameters.items():
+            assert name in shrinking | {"sample_seed"}, (
+                f"{notebook.name}: {name} is not a sample size"
+            )
+            if name in shrinking:
+                default = defaults[name]
+                assert value > 0 and (default == 0 or value < default), (notebook.name, name)
