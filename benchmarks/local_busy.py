@@ -1,0 +1,93 @@
+"""The embedded model on a busy machine: llama.cpp's OpenMP threads against CPU-bound neighbours.
+
+llama.cpp (built with OpenMP) runs each decode step on every core, and its threads meet at a
+barrier after each step. libgomp lets a waiting thread spin for `GOMP_SPINCOUNT` iterations
+(300,000 by default) before it sleeps. On a quiet machine spinning is what makes a step fast;
+when other processes hold the cores, a spinning thread burns its time slice while the thread it
+waits for is not running, and every step stalls for whole scheduler slices.
+
+This script answers the same 12 short prompts with bare llama-cpp-python on Gemma 3 270M (all
+cores, temperature 0), in a fresh process per setting: the default, and each `GOMP_SPINCOUNT`
+given (aikit's server sets `aikit.local.SPINCOUNT` unless the environment sets its own),
+first on a quiet machine, then with `--burners` CPU-bound processes (a busy loop each) beside
+it. It prints seconds per setting and the ratios to the default, quiet and loaded, side by side.
+
+    .venv/bin/python benchmarks/local_busy.py [--burners 2] [--spincounts 10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+
+ANSWER = r"""
+import sys, time
+import llama_cpp
+from aikit.local import model_path
+llama = llama_cpp.Llama(model_path=str(model_path("gemma-3-270m")), n_ctx=1024,
+                        n_threads=int(sys.argv[1]), n_threads_batch=int(sys.argv[1]),
+                        verbose=False)
+prompts = [f"Review: order {i} was {'great' if i % 2 else 'awful'}.\nPositive or negative?\n"
+           "Answer:" for i in range(12)]
+llama(prompts[0], max_tokens=4, temperature=0)  # warm-up
+started = time.perf_counter()
+for prompt in prompts:
+    llama.reset()
+    llama(prompt, max_tokens=12, temperature=0)
+print(time.perf_counter() - started)
+"""
+
+
+def burn() -> None:
+    while True:
+        pass
+
+
+def seconds(spincount: str | None) -> float:
+    env = dict(os.environ)
+    env.pop("GOMP_SPINCOUNT", None)
+    if spincount is not None:
+        env["GOMP_SPINCOUNT"] = spincount
+    done = subprocess.run(
+        [sys.executable, "-c", ANSWER, str(os.cpu_count() or 1)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burners", type=int, default=2)
+    parser.add_argument("--spincounts", default="10000,100000")
+    args = parser.parse_args()
+    settings: list[str | None] = [None, *args.spincounts.split(",")]
+    quiet = {s: seconds(s) for s in settings}
+    burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.burners)]
+    for process in burners:
+        process.start()
+    try:
+        loaded = {s: seconds(s) for s in settings}
+    finally:
+        for process in burners:
+            process.kill()
+    print(f"12 answers, Gemma 3 270M, {os.cpu_count()} threads; loaded: {args.burners} burners")
+    print(
+        f"{'GOMP_SPINCOUNT':16} {'quiet s':>8} {'loaded s':>9} {'quiet/default':>14}"
+        f" {'loaded/default':>15} {'loaded/quiet':>13}"
+    )
+    for s in settings:
+        print(
+            f"{s or 'default':16} {quiet[s]:8.2f} {loaded[s]:9.2f} {quiet[s] / quiet[None]:14.2f}"
+            f" {loaded[s] / loaded[None]:15.2f} {loaded[s] / quiet[s]:13.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
