@@ -8,11 +8,14 @@ waits for is not running, and every step stalls for whole scheduler slices.
 
 This script answers the same 12 short prompts with bare llama-cpp-python on Gemma 3 270M (all
 cores, temperature 0), in a fresh process per setting: the default, and each `GOMP_SPINCOUNT`
-given (aikit's server sets `aikit.local.SPINCOUNT` unless the environment sets its own),
-first on a quiet machine, then with `--burners` CPU-bound processes (a busy loop each) beside
-it. It prints seconds per setting and the ratios to the default, quiet and loaded, side by side.
+given (aikit's server sets `SPINCOUNT` of aikit/local/_server.py unless the environment sets
+its own), first on a quiet machine, then with `--burners` CPU-bound processes (a busy loop
+each) beside it; each round runs every setting once, in turn, and the medians over `--rounds`
+are printed with the ratios to the default, quiet and loaded, side by side (loaded figures
+jump between runs: a stall is whole scheduler slices, so read the median of several rounds).
 
     .venv/bin/python benchmarks/local_busy.py [--burners 2] [--spincounts 10000,100000]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 
@@ -65,18 +69,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burners", type=int, default=2)
     parser.add_argument("--spincounts", default="10000,100000")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     settings: list[str | None] = [None, *args.spincounts.split(",")]
-    quiet = {s: seconds(s) for s in settings}
+
+    def medians() -> dict[str | None, float]:
+        runs = [{s: seconds(s) for s in settings} for _ in range(args.rounds)]
+        return {s: statistics.median(r[s] for r in runs) for s in settings}
+
+    quiet = medians()
     burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.burners)]
     for process in burners:
         process.start()
     try:
-        loaded = {s: seconds(s) for s in settings}
+        loaded = medians()
     finally:
         for process in burners:
             process.kill()
-    print(f"12 answers, Gemma 3 270M, {os.cpu_count()} threads; loaded: {args.burners} burners")
+    print(
+        f"12 answers, Gemma 3 270M, {os.cpu_count()} threads; loaded: {args.burners} burners;"
+        f" medians of {args.rounds} rounds"
+    )
     print(
         f"{'GOMP_SPINCOUNT':16} {'quiet s':>8} {'loaded s':>9} {'quiet/default':>14}"
         f" {'loaded/default':>15} {'loaded/quiet':>13}"

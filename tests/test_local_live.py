@@ -52,6 +52,10 @@ def test_serve_answers_and_writes_discovery(live: Path) -> None:
     assert "Paris" in reply.text
     assert len(reply.text) < 80  # a short answer, not a repetition loop
     assert reply.usage.completion_tokens > 0 and reply.cost == 0.0
+    # llama.cpp's OpenMP threads spin briefly, not libgomp's default, unless the user says
+    environ = Path(f"/proc/{info['pid']}/environ").read_bytes().split(b"\0")
+    wanted = os.environ.get("GOMP_SPINCOUNT", str(local._server.SPINCOUNT))
+    assert f"GOMP_SPINCOUNT={wanted}".encode() in environ
 
 
 def test_temperature_zero_with_seed_repeats(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:

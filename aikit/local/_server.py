@@ -43,6 +43,7 @@ DISCOVERY = "local-server.json"
 LOCK = "local-server.lock"
 LOG = "local-server.log"
 START_TIMEOUT_S = 180.0
+SPINCOUNT = 20_000  # libgomp spin iterations before a waiting thread sleeps (see start)
 BUSY_WAIT_S = 120.0
 PROBE_TIMEOUT_S = 3.0  # as before; a stopped server is found by its state, not a timeout
 TOKEN_ENV = "AIKIT_SERVER_TOKEN"
@@ -247,8 +248,16 @@ def _start(settings: Settings) -> dict[str, Any]:
             start_new_session=True,
             cwd=settings.home,
             # glibc gives each thread that allocates its own 64 MB arena; the server answers on
-            # a pool of worker threads, and the arenas held ~700 MB of a 1.2 GB RSS.
-            env={"MALLOC_ARENA_MAX": "2", **os.environ, TOKEN_ENV: token},
+            # a pool of worker threads, and the arenas held ~700 MB of a 1.2 GB RSS. libgomp's
+            # threads spin at llama.cpp's barrier for GOMP_SPINCOUNT iterations before they
+            # sleep: with CPU-bound neighbours the default (300,000) made answers 28x slower
+            # than quiet, SPINCOUNT 8x, for 1.06x when quiet (benchmarks/local_busy.py).
+            env={
+                "MALLOC_ARENA_MAX": "2",
+                "GOMP_SPINCOUNT": str(SPINCOUNT),
+                **os.environ,
+                TOKEN_ENV: token,
+            },
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while not answers(base_url, timeout=1.0, token=token):
