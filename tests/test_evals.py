@@ -281,6 +281,15 @@ def test_judge_repeats_report_agreement(remote: OpenAIServer) -> None:
     assert result.passed is True and result.agreement == pytest.approx(2 / 3)
     assert result.score == pytest.approx(0.6) and result.n_asked == 3
     assert sorted(r["temperature"] for r in remote.requests) == [0.7] * 3
+    # each repeat its own seed: a sampled verdict does not hang on what was asked before
+    assert sorted(r["seed"] for r in remote.requests) == [0, 1, 2]
+
+
+def test_judge_seeds_only_sampled_repeats(remote: OpenAIServer) -> None:
+    remote.enqueue(verdict(1.0, True), verdict(1.0, True), verdict(1.0, True))
+    ev.judge("Correct?", model="gpt-4o-mini").judgement("a", "a", input="q")  # greedy
+    ev.judge("Correct?", model="gpt-4o-mini", repeats=2, seed=None).judgement("b", "b")
+    assert ["seed" in r for r in remote.requests] == [False, False, False]
 
 
 def test_calibrate_reports_accuracy_and_kappa(remote: OpenAIServer) -> None:

@@ -90,6 +90,27 @@ def test_answers_do_not_depend_on_what_was_asked_before(
     assert "Paris" in forward[QUESTIONS[0]]
 
 
+def test_a_sampled_judge_gives_the_same_verdicts_whatever_came_before(
+    live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A judge with repeats samples at 0.7. llama.cpp seeds an unseeded request from the one
+    before it, so without the judge's own seeds a verdict changed with the server's history
+    (03's judge cell, live against its recording: issue 25)."""
+    from aikit import evals
+
+    monkeypatch.setenv("AIKIT_CACHE", "off")
+    aikit.configure()
+    judge = evals.judge("The answer states the same fact as the reference.", repeats=2,
+                        max_tokens=48)  # fmt: skip
+    args = ("Yes, it is.", "positive")
+    first = judge.judgement(*args, input="Is this review positive? 'Loved it.'")
+    for question in QUESTIONS[:2]:  # unseeded sampled calls move the server's seed
+        aikit.chat(question, temperature=0.9, max_tokens=8)
+    again = judge.judgement(*args, input="Is this review positive? 'Loved it.'")
+    assert (again.reason, again.score, again.n_parsed) == (first.reason, first.score,
+                                                          first.n_parsed)  # fmt: skip
+
+
 def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
     """StablePrefix on a bare Llama: the logits after reusing the cache equal those of a fresh
     evaluation exactly, and most of each prompt really comes from the cache."""

@@ -4,6 +4,9 @@
 An answer that cannot be parsed (after `aikit.chat`'s one re-ask) leaves the sample
 *unscored*: it is never counted as a fail. With `repeats`, the judge asks several times
 (each a separate cache entry) and reports the share of verdicts that agree with the majority.
+Repeats sample at a temperature, each with its own seed (`seed + index`): without one,
+llama.cpp seeds a request from the one before it, so a verdict would change with whatever the
+server was asked earlier, and a lesson's live run would not match its recorded one.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class Judge:
     repeats: int = 1
     temperature: float | None = None
     max_tokens: int = 256
+    seed: int | None = 0  # repeat i samples with seed + i (at temperature > 0); None: no seed
     name: str = "judge"
     prompt: str = PROMPT
     settings: Settings | None = field(default=None, repr=False)
@@ -93,6 +97,10 @@ class Judge:
         from aikit.llm import achat
 
         prompt = self.messages(output, expected, input)
+        seed = self.seed if self.temperature else None  # greedy answers need no seed
+        seeds: list[dict[str, Any]] = [
+            {} if seed is None else {"seed": seed + index} for index in range(self.repeats)
+        ]
         replies = await asyncio.gather(
             *(
                 achat(
@@ -104,6 +112,7 @@ class Judge:
                     repeat=index,
                     settings=self.settings,
                     client=self.client,
+                    **seeds[index],
                 )
                 for index in range(self.repeats)
             )
