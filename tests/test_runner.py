@@ -290,6 +290,26 @@ def test_rerecord_goes_through_the_runner_and_keeps_no_secret(tmp_path: Path, re
             assert API_KEY not in path.read_text(errors="replace"), path
 
 
+def test_rerecord_replays_with_every_cassette_in_a_fresh_home(tmp_path: Path, remote: Any) -> None:
+    # The committed outputs come from the replay pass: it must see what the replay nbval sees
+    # (every cassette beside the notebook; no store, no runs of the user's home).
+    (tmp_path / "cassettes").mkdir()
+    (tmp_path / "cassettes" / "other.jsonl").write_text("")
+    home = Path(os.environ["AIKIT_HOME"])
+    (home / "runs").mkdir(parents=True, exist_ok=True)
+    nb = make_notebook(
+        tmp_path,
+        body="import os\nfrom pathlib import Path\nfrom aikit.settings import get_settings\n"
+        "print(sorted(p.name for p in get_settings().cassettes if p.suffix == '.jsonl'))\n"
+        "home = Path(os.environ['AIKIT_HOME'])\n"
+        "print(sorted(p.name for p in home.iterdir()) if home.exists() else 'fresh')\n",
+    )
+    aikit.runner.rerecord(nb)
+    executed = nbformat.read(nb, as_version=4)
+    printed = "".join(o.get("text", "") for o in executed.cells[2].outputs).splitlines()
+    assert printed == ["['demo.jsonl', 'other.jsonl']", "fresh"]
+
+
 def test_rerecord_prints_progress_lines_as_aikit_run_does(tmp_path: Path, remote: Any) -> None:
     nb = make_notebook(
         tmp_path, body="import aikit\nprint(aikit.chat('Say hi.', max_tokens=5).text)\n"

@@ -3,14 +3,16 @@ the runner's one executor (`execute_run`: own process, kernel, secrets handling)
 
 Two passes: first against the real model with `AIKIT_CACHE=record` into a fresh store,
 exported as `cassettes/<name>.jsonl` beside the notebook; then again with `AIKIT_CACHE=replay`
-from that cassette, and those outputs are the ones committed. So the committed notebook is
-exactly what strict nbval reproduces in replay mode. With a `Progress`, each pass prints the
+from that cassette and every other cassette beside it (as the replay nbval reads them), in a
+fresh `AIKIT_HOME` (no store, no runs of the user's), and those outputs are the ones committed.
+So the committed notebook is exactly what strict nbval reproduces in replay mode. With a `Progress`, each pass prints the
 lines `aikit run` prints: when it starts and finishes, and which cell it is in.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -108,10 +110,12 @@ def rerecord(notebook: str | Path, progress: Progress | None = None) -> Path:
         recorded = Path(tmp) / cassette.name
         store.export(recorded)
         store.close()
+        others = sorted(p for p in cassette.parent.glob("*.jsonl") if p.name != cassette.name)
         replay = {
             "AIKIT_CACHE": "replay",
+            "AIKIT_HOME": str(Path(tmp) / "home"),
             "AIKIT_CACHE_PATH": str(Path(tmp) / "empty.sqlite"),
-            "AIKIT_CASSETTES": str(recorded),
+            "AIKIT_CASSETTES": os.pathsep.join(map(str, [recorded, *others])),
         }
         run = _execute(path, Path(tmp), replay, progress, "replaying the new cassette")
         replayed = Path(run.dir) / path.name
