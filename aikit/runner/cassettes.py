@@ -5,8 +5,9 @@ Two passes: first against the real model with `AIKIT_CACHE=record` into a fresh 
 exported as `cassettes/<name>.jsonl` beside the notebook; then again with `AIKIT_CACHE=replay`
 from that cassette and every other cassette beside it (as the replay nbval reads them), in a
 fresh `AIKIT_HOME` (no store, no runs of the user's), and those outputs are the ones committed.
-So the committed notebook is exactly what strict nbval reproduces in replay mode. With a `Progress`, each pass prints the
-lines `aikit run` prints: when it starts and finishes, and which cell it is in.
+So the committed notebook is exactly what strict nbval reproduces in replay mode. With a
+`Progress`, each pass prints the lines `aikit run` prints: when it starts and finishes, and
+which cell it is in.
 """
 
 from __future__ import annotations
