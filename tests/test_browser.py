@@ -454,21 +454,7 @@ def _code_cell(cell_id: str, output: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# 02's show() and §5 prose render `$` raw until its cells use aikit.widgets.table and escape
-# their `$` (the lessons branch owns 02; the lead re-records it at merge). Strict: this fails
-# as soon as 02 renders no math, so the mark goes then.
-PENDING_MATH: dict[str, str] = {}  # lesson -> why it still renders math from a currency sign
-
-
-@pytest.mark.parametrize(
-    "notebook",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PENDING_MATH[n]))
-        if n in PENDING_MATH
-        else n
-        for n in LESSONS
-    ],
-)
+@pytest.mark.parametrize("notebook", LESSONS)
 def test_each_lesson_renders_no_math_from_a_currency_sign_and_its_plots(
     browser: Any, lab: dict[str, Any], notebook: str
 ) -> None:
