@@ -111,6 +111,33 @@ def test_a_sampled_judge_gives_the_same_verdicts_whatever_came_before(
                                                           first.n_parsed)  # fmt: skip
 
 
+def test_a_structured_answer_keeps_control_characters_out_of_its_strings(
+    live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama-cpp-python's schema grammar let a raw newline into a JSON string: this verdict
+    (03's calibration) came back as invalid JSON twice, re-ask included, before
+    `aikit.local._grammar.strict_json_strings`; now the string closes where the line ended."""
+    from aikit import evals
+
+    monkeypatch.setenv("AIKIT_CACHE", "off")
+    aikit.configure()
+    passages = [
+        "Up to 5 unused days may be carried over into the next year. Carried-over days must be"
+        " used by 31 March; after that they expire. Days beyond five expire on 31 December"
+        " unless your director approved an exception in writing.",
+        "Every full-time employee has 27 working days of paid annual leave per calendar year, on"
+        " top of public holidays. Part-time employees get the same allowance pro rata. New"
+        " joiners accrue leave from their first day.",
+    ]
+    verdict = evals.support_judge().judgement(
+        "You can carry over up to 5 unused days into the next year.",
+        evals.numbered(passages),
+        input="Can I carry unused leave into next year?",
+    )
+    assert verdict.n_parsed == 1, verdict.reason
+    assert verdict.completion_tokens < 256  # one answer, not an answer and a re-ask
+
+
 def test_prefix_reuse_is_bit_for_bit_a_fresh_evaluation() -> None:
     """StablePrefix on a bare Llama: the logits after reusing the cache equal those of a fresh
     evaluation exactly, and most of each prompt really comes from the cache."""

@@ -14,6 +14,11 @@ likely allowed one), and the grammar's state moves on with it. Only when no toke
 is allowed does the full check run. Sampling at a
 temperature keeps llama-cpp-python's own path.
 `tests/test_local_live.py` checks that both paths give the same text.
+
+`strict_json_strings` fixes llama-cpp-python's JSON-schema grammar, whose string character is
+`[^"\\]`: it lets a raw newline or tab into a string, which is not JSON, and a tiny judge
+writing one line per sentence then gave verdicts that did not parse (`Invalid JSON: control
+character`). llama.cpp's own converter excludes them, as JSON does.
 """
 
 from __future__ import annotations
@@ -22,6 +27,19 @@ import ctypes
 import math
 from collections import deque
 from typing import Any
+
+# A JSON string character (RFC 8259): anything but a quote, a backslash or a control character,
+# or an escape. llama.cpp's json-schema-to-grammar uses the same class.
+HEX = " ".join(["[0-9a-fA-F]"] * 4)
+JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" ' + HEX + ")"
+
+
+def strict_json_strings() -> None:
+    """Make llama-cpp-python's schema grammars admit only JSON's string characters."""
+    from llama_cpp import llama_grammar
+
+    llama_grammar.PRIMITIVE_RULES["char"] = llama_grammar.BuiltinRule(JSON_CHAR, [])
+
 
 SHORTLIST = 64  # tokens asked one by one before the full check over the whole vocabulary
 
