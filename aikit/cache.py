@@ -352,7 +352,9 @@ _cassette_memo: dict[tuple[Path, float], dict[str, dict[str, Any]]] = {}
 
 
 def cassette_entries(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
-    """key -> response over every cassette in `paths` (files, or folders of `*.jsonl`)."""
+    """key -> response over every cassette in `paths` (files, or folders of `*.jsonl`). Like a
+    search path, the first cassette that holds a key answers it: `aikit rerecord` replays its
+    new recording ahead of the old cassette still beside the notebook."""
     found: dict[str, dict[str, Any]] = {}
     for path in paths:
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.is_file() else []
@@ -360,7 +362,8 @@ def cassette_entries(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
             memo_key = (file, file.stat().st_mtime)
             if memo_key not in _cassette_memo:
                 _cassette_memo[memo_key] = {k: resp for k, _, resp in read_cassette(file)}
-            found.update(_cassette_memo[memo_key])
+            for key, response in _cassette_memo[memo_key].items():
+                found.setdefault(key, response)
     return found
 
 

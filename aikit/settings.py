@@ -30,9 +30,10 @@ Environment variables (the same names may stand in the project's `.env` file):
 - `AIKIT_CACHE`: response store mode, `on` (default) | `off` | `replay` | `record`.
 - `AIKIT_CACHE_PATH`: the response store file; `$AIKIT_HOME/cache.sqlite`.
 - `AIKIT_CASSETTES`: where `replay` also looks for recorded answers: JSONL cassette files or
-  folders of them, separated by `os.pathsep`; `cassettes` and `notebooks/cassettes` under the
-  working directory, and the project root's `notebooks/cassettes` (so a notebook finds its
-  cassette from the repo root, from `notebooks/` and from anywhere in the project).
+  folders of them, separated by `os.pathsep` (the first that holds a request answers it);
+  `cassettes` and `notebooks/cassettes` under the working directory, and the project root's
+  `notebooks/cassettes` (so a notebook finds its cassette from the repo root, from
+  `notebooks/` and from anywhere in the project).
 - `AIKIT_TIMEOUT`: seconds before a model call times out; 120.
 - `AIKIT_MAX_RETRIES`: retries of the openai SDK's own retry loop; 2.
 - `AIKIT_REQUEST_LOG`: where `aikit api` logs requests: a path or `sqlite:///PATH` (SQLite), or

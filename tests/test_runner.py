@@ -310,6 +310,23 @@ def test_rerecord_replays_with_every_cassette_in_a_fresh_home(tmp_path: Path, re
     assert printed == ["['demo.jsonl', 'other.jsonl']", "fresh"]
 
 
+def test_rerecord_commits_the_new_answers_not_the_old_cassettes(
+    tmp_path: Path, remote: Any
+) -> None:
+    # The same request, answered differently on the second recording (a server change): the
+    # committed outputs must be the new answer, although the old cassette is still beside it
+    # while the replay pass runs.
+    nb = make_notebook(tmp_path, body="import aikit\nprint(aikit.chat('Say hi.').text)\n")
+    printed = []
+    for answer in ("first answer", "second answer"):
+        remote.enqueue(answer)
+        cassette = aikit.runner.rerecord(nb)
+        cells = nbformat.read(nb, as_version=4).cells
+        printed.append("".join(o.get("text", "") for o in cells[2].outputs).strip())
+    assert printed == ["first answer", "second answer"]
+    assert "second answer" in cassette.read_text() and "first answer" not in cassette.read_text()
+
+
 def test_rerecord_prints_progress_lines_as_aikit_run_does(tmp_path: Path, remote: Any) -> None:
     nb = make_notebook(
         tmp_path, body="import aikit\nprint(aikit.chat('Say hi.', max_tokens=5).text)\n"
