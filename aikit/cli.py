@@ -53,6 +53,11 @@ def _serve(args: argparse.Namespace) -> int:
         idle = f", idle {status['idle_s']:g} s{stops}" if "idle_s" in status else ""
         print(f"{info['base_url']} (pid {info['pid']}{idle})")
         print(f"models: {', '.join(info.get('models') or [str(info.get('model'))])}")
+        if "threads" in status:
+            print(
+                f"llama.cpp threads: {status['threads']} (other processes' runnable threads:"
+                f" {status['others_running']:g}, smoothed)"
+            )
         return 0
     base_url = local.ensure_server(settings)
     info = local.server_info(settings) or {}

@@ -7,14 +7,16 @@ when other processes hold the cores, a spinning thread burns its time slice whil
 waits for is not running, and every step stalls for whole scheduler slices.
 
 This script answers the same 12 short prompts with bare llama-cpp-python on Gemma 3 270M (all
-cores, temperature 0), in a fresh process per setting: the default, and each `GOMP_SPINCOUNT`
-given (aikit's server sets `SPINCOUNT` of aikit/local/_server.py unless the environment sets
-its own), first on a quiet machine, then with `--burners` CPU-bound processes (a busy loop
-each) beside it; each round runs every setting once, in turn, and the medians over `--rounds`
-are printed with the ratios to the default, quiet and loaded, side by side (loaded figures
-jump between runs: a stall is whole scheduler slices, so read the median of several rounds).
+cores, temperature 0), in a fresh process per setting: the default, each `GOMP_SPINCOUNT`
+given, and `threads by load`: libgomp's default with aikit's server's `ThreadsByLoad`
+installed on the model (`aikit/local/_threads.py`: each decode call on the cores other
+processes leave free), first on a quiet machine, then with `--burners` CPU-bound processes (a
+busy loop each) beside it; each round runs every setting once, in turn, and the medians over
+`--rounds` are printed with the ratios to the default, quiet and loaded, side by side (loaded
+figures jump between runs: a stall is whole scheduler slices, so read the median of several
+rounds).
 
-    .venv/bin/python benchmarks/local_busy.py [--burners 2] [--spincounts 10000,100000]
+    .venv/bin/python benchmarks/local_busy.py [--burners 2] [--spincounts 20000]
         [--rounds 3]
 """
 
@@ -34,6 +36,11 @@ from aikit.local import model_path
 llama = llama_cpp.Llama(model_path=str(model_path("gemma-3-270m")), n_ctx=1024,
                         n_threads=int(sys.argv[1]), n_threads_batch=int(sys.argv[1]),
                         verbose=False)
+if sys.argv[2] == "by-load":
+    import time as _t
+    from aikit.local._threads import ThreadsByLoad
+    ThreadsByLoad(llama)
+    _t.sleep(1.0)  # the watch's first second of samples
 prompts = [f"Review: order {i} was {'great' if i % 2 else 'awful'}.\nPositive or negative?\n"
            "Answer:" for i in range(12)]
 llama(prompts[0], max_tokens=4, temperature=0)  # warm-up
@@ -50,13 +57,16 @@ def burn() -> None:
         pass
 
 
-def seconds(spincount: str | None) -> float:
+BY_LOAD = "threads by load"
+
+
+def seconds(setting: str | None) -> float:
     env = dict(os.environ)
     env.pop("GOMP_SPINCOUNT", None)
-    if spincount is not None:
-        env["GOMP_SPINCOUNT"] = spincount
+    if setting not in (None, BY_LOAD):
+        env["GOMP_SPINCOUNT"] = setting
     done = subprocess.run(
-        [sys.executable, "-c", ANSWER, str(os.cpu_count() or 1)],
+        [sys.executable, "-c", ANSWER, str(os.cpu_count() or 1), _mode(setting)],
         env=env,
         capture_output=True,
         text=True,
@@ -65,13 +75,17 @@ def seconds(spincount: str | None) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def _mode(setting: str | None) -> str:
+    return "by-load" if setting == BY_LOAD else "fixed"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burners", type=int, default=2)
-    parser.add_argument("--spincounts", default="10000,100000")
+    parser.add_argument("--spincounts", default="20000")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    settings: list[str | None] = [None, *args.spincounts.split(",")]
+    settings: list[str | None] = [None, *filter(None, args.spincounts.split(",")), BY_LOAD]
 
     def medians() -> dict[str | None, float]:
         runs = [{s: seconds(s) for s in settings} for _ in range(args.rounds)]
@@ -91,7 +105,7 @@ def main() -> int:
         f" medians of {args.rounds} rounds"
     )
     print(
-        f"{'GOMP_SPINCOUNT':16} {'quiet s':>8} {'loaded s':>9} {'quiet/default':>14}"
+        f"{'setting':16} {'quiet s':>8} {'loaded s':>9} {'quiet/default':>14}"
         f" {'loaded/default':>15} {'loaded/quiet':>13}"
     )
     for s in settings:

@@ -33,6 +33,7 @@ from aikit.local._answer import TokenCount, trimmed
 from aikit.local._grammar import GrammarLast, strict_json_strings
 from aikit.local._models import get_model
 from aikit.local._prefix import StablePrefix
+from aikit.local._threads import DECODES, ThreadsByLoad, watch
 from aikit.local._transcript import STOP, render_transcript
 
 # The llama-cpp-python chat format of each prompt format of the model table.
@@ -135,7 +136,17 @@ class IdleWatch:
             await self.app(scope, receive, send)
             return
         if scope.get("path") == STATUS_PATH:
-            body = json.dumps({"idle_s": round(self.idle(), 1), "idle_limit_s": self.idle_s})
+            load = watch()
+            body = json.dumps(
+                {
+                    "idle_s": round(self.idle(), 1),
+                    "idle_limit_s": self.idle_s,
+                    # llama.cpp's threads now, and the decode calls run on each count so far
+                    "threads": load.threads(),
+                    "others_running": round(load.others, 2),
+                    "decodes_by_threads": {str(k): v for k, v in sorted(DECODES.items())},
+                }
+            )
             await send(
                 {
                     "type": "http.response.start",
@@ -240,8 +251,10 @@ def _answer(handler: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     # on what was asked before (aikit/local/_prefix.py); each model has its own cache.
     # Structured output checks the grammar last (aikit/local/_grammar.py).
     # A whole answer and a stream get the same text and usage (aikit/local/_answer.py).
+    # Each decode call runs on the cores other processes leave free (aikit/local/_threads.py).
     llama = kwargs["llama"]
     if not isinstance(getattr(llama, "_aikit_prefix", None), StablePrefix):
+        llama._aikit_threads = ThreadsByLoad(llama)  # under the prefix: sees every decode
         llama._aikit_prefix = StablePrefix(llama)
         llama._aikit_grammar = GrammarLast(llama)
         llama._aikit_count = TokenCount(llama)

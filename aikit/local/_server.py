@@ -43,7 +43,6 @@ DISCOVERY = "local-server.json"
 LOCK = "local-server.lock"
 LOG = "local-server.log"
 START_TIMEOUT_S = 180.0
-SPINCOUNT = 20_000  # libgomp spin iterations before a waiting thread sleeps (see start)
 BUSY_WAIT_S = 120.0
 PROBE_TIMEOUT_S = 3.0  # as before; a stopped server is found by its state, not a timeout
 TOKEN_ENV = "AIKIT_SERVER_TOKEN"
@@ -110,7 +109,8 @@ def _serving(pid: int) -> bool:
 
 
 def idle_status(info: dict[str, Any]) -> dict[str, Any] | None:
-    """A running server's idle time and limit (`GET /aikit/status`), or None."""
+    """A running server's idle time and limit, and its llama.cpp threads (`GET /aikit/status`),
+    or None."""
     url = str(info.get("base_url", "")).removesuffix("/v1") + STATUS_PATH
     try:
         with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as answer:
@@ -248,13 +248,10 @@ def _start(settings: Settings) -> dict[str, Any]:
             start_new_session=True,
             cwd=settings.home,
             # glibc gives each thread that allocates its own 64 MB arena; the server answers on
-            # a pool of worker threads, and the arenas held ~700 MB of a 1.2 GB RSS. libgomp's
-            # threads spin at llama.cpp's barrier for GOMP_SPINCOUNT iterations before they
-            # sleep: with CPU-bound neighbours the default (300,000) made answers 28x slower
-            # than quiet, SPINCOUNT 8x, for 1.06x when quiet (benchmarks/local_busy.py).
+            # a pool of worker threads, and the arenas held ~700 MB of a 1.2 GB RSS. (Beside
+            # CPU-bound neighbours the process runs on fewer threads: aikit/local/_threads.py.)
             env={
                 "MALLOC_ARENA_MAX": "2",
-                "GOMP_SPINCOUNT": str(SPINCOUNT),
                 **os.environ,
                 TOKEN_ENV: token,
             },

@@ -1,0 +1,138 @@
+"""llama.cpp's threads per decode step, from what else the machine is running.
+
+llama.cpp (built with OpenMP) runs each decode step on `n_threads` threads that meet at a
+barrier after every operation. On a quiet machine every core is fastest. When other processes
+hold cores, a thread waiting at the barrier spins while the thread it waits for is not
+running, and each step stalls for whole scheduler slices: on 2 cores beside two CPU-bound
+processes, answers took 28x their quiet time with both threads, 2.5x with one
+(`benchmarks/local_busy.py`). A smaller `GOMP_SPINCOUNT` softens the stall (8x) but costs
+about 5% when quiet, and no fixed setting fits both.
+
+So the server watches the machine. `LoadWatch` samples, every `INTERVAL_S`, how many threads
+of *other* processes are runnable (the kernel's `procs_running` in `/proc/stat` less this
+process's own running threads) and smooths it; `ThreadsByLoad` sets llama.cpp's thread count
+before each decode call to the cores nobody else wants, at least one
+(`llama_set_n_threads`, a field of the context: free to change between calls). Answers do
+not change with the thread count: each row of a matrix product is summed by one thread, so
+the split changes who computes, not the sums (`tests/test_local_live.py` checks it under
+load). Where `/proc/stat` cannot be read (not Linux), the thread count stays as loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+INTERVAL_S = 0.05  # between samples
+SMOOTHING = 0.2  # weight of a new sample: about a quarter of a second of memory
+STAT = Path("/proc/stat")
+TASKS = Path("/proc/self/task")
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threads_for(others: float, available: int) -> int:
+    """llama.cpp threads when `others` threads of other processes want a core: the cores left,
+    at least one. A core counts as taken from 0.75 of a thread on average: a client's brief
+    work around each request (and its own threads finishing) stays under it."""
+    return max(1, min(available, available - int(others + 0.25)))
+
+
+def running_elsewhere() -> int | None:
+    """Runnable threads of other processes now, or None where `/proc` says nothing."""
+    try:
+        total = next(
+            int(line.split()[1])
+            for line in STAT.read_text().splitlines()
+            if line.startswith("procs_running ")
+        )
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    own = 0
+    for task in TASKS.iterdir():
+        try:
+            # "pid (comm) S ...": the state follows the last ")", the name may hold spaces
+            if (task / "stat").read_text().rpartition(")")[2].split()[0] == "R":
+                own += 1
+        except (OSError, IndexError):
+            continue
+    return max(0, total - own)
+
+
+class LoadWatch:
+    """A daemon thread's smoothed count of other processes' runnable threads."""
+
+    def __init__(
+        self,
+        available: int | None = None,
+        *,
+        interval_s: float = INTERVAL_S,
+        sample: Callable[[], int | None] = running_elsewhere,
+    ) -> None:
+        self.available = available or cores()
+        self.interval_s = interval_s
+        self._sample = sample
+        self.others = 0.0
+        self.enabled = sample() is not None
+        if self.enabled and self.available > 1:
+            threading.Thread(target=self._watch, name="aikit-load", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            now = self._sample()
+            if now is not None:
+                self.others += SMOOTHING * (now - self.others)
+
+    def threads(self) -> int:
+        """llama.cpp threads for the next decode call."""
+        return threads_for(self.others, self.available) if self.enabled else self.available
+
+
+_WATCH: LoadWatch | None = None
+DECODES: Counter[int] = Counter()  # decode calls per thread count, every model of the process
+_WATCH_LOCK = threading.Lock()
+
+
+def watch() -> LoadWatch:
+    """The process's one `LoadWatch` (started on first use)."""
+    global _WATCH
+    with _WATCH_LOCK:
+        if _WATCH is None:
+            _WATCH = LoadWatch()
+        return _WATCH
+
+
+class ThreadsByLoad:
+    """Installs itself on a `llama_cpp.Llama`: wraps its `eval` so that each decode call runs
+    on `watch().threads()` threads, never more than the model was loaded with."""
+
+    def __init__(self, llama: Any, load: LoadWatch | None = None) -> None:
+        import llama_cpp
+
+        self.llama = llama
+        self.load = load or watch()
+        self.most = int(llama.context_params.n_threads)
+        self.current = self.most
+        self._set = llama_cpp.llama_set_n_threads
+        self._eval: Callable[[Sequence[int]], None] = llama.eval
+        llama.eval = self.eval
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        n = min(self.most, self.load.threads())
+        if n != self.current:
+            self._set(self.llama.ctx, n, n)
+            self.current = n
+        DECODES[n] += 1
+        self._eval(tokens)
