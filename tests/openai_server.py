@@ -44,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        self._leave()
         self.wfile.write(body)
 
     def do_GET(self) -> None:
@@ -71,6 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.in_flight += 1
             self.server.peak_in_flight = max(self.server.peak_in_flight, self.server.in_flight)
+        self.inside = True
         try:
             if self.server.hang:
                 self.server.stopped.wait(600)
@@ -80,6 +82,14 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(self.server.delay)
                 self._complete(request)
         finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """The request stops counting as in flight, once: just before its last bytes are
+        written, since a client that has them may send its next request before this thread
+        runs again (counting after the write let a busy machine see one request too many)."""
+        if getattr(self, "inside", False):
+            self.inside = False
             with self.server.lock:
                 self.server.in_flight -= 1
 
@@ -153,6 +163,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(
                 f"data: {json.dumps(base | {'choices': [], 'usage': usage})}\n\n".encode()
             )
+        self._leave()
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True

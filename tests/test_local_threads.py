@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from aikit.local import _threads
@@ -20,9 +21,12 @@ def test_threads_are_the_cores_other_processes_leave_free() -> None:
 
 
 def test_the_watch_follows_what_it_samples() -> None:
-    samples = iter([0] + [3] * 10_000)
-    watch = _threads.LoadWatch(2, interval_s=0.001, sample=lambda: next(samples, 3))
-    assert watch.enabled and watch.threads() == 2  # nothing seen yet
+    busy = threading.Event()  # the machine turns busy when the test says so, not on a clock
+    watch = _threads.LoadWatch(2, interval_s=0.001, sample=lambda: 3 if busy.is_set() else 0)
+    assert watch.enabled
+    time.sleep(0.05)  # quiet samples taken meanwhile (any number) leave both cores free
+    assert watch.threads() == 2 and watch.others == 0
+    busy.set()
     end = time.monotonic() + 60
     while watch.threads() != 1:  # waits for the state, no timing assumed
         assert time.monotonic() < end, watch.others
@@ -36,8 +40,6 @@ def test_where_proc_says_nothing_the_thread_count_stays() -> None:
 
 
 def test_proc_is_read_while_a_thread_of_ours_is_busy() -> None:
-    import threading
-
     stop = threading.Event()
 
     def spin() -> None:
