@@ -104,6 +104,12 @@ def _structured(
     return statistics.median(times["bare"]), statistics.median(times["aikit"])
 
 
+def _decodes(local: Any) -> dict[int, int]:
+    """The server's decode calls so far per llama.cpp thread count (`/aikit/status`)."""
+    status = local._server.idle_status(local.server_info() or {}) or {}
+    return {int(k): int(v) for k, v in (status.get("decodes_by_threads") or {}).items()}
+
+
 def _bare(llama_cpp: Any, local: Any, name: str) -> Any:
     from aikit.local._process import default_threads
 
@@ -209,6 +215,7 @@ def main() -> int:
 
             ask_aikit(QUESTIONS[0])  # warm all three up
             ask_bare(QUESTIONS[0])
+            before = _decodes(local)
             arms = {"bare": ask_bare, "server": ask_server, "aikit": ask_aikit}
             times: dict[str, list[float]] = {arm: [] for arm in arms}
             answers: dict[str, dict[str, str]] = {arm: {} for arm in arms}
@@ -220,6 +227,7 @@ def main() -> int:
                         started = time.perf_counter()
                         answers[arm][question] = ask(question)
                         times[arm].append(time.perf_counter() - started)
+            decodes = {k: v - before.get(k, 0) for k, v in _decodes(local).items()}
             structured = None
             if local.get_model(name).prompt_format == "transcript":
                 structured = _structured(llama_cpp, bare, local, list(local.get_model(name).stop),
@@ -229,7 +237,7 @@ def main() -> int:
             again = {q: ask_aikit(q) for q in shuffled}
             bare_again = {q: ask_bare(q) for q in shuffled}
             bare.close()
-            rows.append((name, times, answers, again, bare_again, structured))
+            rows.append((name, times, answers, again, bare_again, structured, decodes))
         info = local.server_info() or {}
         rss_mib = _rss_mib(int(info.get("pid", 0)))
     finally:
@@ -238,7 +246,7 @@ def main() -> int:
 
     n, total = len(QUESTIONS) * args.rounds, len(QUESTIONS)
     print(f"{n} answers each per model, {args.rounds} rounds, interleaved; max_tokens={MAX_TOKENS}")
-    for name, times, answers, again, bare_again, structured in rows:
+    for name, times, answers, again, bare_again, structured, decodes in rows:
         median = {arm: statistics.median(seconds) for arm, seconds in times.items()}
         ratio = median["bare"] / median["aikit"]
         repeat = sum(again[q] == answers["aikit"][q] for q in QUESTIONS)
@@ -252,6 +260,8 @@ def main() -> int:
         print(f"  aikit answers unchanged   {repeat}/{total} when asked again in another order")
         print(f"  bare answers unchanged    {bare_repeat}/{total} (its own prefix reuse can"
               " change them)")  # fmt: skip
+        shown = ", ".join(f"{n} threads {c}" for n, c in sorted(decodes.items())) or "none"
+        print(f"  server decode calls        {shown} (llama.cpp threads by load)")
         if structured is not None:
             bare_json, aikit_json = structured
             print(

@@ -8,10 +8,15 @@ processes, answers took 28x their quiet time with both threads, 2.5x with one
 (`benchmarks/local_busy.py`). A smaller `GOMP_SPINCOUNT` softens the stall (8x) but costs
 about 5% when quiet, and no fixed setting fits both.
 
-So the server watches the machine. `LoadWatch` samples, every `INTERVAL_S`, how many threads
-of *other* processes are runnable (the kernel's `procs_running` in `/proc/stat` less this
-process's own running threads) and smooths it; `ThreadsByLoad` sets llama.cpp's thread count
-before each decode call to the cores nobody else wants, at least one
+So the server watches the machine while it decodes. `LoadWatch` samples, every `INTERVAL_S`
+while a decode call runs (or ended less than `HOLD_S` ago: the gap between two tokens), how
+many threads of *other* processes are runnable (the kernel's `procs_running` in `/proc/stat`
+less this process's own running threads, counted before and after it) and smooths it. Only
+contention while the model works counts: a client busy between its requests (a notebook, a
+benchmark's own llama.cpp) holds no core the model wanted, and sampling all the time made a
+quiet benchmark decode 15% of its steps on one thread. Between requests the estimate stays
+as it was last seen. `ThreadsByLoad` sets llama.cpp's thread count before each decode call to
+the cores nobody else wants, at least one
 (`llama_set_n_threads`, a field of the context: free to change between calls). Answers do
 not change with the thread count: each row of a matrix product is summed by one thread, so
 the split changes who computes, not the sums (`tests/test_local_live.py` checks it under
@@ -24,12 +29,14 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 INTERVAL_S = 0.05  # between samples
-SMOOTHING = 0.2  # weight of a new sample: about a quarter of a second of memory
+SMOOTHING = 0.2  # weight of a new sample: about a quarter of a second of decoding
+HOLD_S = 0.01  # the watch samples until this long after a decode call (the gap between tokens)
 STAT = Path("/proc/stat")
 TASKS = Path("/proc/self/task")
 
@@ -51,6 +58,7 @@ def threads_for(others: float, available: int) -> int:
 
 def running_elsewhere() -> int | None:
     """Runnable threads of other processes now, or None where `/proc` says nothing."""
+    before = _running_here()
     try:
         total = next(
             int(line.split()[1])
@@ -59,15 +67,26 @@ def running_elsewhere() -> int | None:
         )
     except (OSError, StopIteration, ValueError, IndexError):
         return None
+    # our threads that were running just before or just after the kernel's count: one that
+    # changed state in between (llama.cpp's threads do, at every barrier) is ours either way
+    own = max(before, _running_here())
+    return max(0, total - own)
+
+
+def _running_here() -> int:
     own = 0
-    for task in TASKS.iterdir():
+    try:
+        tasks = list(TASKS.iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
         try:
             # "pid (comm) S ...": the state follows the last ")", the name may hold spaces
             if (task / "stat").read_text().rpartition(")")[2].split()[0] == "R":
                 own += 1
         except (OSError, IndexError):
             continue
-    return max(0, total - own)
+    return own
 
 
 class LoadWatch:
@@ -84,13 +103,37 @@ class LoadWatch:
         self.interval_s = interval_s
         self._sample = sample
         self.others = 0.0
+        self._calls = 0  # decode calls running now
+        self._until = 0.0  # and sample until then (monotonic): `HOLD_S` after the last one
+        self._decoding = threading.Event()
         self.enabled = sample() is not None
         if self.enabled and self.available > 1:
             threading.Thread(target=self._watch, name="aikit-load", daemon=True).start()
 
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Around a decode call: the machine is sampled while it runs."""
+        self._calls += 1
+        if not self._decoding.is_set():
+            self._decoding.set()
+        try:
+            yield
+        finally:
+            self._until = time.monotonic() + HOLD_S
+            self._calls -= 1
+
+    def _sampling(self) -> bool:
+        return self._calls > 0 or time.monotonic() <= self._until
+
     def _watch(self) -> None:
         while True:
+            self._decoding.wait()
             time.sleep(self.interval_s)
+            if not self._sampling():
+                self._decoding.clear()
+                if self._sampling():  # a decode call came in meanwhile
+                    self._decoding.set()
+                continue
             now = self._sample()
             if now is not None:
                 self.others += SMOOTHING * (now - self.others)
@@ -135,4 +178,5 @@ class ThreadsByLoad:
             self._set(self.llama.ctx, n, n)
             self.current = n
         DECODES[n] += 1
-        self._eval(tokens)
+        with self.load.decoding():
+            self._eval(tokens)
