@@ -97,7 +97,7 @@ def main() -> int:
     for _ in range(10):  # warm: models loaded, caches filled
         guards.check(chosen.input, text)
         guards.check(chosen.output, text, context=context)
-    bare, guarded, stages = [], [], []
+    bare, guarded = [], []
     for _ in range(args.runs):
         t0 = time.perf_counter()
         same = str(text)
@@ -107,7 +107,7 @@ def main() -> int:
         t2 = time.perf_counter()
         bare.append(t1 - t0)
         guarded.append(t2 - t1)
-    stages.append(_injection.scores(text)["stage"])
+    scored = _injection.scores(text)
     cheap = [g for g in chosen.input if g is not guards.prompt_injection]
     rest = []
     for _ in range(args.runs):
@@ -122,12 +122,10 @@ def main() -> int:
         f" (untouched text p50 {statistics.median(bare) * 1000:.4f} ms; target p50 <= {P50_MS} ms)"
     )
     print(f"  the same set without prompt_injection: p50 {statistics.median(rest) * 1000:.2f} ms")
-    share = sum(1 for i in test if _injection.scores(str(i.input))["stage"] == "embedding") / len(
-        test
-    )
+    share = sum(1 for i in test if _injection.scores(str(i.input))["embedded"]) / len(test)
     print(
-        f"  the 1 KB text is decided by the {stages[0]} stage; {share:.0%} of the test texts"
-        " need the embedding stage"
+        f"  the 1 KB text: {scored['embedded']} of its {scored['pieces']} windows needed the"
+        f" embedding stage; {share:.0%} of the test texts need it"
     )
     missed = recall < RECALL or fpr > FPR or pii_recall < PII_RECALL or p50 > P50_MS
     if missed:

@@ -13,10 +13,11 @@ The classifier is a cascade of two logistic regressions. The lexical stage, over
 character n-grams, words and word pairs and the rule features (about a millisecond on a 1 KB
 text), decides alone where it is sure: benign when no rule or signal fired and its score is
 under `low`, an attack over `high`. Otherwise the embedding stage decides, over the same
-n-grams and rules with the all-MiniLM-L6-v2 embedding that RAG uses (tens of milliseconds).
-Weights, cut-offs and threshold are in `injection_model.json`, written by
+n-grams and rules with the all-MiniLM-L6-v2 embedding that RAG uses (about 15 ms a window on
+2 cores). Weights, cut-offs and threshold are in `injection_model.json`, written by
 `python -m aikit.guards._train` (threshold and cut-offs chosen on the calibration split and
-out-of-fold train scores, never on the test split). Long texts are scored in windows; the
+out-of-fold train scores, never on the test split). Long texts are scored in windows, each
+window by the cascade (only the windows the lexical stage is unsure of are embedded); the
 text's score is the highest.
 """
 
@@ -340,13 +341,19 @@ def model() -> dict[str, Any]:
     return data
 
 
-def _stage(lex: Any, dense: Any, weights: Mapping[str, Any]) -> float:
-    """The highest piece probability of one logistic stage: `lex` (sparse hashed n-grams)
-    and `dense` (embedding and/or rule features) against its coefficients, in that order."""
+def _stage(lex: Any, dense: Any, weights: Mapping[str, Any]) -> Any:
+    """Each piece's probability under one logistic stage: `lex` (sparse hashed n-grams) and
+    `dense` (embedding and/or rule features) against its coefficients, in that order."""
     coef = weights["coef"]
     n = lex.shape[1]
     z = lex @ coef[:n] + dense @ coef[n:] + weights["intercept"]
-    return float(_sigmoid(z).max())
+    return _sigmoid(z)
+
+
+def unsure(lexical_p: Any, ruled: Any, low: float, high: float) -> Any:
+    """The pieces the lexical stage leaves to the embedding stage: a rule or signal fired or
+    its probability is `low` or more, and it is under `high` (one flag per piece)."""
+    return (ruled | (lexical_p >= low)) & (lexical_p < high)
 
 
 def _sigmoid(x: Any) -> Any:
@@ -356,23 +363,41 @@ def _sigmoid(x: Any) -> Any:
 
 
 def scores(text: str, *, weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Score one text: the cascade's probability, which stage gave it, the rules that fired.
+    """Score one text: the cascade's probability, which stage gave it, the rules that fired,
+    and how many of its pieces were scored and embedded.
 
-    The lexical stage decides alone when it is sure: benign when no rule or signal fired and
-    its probability is under `low`, an attack when its probability is over `high`. Otherwise
-    the embedding stage (the n-grams, the MiniLM embedding and the rules together) decides."""
+    Per piece (window or decoded part), the lexical stage decides alone when it is sure:
+    benign when no rule or signal fired and its probability is under `low`, an attack when its
+    probability is over `high`. Otherwise the embedding stage (the n-grams, the MiniLM
+    embedding and the rules together) decides; only those pieces are embedded, and none when
+    one piece is already over `high` (the text's score cannot fall below it). The text's score
+    is its highest piece's, and `stage` the stage that scored that piece."""
     import numpy as np
 
     m = weights or model()
     pieces, signals = segments(text)
     rules = features(pieces, signals)
     lex = lexical(pieces)
-    best, stage = _stage(lex, rules, m["lexical"]), "lexical"
-    if (rules.any() or best >= m["low"]) and best < m["high"]:
-        dense = np.hstack([embedding(pieces), rules])
-        best, stage = _stage(lex, dense, m["embedding"]), "embedding"
+    p = _stage(lex, rules, m["lexical"])
+    ask = unsure(p, rules.any(axis=1), m["low"], m["high"])
+    if (p >= m["high"]).any():  # a sure attack already scores the text: nothing to embed
+        ask[:] = False
+    if ask.any():
+        rows = np.flatnonzero(ask)
+        dense = np.hstack([embedding([pieces[i] for i in rows]), rules[rows]])
+        p = p.copy()
+        p[rows] = _stage(lex[rows], dense, m["embedding"])
+    top = int(p.argmax())
+    stage = "embedding" if ask[top] else "lexical"
     fired = sorted({FEATURES[j] for j in range(rules.shape[1]) if rules[:, j].any()})
-    return {"score": best, "stage": stage, "rules": fired, "threshold": float(m["threshold"])}
+    return {
+        "score": float(p[top]),
+        "stage": stage,
+        "rules": fired,
+        "threshold": float(m["threshold"]),
+        "pieces": len(pieces),
+        "embedded": int(ask.sum()),
+    }
 
 
 @guard("prompt_injection", stage="input")

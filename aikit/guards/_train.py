@@ -2,7 +2,11 @@
 
     python -m aikit.guards._train            # from the project root
 
-Deterministic: the same labelled set gives the same weights. Both stages are L2-regularised
+Deterministic on the same libraries: the same labelled set gives the same weights (on another
+machine's numpy, torch and scikit-learn the coefficients moved in the sixth decimal and the
+threshold from 0.452 to 0.463: it is one of the scores, the lowest that keeps the bound, so a
+sixth-decimal change can move it to the next one; retrain when the labelled set changes, not
+to refresh the file). Both stages are L2-regularised
 logistic regressions (scikit-learn, lbfgs) fitted on the train split only: the lexical stage
 over hashed n-grams and the rules, the embedding stage over the same n-grams, the MiniLM
 embedding and the rules. Cut-offs and threshold come from the calibration split together with
@@ -11,7 +15,7 @@ other folds; 34 benign calibration texts alone allow one false positive, too coa
 
 - `threshold`: the lowest that keeps the false-positive rate at or under 5%;
 - `low`: four fifths of the lowest lexical score among the attacks that no rule or signal
-  flags and that the embedding stage catches, so that the lexical stage passes a text as
+  flags and that the embedding stage catches, so that the lexical stage passes a piece as
   benign only where it would have let no such attack through;
 - `high`: above every benign lexical score (and the threshold), where the lexical stage blocks.
 
@@ -74,20 +78,26 @@ def _fit_both(rows: list[dict[str, Any]], labels: list[int], c: tuple[float, flo
     return tuple(fitted)
 
 
-def _score(rows: list[dict[str, Any]], fitted: Any) -> Any:
-    """Each text's highest piece probability under each stage: an (n, 2) array."""
+def _piece_probs(rows: list[dict[str, Any]], fitted: Any) -> list[Any]:
+    """Per text: each piece's probability under each stage, a (pieces, 2) array."""
     import numpy as np
 
     coef = [np.asarray(f["coef"]) for f in fitted]
-    return np.asarray(
-        [
-            [
-                float(inj._sigmoid(r[stage] @ coef[s] + fitted[s]["intercept"]).max())
-                for s, stage in enumerate(STAGES)
-            ]
-            for r in rows
-        ]
-    )
+
+    def probs(r: dict[str, Any]) -> Any:
+        stages = enumerate(STAGES)
+        return np.stack(
+            [inj._sigmoid(r[st] @ coef[s] + fitted[s]["intercept"]) for s, st in stages], axis=1
+        )
+
+    return [probs(r) for r in rows]
+
+
+def _score(pieces: list[Any]) -> Any:
+    """Each text's highest piece probability under each stage: an (n, 2) array."""
+    import numpy as np
+
+    return np.asarray([q.max(axis=0) for q in pieces])
 
 
 def _lowest_within_bound(score: Any, attack: Any) -> float:
@@ -113,25 +123,32 @@ def train(*, c_lexical: float = 4.0, c_embedding: float = 4.0, folds: int = 5) -
     calib = labelled("injection", split="calibration")
     cal_rows = _rows([str(i.input) for i in calib])
     mask = np.asarray([i.expected == "attack" for i in calib])
-    p_cal = _score(cal_rows, fitted)
-    p_oof = np.zeros((len(rows), 2))
+    q_cal = _piece_probs(cal_rows, fitted)
+    q_oof: list[Any] = [None] * len(rows)
     for k in range(folds):
         held = [j for j in range(len(rows)) if j % folds == k]
         rest = [j for j in range(len(rows)) if j % folds != k]
         part = _fit_both([rows[j] for j in rest], [labels[j] for j in rest], c)
-        p_oof[held] = _score([rows[j] for j in held], part)
-    p = np.vstack([p_cal, p_oof])
+        for j, q in zip(held, _piece_probs([rows[j] for j in held], part), strict=True):
+            q_oof[j] = q
+    pieces = q_cal + q_oof
+    p = _score(pieces)
     attack = np.concatenate([mask, np.asarray(labels, dtype=bool)])
     ruled = np.asarray([r["ruled"] for r in cal_rows + rows])
     caught = attack & ~ruled & (p[:, 1] >= _lowest_within_bound(p[:, 1], attack))
     low = 0.8 * float(p[caught, 0].min()) if caught.any() else 0.0
     high = min(0.999, max(float(p[~attack, 0].max()) + 0.02, _lowest_within_bound(p[:, 1], attack)))
 
-    def combined(q: Any, r: Any) -> Any:
-        lexical_decides = (~r & (q[:, 0] < low)) | (q[:, 0] >= high)
-        return np.where(lexical_decides, q[:, 0], q[:, 1]), lexical_decides
-
-    score, decided = combined(p, ruled)
+    # The cascade as `_injection.scores` runs it: per piece, the embedding stage's probability
+    # where the lexical stage is unsure; a text is decided by the lexical stage alone when no
+    # piece of it was unsure.
+    n_rules = len(inj.FEATURES)
+    score, decided = np.zeros(len(pieces)), np.zeros(len(pieces), dtype=bool)
+    for i, (q, r) in enumerate(zip(pieces, cal_rows + rows, strict=True)):
+        ask = inj.unsure(q[:, 0], r["lexical"][:, -n_rules:].any(axis=1), low, high)
+        ask &= not (q[:, 0] >= high).any()
+        score[i] = float(np.where(ask, q[:, 1], q[:, 0]).max())
+        decided[i] = not ask.any()
     threshold = _lowest_within_bound(score, attack)
     n = len(calib)
     cal, share = score[:n], decided[:n]
