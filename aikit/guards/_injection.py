@@ -351,9 +351,11 @@ def _stage(lex: Any, dense: Any, weights: Mapping[str, Any]) -> Any:
 
 
 def unsure(lexical_p: Any, ruled: Any, low: float, high: float) -> Any:
-    """The pieces the lexical stage leaves to the embedding stage: a rule or signal fired or
-    its probability is `low` or more, and it is under `high` (one flag per piece)."""
-    return (ruled | (lexical_p >= low)) & (lexical_p < high)
+    """The pieces the lexical stage leaves to the embedding stage (one flag per piece): a rule
+    or signal fired or its probability is `low` or more, and it is under `high`; none when a
+    piece is over `high`, as that sure attack already scores the text (its highest piece)."""
+    sure = lexical_p >= high
+    return (ruled | (lexical_p >= low)) & ~sure & ~sure.any()
 
 
 def _sigmoid(x: Any) -> Any:
@@ -380,8 +382,6 @@ def scores(text: str, *, weights: Mapping[str, Any] | None = None) -> dict[str, 
     lex = lexical(pieces)
     p = _stage(lex, rules, m["lexical"])
     ask = unsure(p, rules.any(axis=1), m["low"], m["high"])
-    if (p >= m["high"]).any():  # a sure attack already scores the text: nothing to embed
-        ask[:] = False
     if ask.any():
         rows = np.flatnonzero(ask)
         dense = np.hstack([embedding([pieces[i] for i in rows]), rules[rows]])

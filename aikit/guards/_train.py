@@ -36,8 +36,8 @@ STAGES = ("lexical", "embedding")
 
 
 def _rows(texts: list[str]) -> list[dict[str, Any]]:
-    """Per text: its feature rows for each stage (one row per scored piece), and whether any
-    rule or signal fired."""
+    """Per text: its feature rows for each stage (one row per scored piece), and, per piece,
+    whether any rule or signal fired."""
     import numpy as np
 
     out = []
@@ -50,7 +50,7 @@ def _rows(texts: list[str]) -> list[dict[str, Any]]:
             {
                 "lexical": np.hstack([lex, rules]),
                 "embedding": np.hstack([lex, emb, rules]),
-                "ruled": bool(rules.any()),
+                "ruled": rules.any(axis=1),  # per piece
             }
         )
     return out
@@ -134,7 +134,7 @@ def train(*, c_lexical: float = 4.0, c_embedding: float = 4.0, folds: int = 5) -
     pieces = q_cal + q_oof
     p = _score(pieces)
     attack = np.concatenate([mask, np.asarray(labels, dtype=bool)])
-    ruled = np.asarray([r["ruled"] for r in cal_rows + rows])
+    ruled = np.asarray([bool(r["ruled"].any()) for r in cal_rows + rows])
     caught = attack & ~ruled & (p[:, 1] >= _lowest_within_bound(p[:, 1], attack))
     low = 0.8 * float(p[caught, 0].min()) if caught.any() else 0.0
     high = min(0.999, max(float(p[~attack, 0].max()) + 0.02, _lowest_within_bound(p[:, 1], attack)))
@@ -142,11 +142,9 @@ def train(*, c_lexical: float = 4.0, c_embedding: float = 4.0, folds: int = 5) -
     # The cascade as `_injection.scores` runs it: per piece, the embedding stage's probability
     # where the lexical stage is unsure; a text is decided by the lexical stage alone when no
     # piece of it was unsure.
-    n_rules = len(inj.FEATURES)
     score, decided = np.zeros(len(pieces)), np.zeros(len(pieces), dtype=bool)
     for i, (q, r) in enumerate(zip(pieces, cal_rows + rows, strict=True)):
-        ask = inj.unsure(q[:, 0], r["lexical"][:, -n_rules:].any(axis=1), low, high)
-        ask &= not (q[:, 0] >= high).any()
+        ask = inj.unsure(q[:, 0], r["ruled"], low, high)
         score[i] = float(np.where(ask, q[:, 1], q[:, 0]).max())
         decided[i] = not ask.any()
     threshold = _lowest_within_bound(score, attack)
