@@ -246,13 +246,15 @@ class FaultServer:
         self._promised += 1
         if f.latency:
             await asyncio.sleep(f.latency)
-        writer.write(self._response(200, payload))
-        await writer.drain()
+        # Counted (billed) before the bytes go out: a client that has read them may finish its
+        # batch, and the test read the counters, while this coroutine still waits in drain().
         attempt.outcome = "200"
         self.completions += 1
         usage = payload["usage"]
         self.prompt_tokens += usage["prompt_tokens"]
         self.completion_tokens += usage["completion_tokens"]
+        writer.write(self._response(200, payload))
+        await writer.drain()
         return True
 
     def _completion(self, request: dict[str, Any], prompt: str) -> dict[str, Any]:
