@@ -203,9 +203,10 @@ def test_evaluate_reports_recall_and_false_positive_rate_on_the_test_split() -> 
     benign = len(test) - attacks
     assert summary.loc["detected", "n_scored"] == attacks == 88
     assert summary.loc["false_positive", "n_scored"] == benign == 68
-    # The held-out figures as measured (benchmarks/guards.py): recall 0.83, FPR 0.03.
-    assert 0.70 <= summary.loc["detected", "mean"] <= 0.90
-    assert summary.loc["false_positive", "mean"] <= 0.12
+    # The held-out figures as measured (benchmarks/guards.py): recall 0.92, FPR 0.015; the
+    # targets are 0.90 and 0.05.
+    assert summary.loc["detected", "mean"] >= 0.90
+    assert summary.loc["false_positive", "mean"] <= 0.05
     assert (
         summary.loc["detected", "ci_low"]
         < summary.loc["detected", "mean"]

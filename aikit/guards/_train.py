@@ -13,7 +13,10 @@ embedding and the rules. Cut-offs and threshold come from the calibration split 
 the out-of-fold scores of the train split (each train text scored by the stages fitted on the
 other folds; 34 benign calibration texts alone allow one false positive, too coarse a bound):
 
-- `threshold`: the lowest that keeps the false-positive rate at or under 5%;
+- `threshold`: the lowest that keeps the false-positive rate at or under `MAX_FPR`, 3%, a margin
+  under the 5% target: the test split has 68 benign texts, so 5% means at most 3 false positives,
+  and a guard whose true rate is 5% shows more in 4 test sets of 10, one whose rate is 3% in 1
+  of 7 (binomial);
 - `low`: four fifths of the lowest lexical score among the attacks that no rule or signal
   flags and that the embedding stage catches, so that the lexical stage passes a piece as
   benign only where it would have let no such attack through;
@@ -31,7 +34,7 @@ from typing import Any
 from aikit.guards import _injection as inj
 from aikit.guards._data import labelled
 
-MAX_FPR = 0.05
+MAX_FPR = 0.03  # the bound the threshold is chosen at (the target is 0.05; see above)
 STAGES = ("lexical", "embedding")
 
 

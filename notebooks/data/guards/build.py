@@ -4,9 +4,10 @@ Each source line is `label, class, lang, text`. Encoded attacks are written read
 source and encoded here: `{b64:...}` as base64, `{homo:...}` with Cyrillic and Greek look-alike
 letters, `{zw:...}` with a zero-width space between letters, `{tag:...}` as invisible Unicode
 tag characters. Splits are stratified by label and class: in each group, texts ordered by the
-sha256 of their text go 2 to train, 1 to calibration, 2 to test, in turn. The lines of
-`injection_train_source.tsv` (more training texts, written later) all go to train, so the
-calibration and test splits stay what they were.
+sha256 of their text go 2 to train, 1 to calibration, 2 to test, in turn. The lines of the
+files in `TRAIN_ONLY` (more training texts, written later, each by an author kept from the
+calibration and test texts) all go to train, so the calibration and test splits stay what they
+were.
 
 Run: python notebooks/data/guards/build.py
 """
@@ -20,6 +21,12 @@ from pathlib import Path
 HERE = Path(__file__).parent
 HOMOGLYPHS = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "i": "і", "x": "х", "y": "у"}
 TURN = ["train", "test", "calibration", "train", "test"]
+# Train-only sources and the tag in their texts' ids.
+TRAIN_ONLY = {
+    "injection_train_source.tsv": "extra",
+    "injection_train_candidates.tsv": "cand",
+    "injection_train_requests.tsv": "req",
+}
 
 
 def encode(text: str) -> str:
@@ -49,14 +56,15 @@ def main() -> None:
         items.sort(key=lambda i: hashlib.sha256(str(i["text"]).encode()).hexdigest())
         for n, item in enumerate(items):
             rows.append({"id": f"{label}-{kind}-{n:03d}", "split": TURN[n % len(TURN)], **item})
-    extra: dict[str, int] = {}
-    for line in (HERE / "injection_train_source.tsv").read_text(encoding="utf-8").splitlines():
-        if not line or line.startswith("#"):
-            continue
-        label, kind, lang, text = line.split("\t")
-        n = extra[f"{label}-{kind}"] = extra.get(f"{label}-{kind}", -1) + 1
-        item = {"label": label, "class": kind, "lang": lang, "text": encode(text)}
-        rows.append({"id": f"{label}-{kind}-extra-{n:03d}", "split": "train", **item})
+    for source, tag in TRAIN_ONLY.items():
+        extra: dict[str, int] = {}
+        for line in (HERE / source).read_text(encoding="utf-8").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            label, kind, lang, text = line.split("\t")
+            n = extra[f"{label}-{kind}"] = extra.get(f"{label}-{kind}", -1) + 1
+            item = {"label": label, "class": kind, "lang": lang, "text": encode(text)}
+            rows.append({"id": f"{label}-{kind}-{tag}-{n:03d}", "split": "train", **item})
     with open(HERE / "injection.jsonl", "w", encoding="utf-8") as out:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
