@@ -162,7 +162,9 @@ def test_a_structured_answer_keeps_control_characters_out_of_its_strings(
 ) -> None:
     """llama-cpp-python's schema grammar let a raw newline into a JSON string: this verdict
     (03's calibration) came back as invalid JSON twice, re-ask included, before
-    `aikit.local._grammar.strict_json_strings`; now the string closes where the line ended."""
+    `aikit.local._grammar.strict_json_strings`; now the string closes where the line ended.
+    Once `reason` had a `maxLength`, the same verdict parsed with `"score": 5` (unscored) until
+    `unit_interval_numbers` kept the score between 0 and 1."""
     from aikit import evals
 
     monkeypatch.setenv("AIKIT_CACHE", "off")
@@ -181,6 +183,31 @@ def test_a_structured_answer_keeps_control_characters_out_of_its_strings(
         input="Can I carry unused leave into next year?",
     )
     assert verdict.n_parsed == 1, verdict.reason
+    assert verdict.completion_tokens < 256  # one answer, not an answer and a re-ask
+
+
+def test_a_judge_that_repeats_its_reason_is_cut_short_and_still_scores(
+    live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gemma 3 270M repeats the passage in `reason` until `max_tokens` on this claim (a claim of
+    `benchmarks/claims_judge.py`'s test split): 256 tokens, twice with the re-ask, and no
+    verdict. The schema's `maxLength` lets the grammar close the string, so a score follows."""
+    from aikit import evals
+    from aikit.evals.judge import REASON_CHARS
+
+    monkeypatch.setenv("AIKIT_CACHE", "off")
+    aikit.configure()
+    passage = (
+        "Lunch in the staff canteen is free for employees on the late shift. Everyone else pays"
+        " 4.50 euros for a hot meal. The canteen is open from 11:30 to 14:00 on weekdays and is"
+        " closed at weekends."
+    )
+    verdict = evals.support_judge().judgement(
+        "The canteen serves from 11:30 until 14:00, Monday to Friday.", evals.numbered([passage])
+    )
+    assert verdict.n_parsed == 1, verdict.reason
+    assert verdict.score in (0.0, 1.0)
+    assert len(verdict.reason) <= REASON_CHARS
     assert verdict.completion_tokens < 256  # one answer, not an answer and a re-ask
 
 

@@ -19,6 +19,11 @@ temperature keeps llama-cpp-python's own path.
 `[^"\\]`: it lets a raw newline or tab into a string, which is not JSON, and a tiny judge
 writing one line per sentence then gave verdicts that did not parse (`Invalid JSON: control
 character`). llama.cpp's own converter excludes them, as JSON does.
+
+`unit_interval_numbers` makes the same grammar keep a number inside `minimum: 0, maximum: 1`
+(the judges' `score`): llama-cpp-python ignores numeric bounds (a TODO in its converter), so a
+tiny judge wrote `"score": 5` and the verdict was unscored; once `reason` had a `maxLength`,
+that was the most common way a verdict failed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,38 @@ def strict_json_strings() -> None:
     from llama_cpp import llama_grammar
 
     llama_grammar.PRIMITIVE_RULES["char"] = llama_grammar.BuiltinRule(JSON_CHAR, [])
+
+
+# A JSON number from 0 to 1: 0, 1, 0.25 (up to four decimals), 1.0.
+UNIT_NUMBER = '("0" ("." [0-9] [0-9]? [0-9]? [0-9]?)? | "1" ("." "0" "0"? "0"? "0"?)?) space'
+UNIT_INTEGER = '("0" | "1") space'
+
+
+def unit_interval_numbers() -> None:
+    """Make llama-cpp-python's schema grammars keep a number with `minimum` 0 and `maximum` 1
+    inside that interval (other bounds stay unchecked, as before)."""
+    from llama_cpp import llama_grammar
+
+    converter = llama_grammar.SchemaConverter
+    if getattr(converter.visit, "aikit_unit_interval", False):
+        return
+    visit = converter.visit
+
+    def bounded(self: Any, schema: dict[str, Any], name: str) -> Any:
+        kind = schema.get("type")
+        if (
+            kind in ("number", "integer")
+            and schema.get("minimum") == 0
+            and schema.get("maximum") == 1
+            and not {"exclusiveMinimum", "exclusiveMaximum", "const", "enum"} & set(schema)
+        ):
+            reserved = name in llama_grammar.RESERVED_NAMES
+            rule = name + "-" if reserved else name or "root"
+            return self._add_rule(rule, UNIT_NUMBER if kind == "number" else UNIT_INTEGER)
+        return visit(self, schema, name)  # type: ignore[no-untyped-call]
+
+    bounded.aikit_unit_interval = True  # type: ignore[attr-defined]
+    converter.visit = bounded  # type: ignore[method-assign]
 
 
 SHORTLIST = 64  # tokens asked one by one before the full check over the whole vocabulary

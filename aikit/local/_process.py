@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from aikit.local._answer import TokenCount, trimmed
-from aikit.local._grammar import GrammarLast, strict_json_strings
+from aikit.local._grammar import GrammarLast, strict_json_strings, unit_interval_numbers
 from aikit.local._models import get_model
 from aikit.local._prefix import StablePrefix
 from aikit.local._threads import DECODES, ThreadsByLoad, watch
@@ -308,6 +308,7 @@ def main() -> None:
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
     strict_json_strings()  # schema grammars keep control characters out of strings
+    unit_interval_numbers()  # and a judge's score between 0 and 1
     registry = LlamaChatCompletionHandlerRegistry()  # type: ignore[no-untyped-call]
     for name, handler in chat_handlers().items():
         registry.register_chat_completion_handler(name, handler, overwrite=True)
