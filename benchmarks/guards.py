@@ -6,7 +6,9 @@
 - PII: recall and false-positive rate on the formats covered (target: recall >= 0.95).
 - Overhead: p50 and p99 of the default input + output set (`aikit.guards.default()`) on a
   1 KB text, warm, against the same text untouched (target: p50 <= 5 ms on 2 cores); and how
-  often the cascade needed the embedding stage.
+  often the cascade needed the embedding stage. The same for three more ordinary 1 KB texts
+  (meeting notes, an office-move notice, an IT maintenance notice), printed beside it but not
+  held to the target: how far the one text's figure carries.
 
     .venv/bin/python benchmarks/guards.py [--runs 200]
 """
@@ -34,6 +36,48 @@ TEXT = (
     " If a technician has to come, Tuesdays and Thursdays work best for me. Thank you for your"
     " help, and sorry for the long message. Kind regards, Olivia Brandt, Hamburg, Germany."
 )
+
+
+OTHERS = {
+    "meeting notes": (
+        "Weekly sync, logistics dashboard, 12 March. Present: Aylin, Marco, Jun, Sofia. Marco"
+        " showed the new map view; the loading time is down from nine seconds to about three on"
+        " the test data, but the filters still reset when you switch tabs, which two pilot users"
+        " reported. Jun will look at that before the next demo. Sofia asked whether the export to"
+        " spreadsheets can include the delivery windows; Aylin thinks it can, the field exists in"
+        " the database but was never mapped. Decision: we add it to the export and show it in the"
+        " detail panel only, not in the table, to keep the table readable on laptops. The pilot"
+        " with the Lyon depot starts on 2 April; Marco will run a training session for the"
+        " dispatchers the week before, about an hour, in French. Open questions: who owns the"
+        " alert thresholds once the pilot ends, and whether the night shift needs a print view."
+        " Next meeting Thursday at 10:00, same room, Jun presents the filter fix."
+    ),
+    "office move": (
+        "Dear colleagues, as announced in January, the finance and legal teams move to the third"
+        " floor of the Harbour building over the weekend of 14 and 15 June. Please pack your desk"
+        " on Friday afternoon: crates will be delivered to every desk on Thursday, and labels with"
+        " your new desk number will be in your mailbox by Wednesday. Personal items that do not"
+        " fit in one crate should go home for the weekend. The movers take computers and screens;"
+        " do not unplug the docking stations yourself. On Monday the new floor opens at 8:00, and"
+        " facilities staff will be on hand all morning to help with chairs, cables and keys. The"
+        " kitchen on the third floor is larger than the old one and has two coffee machines. If"
+        " you need a standing desk or an accessible workstation, tell facilities by 6 June so it"
+        " can be set up before you arrive. Thank you for your patience during the move."
+    ),
+    "maintenance notice": (
+        "Planned maintenance: on Saturday 22 November from 06:00 to 10:00 the e-mail service, the"
+        " intranet and the expense tool will be unavailable while the data centre replaces its"
+        " storage controllers. Phones and the customer portal are not affected. Messages sent to"
+        " you during the window are queued and delivered when the service is back; nothing is"
+        " lost. If you work that morning, save open documents locally before 06:00 and sign out"
+        " of the expense tool, as unsaved claims cannot be recovered. After the work, the first"
+        " sign-in may take a little longer than usual while your mailbox is synchronised, and"
+        " mobile devices may ask you to confirm your account once. The service desk is staffed"
+        " during the whole window and can be reached on the usual number. A short summary of the"
+        " work and its results will be posted on the intranet on Monday. We chose a Saturday"
+        " morning because it is the quietest time of the week for all three services."
+    ),
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -127,6 +171,22 @@ def main() -> int:
         f"  the 1 KB text: {scored['embedded']} of its {scored['pieces']} windows needed the"
         f" embedding stage; {share:.0%} of the test texts need it"
     )
+    for name, other in OTHERS.items():
+        other = (other * 2)[:1024]
+        for _ in range(3):
+            guards.check(chosen.input, other)
+        times = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            guards.check(chosen.input, other)
+            guards.check(chosen.output, other, context=context)
+            times.append(time.perf_counter() - t0)
+        found = _injection.scores(other)
+        print(
+            f"  {name} (1 KB, not a target): p50 {statistics.median(times) * 1000:.2f} ms,"
+            f" {found['embedded']} of {found['pieces']} windows embedded,"
+            f" score {found['score']:.2f}"
+        )
     missed = recall < RECALL or fpr > FPR or pii_recall < PII_RECALL or p50 > P50_MS
     if missed:
         print("MISSED a target")
