@@ -272,6 +272,32 @@ def test_an_exact_cache_hit_does_not_change_the_answer() -> None:
     assert again == fresh.create_completion(prompt, max_tokens=24, **ask)["choices"][0]["text"]
 
 
+def test_the_grammar_bounds_a_unit_score_and_leaves_other_bounds_alone() -> None:
+    """`unit_interval_numbers`: the judge's `score` (minimum 0, maximum 1) gets a rule that only
+    spells numbers from 0 to 1; a number with other bounds keeps llama-cpp-python's own rule."""
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    from aikit.evals.judge import REASON_CHARS, Verdict
+    from aikit.local._grammar import UNIT_NUMBER, unit_interval_numbers
+
+    unit_interval_numbers()
+    unit_interval_numbers()  # twice is once
+    rules = dict(
+        line.split(" ::= ", 1)
+        for line in llama_grammar.json_schema_to_gbnf(json.dumps(Verdict.model_json_schema()))
+        .strip()
+        .splitlines()
+    )
+    assert rules["score"] == UNIT_NUMBER
+    assert rules["reason"].count("(char") == REASON_CHARS  # up to 200 characters, no more
+    other = {"type": "object", "properties": {"n": {"type": "number", "minimum": 0, "maximum": 5}}}
+    rules = dict(
+        line.split(" ::= ", 1)
+        for line in llama_grammar.json_schema_to_gbnf(json.dumps(other)).strip().splitlines()
+    )
+    assert "n" not in rules or rules["n"] != UNIT_NUMBER
+    assert "integral-part" in rules["number"]
+
+
 def test_grammar_asked_last_gives_the_full_checks_answer() -> None:
     """GrammarLast on a bare Llama against llama-cpp-python's own grammar sampling: the same
     structured answers (greedy, with the server's default repeat penalty), and most tokens
