@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECALL, FPR, PII_RECALL, P50_MS = 0.90, 0.05, 0.95, 5.0
@@ -78,6 +79,19 @@ OTHERS = {
         " morning because it is the quietest time of the week for all three services."
     ),
 }
+
+
+def timed(inputs: Any, outputs: Any, text: str, context: dict[str, str], runs: int) -> list[float]:
+    """Seconds per run of the input guards, then the output guards, on `text`."""
+    from aikit import guards
+
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        guards.check(inputs, text)
+        guards.check(outputs, text, context=context)
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -153,12 +167,7 @@ def main() -> int:
         guarded.append(t2 - t1)
     scored = _injection.scores(text)
     cheap = [g for g in chosen.input if g is not guards.prompt_injection]
-    rest = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        guards.check(cheap, text)
-        guards.check(chosen.output, text, context=context)
-        rest.append(time.perf_counter() - t0)
+    rest = timed(cheap, chosen.output, text, context, args.runs)
     p50 = statistics.median(guarded) * 1000
     print(
         f"overhead of the default input + output set on a 1 KB text ({args.runs} runs, warm,"
@@ -173,14 +182,8 @@ def main() -> int:
     )
     for name, other in OTHERS.items():
         other = (other * 2)[:1024]
-        for _ in range(3):
-            guards.check(chosen.input, other)
-        times = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            guards.check(chosen.input, other)
-            guards.check(chosen.output, other, context=context)
-            times.append(time.perf_counter() - t0)
+        timed(chosen.input, chosen.output, other, context, 3)  # warm
+        times = timed(chosen.input, chosen.output, other, context, args.runs)
         found = _injection.scores(other)
         print(
             f"  {name} (1 KB, not a target): p50 {statistics.median(times) * 1000:.2f} ms,"

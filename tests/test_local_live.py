@@ -279,23 +279,19 @@ def test_the_grammar_bounds_a_unit_score_and_leaves_other_bounds_alone() -> None
     from aikit.evals.judge import REASON_CHARS, Verdict
     from aikit.local._grammar import UNIT_NUMBER, unit_interval_numbers
 
+    def rules(schema: dict[str, Any]) -> dict[str, str]:
+        gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        return dict(line.split(" ::= ", 1) for line in gbnf.strip().splitlines())
+
     unit_interval_numbers()
     unit_interval_numbers()  # twice is once
-    rules = dict(
-        line.split(" ::= ", 1)
-        for line in llama_grammar.json_schema_to_gbnf(json.dumps(Verdict.model_json_schema()))
-        .strip()
-        .splitlines()
-    )
-    assert rules["score"] == UNIT_NUMBER
-    assert rules["reason"].count("(char") == REASON_CHARS  # up to 200 characters, no more
+    verdict = rules(Verdict.model_json_schema())
+    assert verdict["score"] == UNIT_NUMBER
+    assert verdict["reason"].count("(char") == REASON_CHARS  # up to 200 characters, no more
     other = {"type": "object", "properties": {"n": {"type": "number", "minimum": 0, "maximum": 5}}}
-    rules = dict(
-        line.split(" ::= ", 1)
-        for line in llama_grammar.json_schema_to_gbnf(json.dumps(other)).strip().splitlines()
-    )
-    assert "n" not in rules or rules["n"] != UNIT_NUMBER
-    assert "integral-part" in rules["number"]
+    five = rules(other)
+    assert "n" not in five or five["n"] != UNIT_NUMBER
+    assert "integral-part" in five["number"]
 
 
 def test_grammar_asked_last_gives_the_full_checks_answer() -> None:
