@@ -146,6 +146,23 @@ def test_the_claim_set_covers_every_kind_in_both_splits() -> None:
     assert not groups["calibration"] & groups["test"]
 
 
+def test_the_training_claims_share_nothing_with_the_test_split() -> None:
+    # Written blind to the test split, for the next step (a learned claim model): kinds as in
+    # the labelled set, one claim each, and no passage or claim in common with either split.
+    rows = ev.load_claims(CLAIMS)
+    train = ev.load_claims(CLAIMS.with_name("claims_train.jsonl"))
+    assert len(train) == 400 and {r["split"] for r in train} == {"train"}
+    assert all(sum(r["kind"] == k for r in train) >= 40 for k in KINDS)
+    for row in train:
+        assert row["supported"] == (row["kind"] == "supported paraphrase"), row["id"]
+        assert split_claims(row["claim"]) == [row["claim"]], row["id"]
+    assert not {r["id"] for r in train} & {r["id"] for r in rows}
+    assert not {r["group"] for r in train} & {r["group"] for r in rows}
+    passages = {p for r in rows for p in r["context"]}
+    assert not {p for r in train for p in r["context"]} & passages
+    assert not {r["claim"] for r in train} & {r["claim"] for r in rows}
+
+
 @pytest.mark.timeout(900)  # every claim embedded afresh: minutes on a loaded 2-core machine
 def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None:
     """The figures playbooks/evals.md quotes: the test split only, per kind, with intervals;
