@@ -131,13 +131,17 @@ KINDS = [
 ]
 
 
+def _labels_match_kinds_one_claim_each(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        assert row["supported"] == (row["kind"] == "supported paraphrase"), row["id"]
+        assert split_claims(row["claim"]) == [row["claim"]], row["id"]  # one claim each
+
+
 def test_the_claim_set_covers_every_kind_in_both_splits() -> None:
     rows = ev.load_claims(CLAIMS)
     assert len(rows) >= 250 and len({r["id"] for r in rows}) == len(rows)
     assert {r["kind"] for r in rows} == set(KINDS)
-    for row in rows:
-        assert row["supported"] == (row["kind"] == "supported paraphrase"), row["id"]
-        assert split_claims(row["claim"]) == [row["claim"]], row["id"]  # one claim each
+    _labels_match_kinds_one_claim_each(rows)
     for split in ("calibration", "test"):
         mine = [r for r in rows if r["split"] == split]
         assert all(sum(r["kind"] == k for r in mine) >= 13 for k in KINDS), split
@@ -153,9 +157,7 @@ def test_the_training_claims_share_nothing_with_the_test_split() -> None:
     train = ev.load_claims(CLAIMS.with_name("claims_train.jsonl"))
     assert len(train) == 400 and {r["split"] for r in train} == {"train"}
     assert all(sum(r["kind"] == k for r in train) >= 40 for k in KINDS)
-    for row in train:
-        assert row["supported"] == (row["kind"] == "supported paraphrase"), row["id"]
-        assert split_claims(row["claim"]) == [row["claim"]], row["id"]
+    _labels_match_kinds_one_claim_each(train)
     assert not {r["id"] for r in train} & {r["id"] for r in rows}
     assert not {r["group"] for r in train} & {r["group"] for r in rows}
     passages = {p for r in rows for p in r["context"]}
