@@ -168,7 +168,7 @@ def test_the_training_claims_share_nothing_with_the_test_split() -> None:
 
 # playbooks/evals.md's figures on the 800 training claims: claims right per kind, and kappa.
 ON_THE_TRAINING_CLAIMS = {
-    "supported paraphrase": (48, 240),
+    "supported paraphrase": (62, 240),
     "invented on-topic": (79, 80),
     "negation": (70, 80),
     "changed number or date": (78, 80),
@@ -181,9 +181,10 @@ ON_THE_TRAINING_CLAIMS = {
 
 @pytest.mark.timeout(900)  # 800 claims embedded afresh: minutes on a loaded 2-core machine
 def test_the_rules_on_claims_written_apart_from_them(cached: None, capsys: Any) -> None:
-    """The second measurement playbooks/evals.md quotes: on claims nothing was tuned on, whose
-    paraphrases lean on inference, the rules agree with the labels at chance. Within one claim
-    per kind of the figures there, so a change to the rules that moves them updates the docs."""
+    """The second measurement playbooks/evals.md quotes: on claims written apart from the rules,
+    whose paraphrases lean on inference, the rules agree with the labels barely above chance.
+    Within one claim per kind of the figures there, so a change to the rules that moves them
+    updates the docs."""
     report = ev.claim_report(CLAIMS.with_name("claims_train.jsonl"), split="train")
     with capsys.disabled():
         print(f"\noffline claim test, the 800 training claims:\n{report}")
@@ -194,7 +195,7 @@ def test_the_rules_on_claims_written_apart_from_them(cached: None, capsys: Any) 
         assert abs(kinds.loc[kind, "right"] * claims - right) <= 1, (kind, kinds.loc[kind])
     assert report.kappa is not None and report.kappa_interval is not None
     low, high = report.kappa_interval
-    assert low < 0 < high and abs(report.kappa) < 0.05  # chance agreement
+    assert 0 < low < 0.02 and report.kappa < 0.1 < high  # barely above chance
 
 
 @pytest.mark.timeout(900)  # every claim embedded afresh: minutes on a loaded 2-core machine
@@ -225,14 +226,14 @@ def test_offline_claim_test_on_the_test_split(cached: None, capsys: Any) -> None
     assert kinds.loc["swapped entity", "right"] >= 8 / 13
     assert kinds.loc["dropped qualifier", "right"] >= 7 / 13
     assert kinds.loc["partly supported", "right"] >= 9 / 13
-    assert report.accuracy >= 0.746 and report.kappa >= 0.39
+    assert report.accuracy >= 0.761 and report.kappa >= 0.43
     # Every unsupported kind: caught at least as often as before, and more in total.
     unsupported = [k for k in KINDS if k != "supported paraphrase"]
     assert all(kinds.loc[k, "right"] >= old.loc[k, "right"] for k in unsupported)
     assert kinds.loc[unsupported, "right"].mean() >= old.loc[unsupported, "right"].mean() + 0.3
-    # The price, measured: 17 of 39 supported paraphrases flagged, far above the 0.10 target.
+    # The price, measured: 15 of 39 supported paraphrases flagged, far above the 0.10 target.
     kept = kinds.loc["supported paraphrase", "right"]
-    assert 22 / 39 <= kept < old.loc["supported paraphrase", "right"]
+    assert 24 / 39 <= kept < old.loc["supported paraphrase", "right"]
     assert report.accuracy > before.accuracy
 
 

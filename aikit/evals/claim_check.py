@@ -6,7 +6,10 @@ when all of these hold (`check_claim`, which says which one failed):
 
 1. **similar**: the claim's embedding (all-MiniLM-L6-v2) is at least `threshold` cosine-similar
    to the passage or one of its sentences;
-2. **numbers**: every number of the claim (digits, times, number words) is in the passage;
+2. **numbers**: every number of the claim (digits, number words, clock times) is in the
+   passage, or the passage states it another way (`aikit.evals._quantities`: "half past five
+   in the afternoon" for 17:30, "three months" for "90 days", "30 kroner more" for 55 and 85
+   kroner), and a duration keeps its unit ("90 weeks" is not "90 days");
 3. **names**: every name of the claim (a capitalised word that is not the first of the
    sentence, or a first word that the passage writes with a capital too or that is no English
    word lemminflect knows) is in the passage;
@@ -39,6 +42,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from aikit.evals._quantities import NUMBER_WORDS, numbers_in, read_numbers, without_times
+
 __all__ = [
     "WORD_THRESHOLD",
     "ClaimCheck",
@@ -50,19 +55,12 @@ WORD_THRESHOLD = 0.55  # cosine of two words' embeddings at which one stands for
 LOOSE_THRESHOLD = 0.80  # claim similarity from which one content word may lack a synonym
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'’-]*|\d+(?:[.,:]\d+)*")
-_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 
 
 def _set(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
 
-_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve"
-_NUMBER_WORDS = {w: str(n) for n, w in enumerate(_NUMBERS.split())} | {
-    "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5",
-    "twice": "2", "hourly": "1", "daily": "1", "twenty": "20", "thirty": "30", "fifty": "50",
-    "hundred": "100", "dozen": "12", "single": "1",
-}  # fmt: skip
 _STOP = _set(
     """a an the and or but nor so of to in on at by for from with within into onto over as than
     then that this these those there here it its they them their he him his she her we us our you
@@ -73,8 +71,9 @@ _STOP = _set(
     out off about above below under between through during against again further other another
     such same own too yes get gets got getting give gives given make makes made use uses used
     need needs needed take takes taken keep kept let lets way ways thing things one ones time
-    times day days year years can't cannot don't doesn't isn't aren't won't"""
+    times day days year years can't cannot don't doesn't isn't aren't won't whereas apart"""
 )
+_AS_AS = _set("long far much many soon high large big")  # "as long as 30 days": a bound
 _LIGHT = _set(
     """yourself yourselves everyone else nothing something someone number find found back
     come comes place part kind lot beside near behind across along around via"""
@@ -193,14 +192,6 @@ def _light(word: str) -> bool:
     return bool(readings) and not {"NOUN", "ADJ", "PROPN"} & readings.keys()
 
 
-def numbers_in(text: str) -> set[str]:
-    """The numbers of `text`: digits (`1,800` as `1800`), times, and number words."""
-    lowered = text.lower()
-    found = {m.replace(",", "") for m in _NUMBER.findall(lowered)}
-    found |= {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", lowered) if w in _NUMBER_WORDS}
-    return found
-
-
 def _names(claim: str, passage: str) -> set[str]:
     """Capitalised words of the claim that read as names (see the module's check 3)."""
     capitalised_in_passage = {
@@ -219,12 +210,15 @@ def _names(claim: str, passage: str) -> set[str]:
 
 
 def content_words(text: str) -> list[str]:
-    """The words of `text` that carry content: not stop words, numbers or number words."""
+    """The words of `text` that carry content: not stop words, numbers or number words, nor
+    the "long" of "as long as"."""
     out = []
-    for token in _tokens(text):
-        word = _norm(token)
+    words = [_norm(t) for t in _tokens(text)]
+    for i, word in enumerate(words):
+        if word in _AS_AS and words[i - 1 : i] == ["as"] and words[i + 1 : i + 2] == ["as"]:
+            continue
         cue = word in _QUANTIFIER_WORDS or word in _NEGATION
-        if cue or word in _STOP or word in _NUMBER_WORDS or word[:1].isdigit() or len(word) < 2:
+        if cue or word in _STOP or word in NUMBER_WORDS or word[:1].isdigit() or len(word) < 2:
             continue
         out.append(word)
     return list(dict.fromkeys(out))
@@ -327,9 +321,10 @@ def check_claim(
     failed: list[str] = []
     if similarity < threshold:
         failed.append(f"similar: {similarity:.2f} < {threshold}")
-    claim_numbers, passage_numbers = numbers_in(claim), numbers_in(passage)
-    if claim_numbers - passage_numbers:
-        failed.append("numbers: " + ", ".join(sorted(claim_numbers - passage_numbers)))
+    claim_numbers = numbers_in(claim, against=passage)
+    missing_numbers, restated_units = read_numbers(claim, passage)
+    if missing_numbers:
+        failed.append("numbers: " + ", ".join(sorted(missing_numbers)))
     passage_words = {_norm(t) for t in _tokens(passage)}
     names = _names(claim, passage)
     missing_names = sorted(
@@ -337,7 +332,11 @@ def check_claim(
     )
     if missing_names:
         failed.append("names: " + ", ".join(missing_names))
-    content = [w for w in content_words(claim) if w not in names]
+    content = [
+        w
+        for w in content_words(without_times(claim))
+        if w not in names and (w[:-1] if w.endswith("s") else w) not in restated_units
+    ]
     passage_content = set(content_words(passage)) | {w for w in passage_words if "-" in w}
     lemmas = {stem for w in passage_words for stem in _lemmas(w)}
     coverage = {
@@ -353,7 +352,7 @@ def check_claim(
     sentence = _sentence_of(best_clause, passage)
     clause_words = {_norm(t) for t in _tokens(best_clause)}
     sentence_words = {_norm(t) for t in _tokens(sentence)}
-    claim_words = {_norm(t) for t in _tokens(claim)}
+    claim_words = {_norm(t) for t in _tokens(without_times(claim))}
     flipped = sorted(
         w for w in claim_words if (_OPPOSITE.get(w, set()) & clause_words) - claim_words
     )
@@ -366,19 +365,24 @@ def check_claim(
     for kind, cues in claim_cues.items():
         if cues and not sentence_words & _QUANTIFIERS[kind]:
             failed.append(f"quantifier: {kind} ({', '.join(sorted(cues))})")
-    failed += _qualifiers(claim, claim_words, names | claim_numbers, best_clause, passage)
+    failed += _qualifiers(claim, claim_words, names, claim_numbers, best_clause, passage)
     failed += _pairing(claim, passage, content, names)
     return ClaimCheck(not failed, similarity, failed, words)
 
 
 def _qualifiers(
-    claim: str, claim_words: set[str], anchors: set[str], clause: str, passage: str
+    claim: str,
+    claim_words: set[str],
+    names: set[str],
+    numbers: set[str],
+    clause: str,
+    passage: str,
 ) -> list[str]:
-    """Check 7 against the best clause, when the claim's names and numbers are all in it (else
-    it is not the clause the claim restates)."""
+    """Check 7 against the best clause, when the claim's `names` and `numbers` are all in it
+    (else it is not the clause the claim restates)."""
     clause_words = [_norm(t) for t in _tokens(clause)]
     clause_names = _names(clause, passage)
-    if not anchors <= set(clause_words) | clause_names | numbers_in(clause):
+    if not names | numbers <= set(clause_words) | clause_names | numbers_in(clause):
         return []
     failed = []
     claim_stems = {_stem(w) for w in claim_words}
@@ -388,12 +392,12 @@ def _qualifiers(
         same = claim_words & group or (
             phrases - {"as long as"} if group is _BOUNDS else phrases & {"as long as"}
         )
-        if same or after is None or numbers_in(after) & numbers_in(claim):
+        if same or after is None or numbers_in(after) & numbers:
             continue
         first = after.split()[0]
         if not {_stem(p) for p in first.split("-") if p} & claim_stems:
             failed.append(f"qualifier: {cue} {first}")
-    dropped = set(numbers_in(clause) - numbers_in(claim))
+    dropped = set(numbers_in(clause) - numbers)
     for i, word in enumerate(clause_words):
         if word not in clause_names or word in claim_words or word in _STOP:
             continue
