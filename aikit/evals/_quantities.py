@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import NamedTuple
 
-__all__ = ["numbers_in", "read_numbers", "unexplained", "without_times"]
+__all__ = ["Numbers", "numbers_in", "read_numbers", "singular", "unexplained", "without_times"]
 
 _UNITS_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen"
 _UNITS_WORDS += " fourteen fifteen sixteen seventeen eighteen nineteen"
@@ -65,6 +66,11 @@ _MULTIPLYING = frozenset(re.split(" ", "times twice double doubles triple treble
 # Words after which a bare hour reads as a clock time ("opens at nine", "from 9 to 5").
 _CLOCK_BEFORE = frozenset(re.split(" ", "at from until till to by before after between and"))
 _CLOCK_AFTER = frozenset(re.split(" ", "and to until till on each every daily sharp or , . ;"))
+
+
+def singular(word: str) -> str:
+    """A plural's singular, crudely ("weeks" -> "week", "kroner" kept; short words kept)."""
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
 def _value(word: str) -> int:
@@ -160,7 +166,7 @@ def _measures(text: str) -> list[tuple[float, str]]:
         after = tokens[i + 1] if i + 1 < len(tokens) else ""
         before = tokens[i - 1] if i else ""
         if after[:1].isalpha() or after == "%":
-            unit = after[:-1] if after.endswith("s") and len(after) > 3 else after
+            unit = singular(after)
         else:
             unit = before if before in _CURRENCY else ""
         out.append((float(token) if token[0].isdigit() else float(_VALUES[token]), unit))
@@ -177,15 +183,23 @@ def _is_plain(number: str) -> bool:
     return re.fullmatch(r"\d+(?:\.\d+)?", number) is not None
 
 
+class Numbers(NamedTuple):
+    """A claim's numbers read against a passage (`read_numbers`)."""
+
+    claim: set[str]  # numbers_in(claim, against=passage)
+    unexplained: set[str]  # those the passage neither writes nor states (the module doc)
+    restated_units: set[str]  # units of time the passage states otherwise ("hour" of "9 hours")
+
+
 def unexplained(claim: str, passage: str) -> set[str]:
     """The numbers of `claim` that `passage` neither writes nor states (see the module doc)."""
-    return read_numbers(claim, passage)[0]
+    return read_numbers(claim, passage).unexplained
 
 
-def read_numbers(claim: str, passage: str) -> tuple[set[str], set[str]]:
-    """`unexplained(claim, passage)`, and the units of time of the claim's durations that the
-    passage states in other units or as a span ("hours" of "nine hours" for 08:30 to 17:30):
-    words the passage need not have."""
+def read_numbers(claim: str, passage: str) -> Numbers:
+    """The claim's numbers, those `passage` neither writes nor states, and the units of time of
+    the claim's durations that the passage states in other units or as a span ("hour" of "nine
+    hours" for 08:30 to 17:30): words the passage need not have."""
     claim_numbers, passage_numbers = numbers_in(claim, against=passage), numbers_in(passage)
     missing = claim_numbers - passage_numbers
     claim_durations, passage_durations = _durations(claim), _durations(passage)
@@ -205,7 +219,7 @@ def read_numbers(claim: str, passage: str) -> tuple[set[str], set[str]]:
     tokens = re.findall(r"[a-z0-9']+|[,.;]", claim.lower())
     # Arithmetic only between two numbers of one measure that the claim names: "30 kroner
     # more" from "55 kroner" and "85 kroner".
-    named = {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words} | set(claim)
+    named = {singular(w) for w in words} | set(claim)
     measures = sorted(set(_measures(passage)))
     pairs = [
         (a, b)
@@ -232,7 +246,7 @@ def read_numbers(claim: str, passage: str) -> tuple[set[str], set[str]]:
         same = {u for n, u in passage_durations if n == value}
         if same and unit not in same and unit not in restated:
             out.add(f"{value:g} {unit}s")
-    return out, restated
+    return Numbers(claim_numbers, out, restated)
 
 
 def _clock_hour(number: str, tokens: list[str], clocks: list[int]) -> bool:

@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aikit.evals._quantities import NUMBER_WORDS, numbers_in, read_numbers, without_times
+from aikit.evals._quantities import NUMBER_WORDS, numbers_in, read_numbers, singular, without_times
 
 __all__ = [
     "WORD_THRESHOLD",
@@ -321,10 +321,9 @@ def check_claim(
     failed: list[str] = []
     if similarity < threshold:
         failed.append(f"similar: {similarity:.2f} < {threshold}")
-    claim_numbers = numbers_in(claim, against=passage)
-    missing_numbers, restated_units = read_numbers(claim, passage)
-    if missing_numbers:
-        failed.append("numbers: " + ", ".join(sorted(missing_numbers)))
+    numbers = read_numbers(claim, passage)
+    if numbers.unexplained:
+        failed.append("numbers: " + ", ".join(sorted(numbers.unexplained)))
     passage_words = {_norm(t) for t in _tokens(passage)}
     names = _names(claim, passage)
     missing_names = sorted(
@@ -335,7 +334,7 @@ def check_claim(
     content = [
         w
         for w in content_words(without_times(claim))
-        if w not in names and (w[:-1] if w.endswith("s") else w) not in restated_units
+        if w not in names and singular(w) not in numbers.restated_units
     ]
     passage_content = set(content_words(passage)) | {w for w in passage_words if "-" in w}
     lemmas = {stem for w in passage_words for stem in _lemmas(w)}
@@ -365,7 +364,7 @@ def check_claim(
     for kind, cues in claim_cues.items():
         if cues and not sentence_words & _QUANTIFIERS[kind]:
             failed.append(f"quantifier: {kind} ({', '.join(sorted(cues))})")
-    failed += _qualifiers(claim, claim_words, names, claim_numbers, best_clause, passage)
+    failed += _qualifiers(claim, claim_words, names, numbers.claim, best_clause, passage)
     failed += _pairing(claim, passage, content, names)
     return ClaimCheck(not failed, similarity, failed, words)
 
